@@ -1,1 +1,18 @@
-//! placeholder
+//! The ISMS node: everything the three binaries share. Layers, bottom up: `identity` and
+//! `config` → `tls` → `records` (keyspace over `isms_store`) → `core` (the state machine) →
+//! `link` and `operator` (gRPC at the edge) → `node` (wiring) → `cli` (operator commands).
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod core;
+pub mod directive;
+pub mod error;
+pub mod identity;
+pub mod link;
+pub mod node;
+pub mod operator;
+pub mod pki;
+pub mod records;
+pub mod telemetry;
+pub mod tls;

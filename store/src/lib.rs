@@ -109,14 +109,21 @@ impl Store {
     }
 
     /// All entries whose key starts with `prefix`, in key order.
-    pub fn scan_prefix(&self, prefix: &[u8]) -> impl Iterator<Item = Result<Entry>> + '_ {
+    pub fn scan_prefix(
+        &self,
+        prefix: &[u8],
+    ) -> impl DoubleEndedIterator<Item = Result<Entry>> + '_ {
         self.db
             .scan_prefix(prefix)
             .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(Into::into))
     }
 
     /// Entries with `from <= key < to`, in key order.
-    pub fn range(&self, from: &[u8], to: &[u8]) -> impl Iterator<Item = Result<Entry>> + '_ {
+    pub fn range(
+        &self,
+        from: &[u8],
+        to: &[u8],
+    ) -> impl DoubleEndedIterator<Item = Result<Entry>> + '_ {
         self.db
             .range(from.to_vec()..to.to_vec())
             .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(Into::into))

@@ -1,0 +1,484 @@
+//! Operator commands of the three binaries: they read the node's configuration, connect to
+//! its operator API over mTLS with an operator certificate, and print tables or JSON.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use isms_proto::v1::operator_client::OperatorClient;
+use isms_proto::v1::{
+    DirectiveKind, DirectiveView, GetDirectiveRequest, IssueRequest, ListDirectivesRequest,
+    NodeStatusRequest, Rule, RuleKind, TargetState, TargetView, Urgency,
+};
+use serde_json::json;
+use tonic::transport::Channel;
+
+use crate::config::Config;
+use crate::directive::{self, STATE_NAMES, is_final, state_name};
+use crate::identity::Identity;
+use crate::operator::counts;
+use crate::tls;
+
+/// Exit codes of `directive issue --wait`, so scripts can tell outcomes apart.
+pub mod exit {
+    /// Every target executed.
+    pub const OK: i32 = 0;
+    /// The command could not run (bad input, node unreachable).
+    pub const ERROR: i32 = 1;
+    /// Every target is final but some failed.
+    pub const SOME_FAILED: i32 = 2;
+    /// `--timeout` passed before every target was final.
+    pub const TIMED_OUT: i32 = 3;
+}
+
+/// How the CLI reaches its node.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClientArgs {
+    /// The node's configuration file (for its address, CA and the operator certificate).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Operator certificate (PEM); default: `operator_client.cert` of the config.
+    #[arg(long)]
+    pub operator_cert: Option<PathBuf>,
+    /// Operator private key (PEM); default: `operator_client.key` of the config.
+    #[arg(long)]
+    pub operator_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum UrgencyArg {
+    General,
+    Urgent,
+    Emergency,
+}
+
+/// `directive issue`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IssueArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Targets: a comma list of `all`, `province/NN`, `enterprise/ID`.
+    #[arg(long, required = true, value_delimiter = ',')]
+    pub to: Vec<String>,
+    /// Block a domain (repeatable).
+    #[arg(long = "block-domain", value_name = "DOMAIN")]
+    pub block_domain: Vec<String>,
+    /// Block a URL (repeatable).
+    #[arg(long = "block-url", value_name = "URL")]
+    pub block_url: Vec<String>,
+    /// Block an IP address or CIDR prefix (repeatable).
+    #[arg(long = "block-ip", value_name = "IP")]
+    pub block_ip: Vec<String>,
+    #[arg(long, value_enum, default_value = "general")]
+    pub urgency: UrgencyArg,
+    /// Follow the directive until every target is final or `--timeout` passes.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long `--wait` waits, e.g. `30s`, `5m`.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `directive status ID`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The directive ID.
+    pub id: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `directive list`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Most directives to show, newest first.
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `status`: the node's links and backlogs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NodeStatusArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Connects to the node named by the configuration as one of its operators.
+pub async fn connect(args: &ClientArgs) -> anyhow::Result<OperatorClient<Channel>> {
+    tls::install_crypto_provider();
+    let config = Config::load(&args.config)?;
+    let from_config = config.operator_client.as_ref();
+    let cert = args
+        .operator_cert
+        .clone()
+        .or_else(|| from_config.map(|o| o.cert.clone()))
+        .context("no operator certificate: pass --operator-cert or set operator_client.cert")?;
+    let key = args
+        .operator_key
+        .clone()
+        .or_else(|| from_config.map(|o| o.key.clone()))
+        .context("no operator key: pass --operator-key or set operator_client.key")?;
+    let paths = tls::TlsPaths {
+        ca: &config.tls.ca,
+        cert: &cert,
+        key: &key,
+    };
+    let client = tls::client_config(
+        &paths,
+        Identity::Node(config.node_id.clone()),
+        &config.trust_domain,
+    )?;
+    let mut addr = config.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let channel = tls::channel(&addr.to_string(), client)?;
+    Ok(OperatorClient::new(channel).max_decoding_message_size(config.link.max_frame_bytes))
+}
+
+/// Builds the request from the command line, refusing bad input before anything is sent.
+pub fn issue_request(args: &IssueArgs) -> anyhow::Result<IssueRequest> {
+    let mut rules = Vec::new();
+    for (kind, values) in [
+        (RuleKind::BlockDomain, &args.block_domain),
+        (RuleKind::BlockUrl, &args.block_url),
+        (RuleKind::BlockIp, &args.block_ip),
+    ] {
+        for v in values {
+            rules.push(Rule {
+                kind: kind as i32,
+                value: v.clone(),
+            });
+        }
+    }
+    let rules = directive::normalise_rules(&rules)?;
+    directive::parse_targets(&args.to)?;
+    Ok(IssueRequest {
+        id: uuid::Uuid::now_v7().to_string(),
+        to: args.to.clone(),
+        kind: DirectiveKind::Disposal as i32,
+        urgency: match args.urgency {
+            UrgencyArg::General => Urgency::General,
+            UrgencyArg::Urgent => Urgency::Urgent,
+            UrgencyArg::Emergency => Urgency::Emergency,
+        } as i32,
+        rules,
+    })
+}
+
+/// `directive issue`: returns the process exit code.
+pub async fn issue(args: IssueArgs) -> anyhow::Result<i32> {
+    let request = issue_request(&args)?;
+    let mut client = connect(&args.client).await?;
+    // The ID is ours, so a retry after a lost reply cannot issue the directive twice.
+    let reply = issue_with_retry(&mut client, request).await?;
+    if !args.wait {
+        if args.json {
+            let view = get(&mut client, &reply.id).await?;
+            println!("{}", view_json(&view));
+        } else {
+            println!("{}", reply.id);
+        }
+        return Ok(exit::OK);
+    }
+    if !args.json {
+        eprintln!("directive {} issued to {} targets", reply.id, reply.targets);
+    }
+    let (view, done) = follow(&mut client, &reply.id, args.timeout, !args.json).await?;
+    if args.json {
+        println!("{}", view_json(&view));
+    } else {
+        println!("{}", reply.id);
+        print_view(&view);
+    }
+    Ok(outcome(&view, done))
+}
+
+async fn issue_with_retry(
+    client: &mut OperatorClient<Channel>,
+    request: IssueRequest,
+) -> anyhow::Result<isms_proto::v1::IssueReply> {
+    let mut attempt = 0;
+    loop {
+        match client.issue_directive(request.clone()).await {
+            Ok(r) => return Ok(r.into_inner()),
+            Err(s) if s.code() == tonic::Code::Unavailable && attempt < 3 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+            }
+            Err(s) => anyhow::bail!("{}", s.message()),
+        }
+    }
+}
+
+fn outcome(view: &DirectiveView, done: bool) -> i32 {
+    if !done {
+        return exit::TIMED_OUT;
+    }
+    let failed = view
+        .targets
+        .iter()
+        .any(|t| t.state == TargetState::Failed as i32);
+    if failed { exit::SOME_FAILED } else { exit::OK }
+}
+
+async fn get(client: &mut OperatorClient<Channel>, id: &str) -> anyhow::Result<DirectiveView> {
+    let r = client
+        .get_directive(GetDirectiveRequest { id: id.to_string() })
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))?;
+    Ok(r.into_inner())
+}
+
+/// Polls until every target is final or `timeout` passes, with a progress bar on stderr.
+async fn follow(
+    client: &mut OperatorClient<Channel>,
+    id: &str,
+    timeout: Duration,
+    progress: bool,
+) -> anyhow::Result<(DirectiveView, bool)> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let bar = if progress {
+        indicatif::ProgressBar::new(0)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} final  {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    loop {
+        let view = get(client, id).await?;
+        let final_count = view
+            .targets
+            .iter()
+            .filter(|t| is_final(TargetState::try_from(t.state).unwrap_or_default()))
+            .count();
+        bar.set_length(view.targets.len() as u64);
+        bar.set_position(final_count as u64);
+        bar.set_message(
+            counts(&view.targets)
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect::<Vec<_>>()
+                .join("  "),
+        );
+        let done = final_count == view.targets.len();
+        if done || tokio::time::Instant::now() >= deadline {
+            bar.finish_and_clear();
+            return Ok((view, done));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn target_json(t: &TargetView) -> serde_json::Value {
+    json!({
+        "node": t.node,
+        "state": state_name(TargetState::try_from(t.state).unwrap_or_default()),
+        "updated_at_ms": t.updated_at_ms,
+        "detail": t.detail,
+        "queued_at_ms": t.queued_at_ms,
+        "delivered_at_ms": t.delivered_at_ms,
+        "acknowledged_at_ms": t.acknowledged_at_ms,
+        "finished_at_ms": t.finished_at_ms,
+    })
+}
+
+/// The JSON shape of a directive's status: `{"id", "targets": [...], "hops": [...], "counts"}`.
+pub fn view_json(view: &DirectiveView) -> serde_json::Value {
+    let d = view.directive.clone().unwrap_or_default();
+    json!({
+        "id": d.id,
+        "issuer": d.issuer,
+        "operator": d.operator,
+        "urgency": match Urgency::try_from(d.urgency) {
+            Ok(Urgency::Urgent) => "urgent",
+            Ok(Urgency::Emergency) => "emergency",
+            _ => "general",
+        },
+        "issued_at_ms": d.issued_at_ms,
+        "rules": d.rules.iter().map(|r| json!({
+            "kind": match RuleKind::try_from(r.kind) {
+                Ok(RuleKind::BlockDomain) => "block_domain",
+                Ok(RuleKind::BlockUrl) => "block_url",
+                Ok(RuleKind::BlockIp) => "block_ip",
+                _ => "unknown",
+            },
+            "value": r.value,
+        })).collect::<Vec<_>>(),
+        "targets": view.targets.iter().map(target_json).collect::<Vec<_>>(),
+        "hops": view.hops.iter().map(target_json).collect::<Vec<_>>(),
+        "counts": counts(&view.targets),
+    })
+}
+
+fn print_view(view: &DirectiveView) {
+    let state = |t: &TargetView| state_name(TargetState::try_from(t.state).unwrap_or_default());
+    for t in &view.hops {
+        println!("  {:<28} {:<13} (relay)", t.node, state(t));
+    }
+    for t in &view.targets {
+        let detail = if t.detail.is_empty() {
+            String::new()
+        } else {
+            format!("  {}", t.detail)
+        };
+        println!("  {:<28} {:<13}{detail}", t.node, state(t));
+    }
+    let c = counts(&view.targets);
+    let summary: Vec<String> = STATE_NAMES
+        .iter()
+        .filter_map(|s| c.get(*s).map(|n| format!("{s}: {n}")))
+        .collect();
+    println!("  {}", summary.join("  "));
+}
+
+/// `directive status ID`.
+pub async fn status(args: StatusArgs) -> anyhow::Result<i32> {
+    let mut client = connect(&args.client).await?;
+    let view = get(&mut client, &args.id).await?;
+    if args.json {
+        println!("{}", view_json(&view));
+    } else {
+        let d = view.directive.clone().unwrap_or_default();
+        println!(
+            "directive {}  issued by {} ({})  {} rules",
+            d.id,
+            d.issuer,
+            d.operator,
+            d.rules.len()
+        );
+        print_view(&view);
+    }
+    Ok(exit::OK)
+}
+
+/// `directive list`.
+pub async fn list(args: ListArgs) -> anyhow::Result<i32> {
+    let mut client = connect(&args.client).await?;
+    let list = client
+        .list_directives(ListDirectivesRequest { limit: args.limit })
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .into_inner();
+    if args.json {
+        let items: Vec<_> = list
+            .directives
+            .iter()
+            .map(|d| {
+                json!({
+                    "id": d.id, "issuer": d.issuer, "issued_at_ms": d.issued_at_ms,
+                    "rules": d.rules, "targets": d.targets, "counts": d.counts,
+                })
+            })
+            .collect();
+        println!("{}", json!({ "directives": items }));
+    } else {
+        for d in &list.directives {
+            let mut counts: Vec<_> = d.counts.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+            counts.sort();
+            println!(
+                "{}  {:<12} {:>5} rules {:>5} targets  {}",
+                d.id,
+                d.issuer,
+                d.rules,
+                d.targets,
+                counts.join("  ")
+            );
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// `status`: links (up/down, since when), backlog and oldest message age per peer.
+pub async fn node_status(args: NodeStatusArgs) -> anyhow::Result<i32> {
+    let mut client = connect(&args.client).await?;
+    let s = client
+        .node_status(NodeStatusRequest {})
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .into_inner();
+    if args.json {
+        let peers: Vec<_> = s
+            .peers
+            .iter()
+            .map(|p| {
+                json!({
+                    "peer": p.peer, "role": p.role, "up": p.up, "since_ms": p.since_ms,
+                    "backlog": p.backlog, "oldest_age_ms": p.oldest_age_ms,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            json!({
+                "node": s.node_id, "started_at_ms": s.started_at_ms,
+                "directives": s.directives, "active_rules": s.active_rules, "peers": peers,
+            })
+        );
+    } else {
+        println!(
+            "{}: {} directives, {} active rules",
+            s.node_id, s.directives, s.active_rules
+        );
+        let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+        for p in &s.peers {
+            let since = if p.since_ms == 0 {
+                "never".to_string()
+            } else {
+                format!(
+                    "{} ago",
+                    humantime::format_duration(Duration::from_secs(
+                        u64::try_from((now - p.since_ms) / 1000).unwrap_or(0)
+                    ))
+                )
+            };
+            println!(
+                "  {:<24} {:<6} {:<4} since {:<12} backlog {:>6}  oldest {} ms",
+                p.peer,
+                p.role,
+                if p.up { "up" } else { "down" },
+                since,
+                p.backlog,
+                p.oldest_age_ms
+            );
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// Runs a CLI command future on a fresh runtime and turns its outcome into an exit code,
+/// printing errors as one clear line.
+pub fn run_command<F>(f: F) -> i32
+where
+    F: std::future::Future<Output = anyhow::Result<i32>>,
+{
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::ERROR;
+        }
+    };
+    match rt.block_on(f) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit::ERROR
+        }
+    }
+}

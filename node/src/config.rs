@@ -1,0 +1,442 @@
+//! A node's TOML configuration: every field typed, documented with its default, and
+//! validated once at start with an error that names the field.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::identity::{NodeId, Tier};
+
+/// Configuration of one node (`NAME serve --config FILE`). Relative paths are resolved
+/// against the directory of the configuration file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This node's ID: `ministry`, `province/NN` or `enterprise/ID`. Required; must match
+    /// the URI SAN of `tls.cert`.
+    pub node_id: NodeId,
+    /// SPIFFE trust domain of the network's certificates. Default `isms.local`.
+    #[serde(default = "default_trust_domain")]
+    pub trust_domain: String,
+    /// Address of this node's gRPC server: links from children and the operator API.
+    /// Required.
+    pub listen: SocketAddr,
+    /// Directory of this node's store. Required; created if missing.
+    pub data_dir: PathBuf,
+    /// This node's certificate, key and the network's CA. Required.
+    pub tls: TlsFiles,
+    /// The parent this node dials. Required for provinces and enterprises; absent at the
+    /// ministry.
+    #[serde(default)]
+    pub parent: Option<Parent>,
+    /// The children allowed to link to this node; any other identity is refused.
+    /// Default: none.
+    #[serde(default)]
+    pub children: Vec<Child>,
+    /// Enterprise only, required there: the JSON file the active rule set is written to
+    /// (atomically) for the filtering system.
+    #[serde(default)]
+    pub rules_file: Option<PathBuf>,
+    /// Link tuning. Defaults suit a national network.
+    #[serde(default)]
+    pub link: LinkTuning,
+    /// Logs and traces.
+    #[serde(default)]
+    pub telemetry: Telemetry,
+    /// Certificate the CLI subcommands present to this node's operator API. Default: none
+    /// (then `--operator-cert` and `--operator-key` must be given).
+    #[serde(default)]
+    pub operator_client: Option<TlsIdentityFiles>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// PEM file of the CA certificate(s) trusted for peers and operators.
+    pub ca: PathBuf,
+    /// PEM certificate chain of this node.
+    pub cert: PathBuf,
+    /// PEM private key of this node.
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsIdentityFiles {
+    /// PEM certificate of the operator.
+    pub cert: PathBuf,
+    /// PEM private key of the operator.
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Parent {
+    /// The parent's node ID; its certificate must prove it.
+    pub id: NodeId,
+    /// `host:port` of the parent's server.
+    pub address: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Child {
+    /// The child's node ID.
+    pub id: NodeId,
+    /// Ministry only, for a province child: the enterprises in its jurisdiction (the
+    /// ministry's enterprise directory, R-3.1). Default: none.
+    #[serde(default)]
+    pub enterprises: Vec<NodeId>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LinkTuning {
+    /// Most unacknowledged envelopes in flight per link. Default 8192.
+    pub window: u32,
+    /// Most envelopes per batch frame. Default 512.
+    pub batch: u32,
+    /// First reconnect delay; doubles up to `reconnect_max`, with jitter. Default 100ms.
+    #[serde(with = "humantime_serde")]
+    pub reconnect_min: Duration,
+    /// Cap of the reconnect delay. Default 5s.
+    #[serde(with = "humantime_serde")]
+    pub reconnect_max: Duration,
+    /// Largest frame accepted, bytes. Default 64 MiB (a 50,000-rule blacklist fits).
+    pub max_frame_bytes: usize,
+}
+
+impl Default for LinkTuning {
+    fn default() -> Self {
+        LinkTuning {
+            window: 8192,
+            batch: 512,
+            reconnect_min: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(5),
+            max_frame_bytes: 64 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Telemetry {
+    /// OTLP/gRPC endpoint for traces, e.g. `http://127.0.0.1:4317`. Default: no export.
+    pub otlp_endpoint: Option<String>,
+    /// `tracing` filter directive. Default `info`.
+    pub log_filter: String,
+    /// Log line format. Default `text`.
+    pub log_format: LogFormat,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Telemetry {
+            otlp_endpoint: None,
+            log_filter: "info".into(),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+fn default_trust_domain() -> String {
+    "isms.local".into()
+}
+
+/// A configuration that cannot be used, naming the field at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("config field `{field}`: {problem}")]
+    Invalid { field: String, problem: String },
+}
+
+fn invalid(field: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        problem: problem.into(),
+    }
+}
+
+impl Config {
+    /// Reads, resolves and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Makes relative paths relative to `base` (the configuration file's directory).
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.data_dir);
+        fix(&mut self.tls.ca);
+        fix(&mut self.tls.cert);
+        fix(&mut self.tls.key);
+        if let Some(r) = &mut self.rules_file {
+            fix(r);
+        }
+        if let Some(op) = &mut self.operator_client {
+            fix(&mut op.cert);
+            fix(&mut op.key);
+        }
+    }
+
+    pub fn tier(&self) -> Tier {
+        self.node_id.tier()
+    }
+
+    /// Checks everything that can be checked before the node starts.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let tier = self.tier();
+        if self.trust_domain.is_empty()
+            || !self
+                .trust_domain
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'))
+        {
+            return Err(invalid(
+                "trust_domain",
+                "must be a DNS-like name (letters, digits, '.', '-')",
+            ));
+        }
+        for (field, path) in [
+            ("tls.ca", &self.tls.ca),
+            ("tls.cert", &self.tls.cert),
+            ("tls.key", &self.tls.key),
+        ] {
+            if !path.is_file() {
+                return Err(invalid(field, format!("{} is not a file", path.display())));
+            }
+        }
+        match (tier, &self.parent) {
+            (Tier::Ministry, Some(_)) => {
+                return Err(invalid("parent", "the ministry has no parent"));
+            }
+            (Tier::Province | Tier::Enterprise, None) => {
+                return Err(invalid("parent", format!("a {tier} node needs a parent")));
+            }
+            (Tier::Province, Some(p)) if p.id.tier() != Tier::Ministry => {
+                return Err(invalid("parent.id", "a province's parent is the ministry"));
+            }
+            (Tier::Enterprise, Some(p)) if p.id.tier() == Tier::Enterprise => {
+                return Err(invalid(
+                    "parent.id",
+                    "an enterprise's parent is its province or the ministry (R-4.1)",
+                ));
+            }
+            _ => {}
+        }
+        if let Some(p) = &self.parent
+            && !p.address.contains(':')
+        {
+            return Err(invalid("parent.address", "expected host:port"));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, child) in self.children.iter().enumerate() {
+            let field = format!("children[{i}].id");
+            let ok = match (tier, child.id.tier()) {
+                (Tier::Ministry, Tier::Province | Tier::Enterprise) => true,
+                (Tier::Province, Tier::Enterprise) => true,
+                _ => false,
+            };
+            if !ok {
+                return Err(invalid(
+                    field,
+                    format!("a {tier} node cannot have {} as a child", child.id),
+                ));
+            }
+            if !seen.insert(child.id.clone()) {
+                return Err(invalid(field, format!("{} is listed twice", child.id)));
+            }
+            if !child.enterprises.is_empty()
+                && (tier != Tier::Ministry || child.id.tier() != Tier::Province)
+            {
+                return Err(invalid(
+                    format!("children[{i}].enterprises"),
+                    "only the ministry lists the enterprises of a province",
+                ));
+            }
+            for (j, e) in child.enterprises.iter().enumerate() {
+                if e.tier() != Tier::Enterprise {
+                    return Err(invalid(
+                        format!("children[{i}].enterprises[{j}]"),
+                        format!("{e} is not an enterprise"),
+                    ));
+                }
+                if !seen.insert(e.clone()) {
+                    return Err(invalid(
+                        format!("children[{i}].enterprises[{j}]"),
+                        format!("{e} is listed twice"),
+                    ));
+                }
+            }
+        }
+        match (tier, &self.rules_file) {
+            (Tier::Enterprise, None) => {
+                return Err(invalid("rules_file", "an enterprise needs a rules file"));
+            }
+            (Tier::Ministry | Tier::Province, Some(_)) => {
+                return Err(invalid("rules_file", "only an enterprise has a rules file"));
+            }
+            _ => {}
+        }
+        if self.link.window == 0 {
+            return Err(invalid("link.window", "must be at least 1"));
+        }
+        if self.link.batch == 0 {
+            return Err(invalid("link.batch", "must be at least 1"));
+        }
+        if self.link.reconnect_min.is_zero() || self.link.reconnect_min > self.link.reconnect_max
+        {
+            return Err(invalid(
+                "link.reconnect_min",
+                "must be non-zero and at most link.reconnect_max",
+            ));
+        }
+        if self.link.max_frame_bytes < 64 << 10 {
+            return Err(invalid("link.max_frame_bytes", "must be at least 64 KiB"));
+        }
+        if let Some(ep) = &self.telemetry.otlp_endpoint
+            && url::Url::parse(ep).is_err()
+        {
+            return Err(invalid(
+                "telemetry.otlp_endpoint",
+                "expected a URL such as http://127.0.0.1:4317",
+            ));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_filter).is_err() {
+            return Err(invalid(
+                "telemetry.log_filter",
+                "not a valid tracing filter directive",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Every enterprise this node can reach through its children, with the child that leads
+    /// to it (the ministry's directory; a province's own jurisdiction).
+    pub fn directory(&self) -> Vec<(NodeId, NodeId)> {
+        let mut out = Vec::new();
+        for child in &self.children {
+            match child.id.tier() {
+                Tier::Enterprise => out.push((child.id.clone(), child.id.clone())),
+                _ => {
+                    for e in &child.enterprises {
+                        out.push((e.clone(), child.id.clone()));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, body: &str) -> PathBuf {
+        for f in ["ca.pem", "node.pem", "node.key"] {
+            std::fs::write(dir.join(f), "x").expect("write");
+        }
+        let p = dir.join("node.toml");
+        std::fs::write(&p, body).expect("write");
+        p
+    }
+
+    const HEAD: &str = r#"
+listen = "127.0.0.1:0"
+data_dir = "store"
+[tls]
+ca = "ca.pem"
+cert = "node.pem"
+key = "node.key"
+"#;
+
+    #[test]
+    fn errors_name_the_field() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cases = [
+            ("node_id = \"province/44\"\n", "parent"),
+            (
+                "node_id = \"province/44\"\n[parent]\nid = \"province/11\"\naddress = \"x:1\"\n",
+                "parent.id",
+            ),
+            (
+                "node_id = \"enterprise/e1\"\nrules_file = \"r.json\"\n[parent]\nid = \"ministry\"\naddress = \"nocolon\"\n",
+                "parent.address",
+            ),
+            ("node_id = \"ministry\"\n[[children]]\nid = \"ministry\"\n", "children[0].id"),
+            ("node_id = \"ministry\"\n[link]\nwindow = 0\n", "link.window"),
+            ("node_id = \"ministry\"\nrules_file = \"r.json\"\n", "rules_file"),
+        ];
+        for (body, field) in cases {
+            // Tables must follow top-level keys in TOML.
+            let (top, tables) = body.split_once('[').map_or((body, ""), |(a, b)| (a, b));
+            let text = if tables.is_empty() {
+                format!("{top}{HEAD}")
+            } else {
+                format!("{top}{HEAD}[{tables}")
+            };
+            let p = write(dir.path(), &text);
+            let err = Config::load(&p).expect_err(body).to_string();
+            assert!(err.contains(&format!("`{field}`")), "{body}: {err}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_ids_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = write(dir.path(), &format!("node_id = \"ministry\"\nbogus = 1\n{HEAD}"));
+        assert!(Config::load(&p).expect_err("bogus").to_string().contains("bogus"));
+        let p = write(dir.path(), &format!("node_id = \"province/4\"\n{HEAD}"));
+        assert!(
+            Config::load(&p)
+                .expect_err("bad id")
+                .to_string()
+                .contains("two digits")
+        );
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = write(dir.path(), &format!("node_id = \"ministry\"\n{HEAD}"));
+        let c = Config::load(&p).expect("valid");
+        assert_eq!(c.data_dir, dir.path().join("store"));
+    }
+}

@@ -1,0 +1,1083 @@
+//! The node's state machine: one thread owns every write to the store.
+//!
+//! Link sessions and the operator API send it [`Event`]s. It takes every event waiting in
+//! its queue as one group, applies the group's writes as one atomic batch, syncs the store
+//! once (group commit), and only then replies, acknowledges to peers, and lets link writers
+//! see the new outbox entries. So nothing is acknowledged or sent before it is durable, and a
+//! crash at any point leaves either the whole group or none of it.
+//!
+//! Per link and direction (DESIGN.md "Links"): an outbox entry is written in the same batch
+//! as the state change that caused it, with the next sequence number; an inbound envelope is
+//! applied in the same batch as the new `applied` mark; a directive reaching a node twice (by
+//! its ID) is applied once; target states only move forward, so a repeated status is
+//! harmless.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use isms_proto::record::{
+    ActiveRule, AuditRecord, DirectiveRef, OutboxEntry, StoredDirective, TargetRecord,
+    outbox_entry,
+};
+use isms_proto::v1::{
+    Directive, DirectiveKind, Envelope, IssueReply, IssueRequest, RuleKind, StatusReport,
+    TargetState, TargetStatus, Urgency, envelope::Payload,
+};
+use isms_store::{Store, Txn};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::directive::{self, InputError, state_rank};
+use crate::error::NodeError;
+use crate::identity::{NodeId, Tier};
+use crate::records::{self, decode, encode};
+use crate::telemetry;
+
+/// How a peer relates to this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Parent,
+    Child,
+}
+
+/// Whether a link is up, and since when.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LinkStatus {
+    pub up: bool,
+    pub since_ms: i64,
+    /// Bumped by every new session, so a superseded session does not mark the link down.
+    pub session: u64,
+}
+
+/// What the rest of the node may know about one peer's link, published after each commit.
+#[derive(Debug)]
+pub struct PeerState {
+    pub id: NodeId,
+    pub role: Role,
+    /// Highest outbox sequence number that is durable, so safe to send.
+    pub durable_out: watch::Sender<u64>,
+    /// Highest sequence number from the peer that is durably applied.
+    pub durable_applied: AtomicU64,
+    /// Highest sequence number the peer acknowledged.
+    pub acked: AtomicU64,
+    pub link: Mutex<LinkStatus>,
+}
+
+/// State shared by the core, the link sessions and the operator API.
+#[derive(Debug)]
+pub struct Shared {
+    pub node_id: NodeId,
+    pub store: Arc<Store>,
+    pub peers: BTreeMap<NodeId, Arc<PeerState>>,
+    /// Enterprises this node can reach, with the child that leads to each.
+    pub directory: Vec<(NodeId, NodeId)>,
+    pub clock: Arc<dyn Clock>,
+    pub started_at_ms: i64,
+    /// Set when the core stopped on a store failure: the node must exit.
+    pub failed: AtomicBool,
+}
+
+impl Shared {
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    pub fn peer(&self, id: &NodeId) -> Option<&Arc<PeerState>> {
+        self.peers.get(id)
+    }
+}
+
+/// Work for the core.
+#[derive(Debug)]
+pub enum Event {
+    /// Envelopes received from a peer; the reply is the highest sequence now durably
+    /// applied from it.
+    Inbound {
+        peer: NodeId,
+        envelopes: Vec<Envelope>,
+        reply: oneshot::Sender<Result<u64, NodeError>>,
+    },
+    /// The peer holds everything up to `up_to` durably.
+    Acked { peer: NodeId, up_to: u64 },
+    /// An operator issues a directive here.
+    Issue {
+        request: IssueRequest,
+        operator: String,
+        reply: oneshot::Sender<Result<IssueReply, NodeError>>,
+    },
+    /// Enterprise: the rules file now reflects these directives' rules (or could not be
+    /// written).
+    RulesWritten {
+        directives: Vec<String>,
+        result: Result<(), String>,
+    },
+}
+
+/// Sends events to the core.
+#[derive(Debug, Clone)]
+pub struct CoreHandle {
+    tx: mpsc::Sender<Event>,
+}
+
+impl CoreHandle {
+    pub async fn send(&self, event: Event) -> Result<(), NodeError> {
+        self.tx
+            .send(event)
+            .await
+            .map_err(|_| NodeError::ShuttingDown)
+    }
+
+    pub async fn inbound(&self, peer: NodeId, envelopes: Vec<Envelope>) -> Result<u64, NodeError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Event::Inbound {
+            peer,
+            envelopes,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| NodeError::ShuttingDown)?
+    }
+
+    pub async fn acked(&self, peer: NodeId, up_to: u64) -> Result<(), NodeError> {
+        self.send(Event::Acked { peer, up_to }).await
+    }
+
+    pub async fn issue(
+        &self,
+        request: IssueRequest,
+        operator: String,
+    ) -> Result<IssueReply, NodeError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Event::Issue {
+            request,
+            operator,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| NodeError::ShuttingDown)?
+    }
+}
+
+/// Most events committed together; bounds the latency one group adds.
+const MAX_GROUP: usize = 4096;
+
+pub struct Core {
+    shared: Arc<Shared>,
+    tier: Tier,
+    parent: Option<NodeId>,
+    next_seq: HashMap<NodeId, u64>,
+    applied: HashMap<NodeId, u64>,
+    acked: HashMap<NodeId, u64>,
+    rules_file: Option<PathBuf>,
+    /// Events the core gives itself (rules file written), handled before new input.
+    internal: VecDeque<Event>,
+    fatal: CancellationToken,
+}
+
+enum Reply {
+    Inbound(oneshot::Sender<Result<u64, NodeError>>, Result<u64, NodeError>),
+    Issue(
+        oneshot::Sender<Result<IssueReply, NodeError>>,
+        Result<IssueReply, NodeError>,
+    ),
+}
+
+/// Status updates headed up for one directive, coalesced within a group.
+#[derive(Default)]
+struct Upward {
+    updates: BTreeMap<String, TargetStatus>,
+    trace: HashMap<String, String>,
+}
+
+struct Group<'s> {
+    txn: Txn<'s>,
+    now: i64,
+    replies: Vec<Reply>,
+    upward: BTreeMap<String, Upward>,
+    rules_changed: Vec<String>,
+}
+
+impl Core {
+    /// Loads the link counters from the store and starts the core on its own thread.
+    /// `fatal` is cancelled if the store fails, so the node stops instead of lying.
+    pub fn start(
+        shared: Arc<Shared>,
+        parent: Option<NodeId>,
+        rules_file: Option<PathBuf>,
+        fatal: CancellationToken,
+    ) -> Result<(CoreHandle, std::thread::JoinHandle<()>), NodeError> {
+        let store = shared.store.clone();
+        let mut core = Core {
+            tier: shared.node_id.tier(),
+            shared: shared.clone(),
+            parent,
+            next_seq: HashMap::new(),
+            applied: HashMap::new(),
+            acked: HashMap::new(),
+            rules_file,
+            internal: VecDeque::new(),
+            fatal,
+        };
+        for (id, peer) in &shared.peers {
+            let next = match store.get(&records::next_seq(id))? {
+                Some(v) => records::decode_u64(&records::next_seq(id), &v)?,
+                None => 1,
+            };
+            let applied = match store.get(&records::applied(id))? {
+                Some(v) => records::decode_u64(&records::applied(id), &v)?,
+                None => 0,
+            };
+            let first_unacked = store
+                .scan_prefix(&records::outbox_prefix(id))
+                .next()
+                .transpose()?
+                .and_then(|(k, _)| records::outbox_seq(&k));
+            let acked = first_unacked.map_or(next - 1, |s| s - 1);
+            core.next_seq.insert(id.clone(), next);
+            core.applied.insert(id.clone(), applied);
+            core.acked.insert(id.clone(), acked);
+            peer.durable_out.send_replace(next - 1);
+            peer.durable_applied.store(applied, Ordering::SeqCst);
+            peer.acked.store(acked, Ordering::SeqCst);
+        }
+        if core.tier == Tier::Enterprise {
+            core.recover_pending_execution()?;
+        }
+        let (tx, rx) = mpsc::channel(8192);
+        let thread = std::thread::Builder::new()
+            .name("isms-core".into())
+            .spawn(move || core.run(rx))
+            .map_err(|e| {
+                NodeError::Store(isms_store::StoreError::Io {
+                    path: PathBuf::from("<core thread>"),
+                    source: e,
+                })
+            })?;
+        Ok((CoreHandle { tx }, thread))
+    }
+
+    /// Directives whose rules were stored before a crash but not confirmed in the rules
+    /// file: write the file again and report them.
+    fn recover_pending_execution(&mut self) -> Result<(), NodeError> {
+        let pending: Vec<String> = self
+            .shared
+            .store
+            .scan_prefix(records::PENDING_EXEC_PREFIX)
+            .filter_map(|r| r.ok().and_then(|(k, _)| records::pending_exec_id(&k)))
+            .collect();
+        if !pending.is_empty() {
+            tracing::info!(count = pending.len(), "re-writing rules file after restart");
+            let result = self.write_rules_file();
+            self.internal.push_back(Event::RulesWritten {
+                directives: pending,
+                result,
+            });
+        }
+        Ok(())
+    }
+
+    fn run(mut self, mut rx: mpsc::Receiver<Event>) {
+        loop {
+            let mut events: Vec<Event> = self.internal.drain(..).collect();
+            if events.is_empty() {
+                match rx.blocking_recv() {
+                    Some(e) => events.push(e),
+                    None => break,
+                }
+            }
+            while events.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(e) => events.push(e),
+                    Err(_) => break,
+                }
+            }
+            if let Err(e) = self.process_group(events) {
+                tracing::error!(error = %e, "store failure: stopping the node rather than acknowledge what may not be durable");
+                self.shared.failed.store(true, Ordering::SeqCst);
+                self.fatal.cancel();
+                break;
+            }
+        }
+        // Dropping `rx` fails every queued sender with ShuttingDown.
+    }
+
+    fn process_group(&mut self, events: Vec<Event>) -> Result<(), NodeError> {
+        let store = self.shared.store.clone();
+        let mut g = Group {
+            txn: store.txn(),
+            now: self.shared.now_ms(),
+            replies: Vec::new(),
+            upward: BTreeMap::new(),
+            rules_changed: Vec::new(),
+        };
+        for event in events {
+            self.handle(&mut g, event)?;
+        }
+        self.flush_upward(&mut g);
+        let Group {
+            txn,
+            replies,
+            rules_changed,
+            ..
+        } = g;
+        store.apply(txn.into_writes())?;
+        store.sync()?;
+        self.publish();
+        for reply in replies {
+            // A caller that went away no longer needs the answer.
+            match reply {
+                Reply::Inbound(tx, r) => drop(tx.send(r)),
+                Reply::Issue(tx, r) => drop(tx.send(r)),
+            }
+        }
+        if !rules_changed.is_empty() {
+            let result = self.write_rules_file();
+            self.internal.push_back(Event::RulesWritten {
+                directives: rules_changed,
+                result,
+            });
+        }
+        Ok(())
+    }
+
+    /// Tells link writers and sessions what is now durable.
+    fn publish(&self) {
+        for (id, peer) in &self.shared.peers {
+            let out = self.next_seq.get(id).copied().unwrap_or(1) - 1;
+            peer.durable_out.send_if_modified(|v| {
+                let changed = *v != out;
+                *v = out;
+                changed
+            });
+            peer.durable_applied
+                .store(self.applied.get(id).copied().unwrap_or(0), Ordering::SeqCst);
+            peer.acked
+                .store(self.acked.get(id).copied().unwrap_or(0), Ordering::SeqCst);
+        }
+    }
+
+    /// Handles one event. Everything that can be refused is checked before the first write,
+    /// so a refused event leaves no trace in the group.
+    fn handle(&mut self, g: &mut Group<'_>, event: Event) -> Result<(), NodeError> {
+        match event {
+            Event::Inbound {
+                peer,
+                envelopes,
+                reply,
+            } => {
+                let result = match self.check_inbound(&peer, &envelopes) {
+                    Ok(()) => self.apply_inbound(g, &peer, envelopes).map(|()| self.applied[&peer]),
+                    Err(e) => {
+                        tracing::warn!(%peer, error = %e, "refused envelopes");
+                        Err(e)
+                    }
+                };
+                // Store errors must stop the node; the others only refuse this input.
+                let result = match result {
+                    Err(NodeError::Store(e)) => return Err(NodeError::Store(e)),
+                    r => r,
+                };
+                g.replies.push(Reply::Inbound(reply, result));
+            }
+            Event::Acked { peer, up_to } => self.apply_ack(g, &peer, up_to)?,
+            Event::Issue {
+                request,
+                operator,
+                reply,
+            } => {
+                let result = self.issue(g, request, &operator);
+                let result = match result {
+                    Err(NodeError::Store(e)) => return Err(NodeError::Store(e)),
+                    r => r,
+                };
+                g.replies.push(Reply::Issue(reply, result));
+            }
+            Event::RulesWritten { directives, result } => {
+                self.rules_written(g, directives, result)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn check_inbound(&self, peer_id: &NodeId, envelopes: &[Envelope]) -> Result<(), NodeError> {
+        let peer = self
+            .shared
+            .peer(peer_id)
+            .ok_or_else(|| NodeError::Forbidden(format!("{peer_id} is not a peer of this node")))?;
+        let mut expect = self.applied[peer_id] + 1;
+        for env in envelopes {
+            if env.seq < expect {
+                continue; // already applied: acknowledged again, not applied again
+            }
+            if env.seq != expect {
+                return Err(NodeError::Protocol(format!(
+                    "sequence gap from {peer_id}: expected {expect}, got {}",
+                    env.seq
+                )));
+            }
+            expect += 1;
+            if env.id.is_empty() {
+                return Err(NodeError::Protocol(format!(
+                    "envelope {} from {peer_id} has no message ID",
+                    env.seq
+                )));
+            }
+            match (&env.payload, peer.role) {
+                (Some(Payload::Directive(d)), Role::Parent) => check_directive_shape(d)?,
+                (Some(Payload::Directive(_)), Role::Child) => {
+                    return Err(NodeError::Forbidden(format!(
+                        "{peer_id} is a child of {}: directives only flow down from a parent",
+                        self.shared.node_id
+                    )));
+                }
+                (Some(Payload::Status(s)), Role::Child) => self.check_status_scope(peer_id, s)?,
+                (Some(Payload::Status(_)), Role::Parent) => {
+                    return Err(NodeError::Protocol(format!(
+                        "{peer_id} is the parent: status reports only flow up"
+                    )));
+                }
+                (None, _) => {
+                    return Err(NodeError::Protocol(format!(
+                        "envelope {} from {peer_id} has no payload",
+                        env.seq
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A child may report only on itself and, for a province, its own enterprises.
+    fn check_status_scope(&self, child: &NodeId, report: &StatusReport) -> Result<(), NodeError> {
+        for u in &report.updates {
+            let allowed = u.node == child.as_str()
+                || (child.tier() == Tier::Province
+                    && self
+                        .shared
+                        .directory
+                        .iter()
+                        .any(|(e, route)| route == child && e.as_str() == u.node));
+            if !allowed {
+                return Err(NodeError::Forbidden(format!(
+                    "{child} may not report on {}",
+                    u.node
+                )));
+            }
+            if TargetState::try_from(u.state).is_err() || u.state == 0 {
+                return Err(NodeError::Protocol(format!("unknown state {}", u.state)));
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_inbound(
+        &mut self,
+        g: &mut Group<'_>,
+        peer: &NodeId,
+        envelopes: Vec<Envelope>,
+    ) -> Result<(), NodeError> {
+        let mut applied = self.applied[peer];
+        for env in envelopes {
+            if env.seq <= applied {
+                continue;
+            }
+            match env.payload {
+                Some(Payload::Directive(d)) => {
+                    self.receive_directive(g, peer, d, env.trace_context)?;
+                }
+                Some(Payload::Status(s)) => self.receive_status(g, peer, s, &env.trace_context)?,
+                None => {} // refused by check_inbound
+            }
+            applied = env.seq;
+        }
+        if applied != self.applied[peer] {
+            self.applied.insert(peer.clone(), applied);
+            g.txn.put(records::applied(peer), records::encode_u64(applied));
+        }
+        Ok(())
+    }
+
+    fn receive_directive(
+        &mut self,
+        g: &mut Group<'_>,
+        from: &NodeId,
+        d: Directive,
+        trace: HashMap<String, String>,
+    ) -> Result<(), NodeError> {
+        let span = tracing::info_span!("directive.receive", directive = %d.id, from = %from, node = %self.shared.node_id);
+        telemetry::set_parent(&span, &trace);
+        let _entered = span.enter();
+        let key = records::directive(&d.id);
+        if g.txn.contains(&key)? {
+            tracing::debug!(directive = %d.id, "duplicate directive: already applied");
+            return Ok(());
+        }
+        let trace = telemetry::inject(&span);
+        let stored = StoredDirective {
+            directive: Some(d.clone()),
+            received_from: from.to_string(),
+            received_at_ms: g.now,
+            trace_context: trace.clone(),
+        };
+        g.txn.put(key, encode(&stored));
+        match self.tier {
+            Tier::Enterprise => self.accept_at_enterprise(g, &d, &trace)?,
+            Tier::Province => self.relay_at_province(g, &d, &trace)?,
+            Tier::Ministry => {
+                // check_inbound refuses directives from children; the ministry has no parent.
+            }
+        }
+        tracing::info!(directive = %d.id, rules = d.rules.len(), "directive received");
+        Ok(())
+    }
+
+    /// Province: forward at once to the targets in this jurisdiction; confirm and
+    /// return are states this relay will wait in.
+    fn relay_at_province(
+        &mut self,
+        g: &mut Group<'_>,
+        d: &Directive,
+        trace: &HashMap<String, String>,
+    ) -> Result<(), NodeError> {
+        let me = self.shared.node_id.to_string();
+        for target in &d.targets {
+            let child = target
+                .parse::<NodeId>()
+                .ok()
+                .filter(|t| self.shared.peer(t).is_some_and(|p| p.role == Role::Child));
+            match child {
+                Some(child) => {
+                    self.set_target(g, &d.id, target, TargetState::Queued, "")?;
+                    self.enqueue_directive(g, &child, d, vec![target.clone()], trace.clone());
+                }
+                None => {
+                    let why = format!("{target} is not in the jurisdiction of {me}");
+                    tracing::warn!(directive = %d.id, %why);
+                    self.report_up(g, &d.id, target, TargetState::Failed, &why, trace);
+                }
+            }
+        }
+        self.report_up(g, &d.id, &me, TargetState::Forwarded, "", trace);
+        Ok(())
+    }
+
+    /// Enterprise: acknowledge on receipt and add the rules to the active set; the rules
+    /// file is written after the commit, and `executed` follows.
+    fn accept_at_enterprise(
+        &mut self,
+        g: &mut Group<'_>,
+        d: &Directive,
+        trace: &HashMap<String, String>,
+    ) -> Result<(), NodeError> {
+        let me = self.shared.node_id.to_string();
+        self.report_up(g, &d.id, &me, TargetState::Acknowledged, "", trace);
+        let rules = match directive::normalise_rules(&d.rules) {
+            Ok(r) => r,
+            Err(e) => {
+                self.report_up(g, &d.id, &me, TargetState::Failed, &e.to_string(), trace);
+                return Ok(());
+            }
+        };
+        if DirectiveKind::try_from(d.kind) == Ok(DirectiveKind::Disposal) {
+            let added = rules.len() as u64;
+            for (i, rule) in rules.into_iter().enumerate() {
+                let active = ActiveRule {
+                    directive_id: d.id.clone(),
+                    rule: Some(rule),
+                    issuer: d.issuer.clone(),
+                    kind: d.kind,
+                    applied_at_ms: g.now,
+                };
+                let index = u32::try_from(i).unwrap_or(u32::MAX);
+                g.txn.put(records::rule(&d.id, index), encode(&active));
+            }
+            let counter = match g.txn.get(records::RULES_APPLIED_COUNTER)? {
+                Some(v) => records::decode_u64(records::RULES_APPLIED_COUNTER, &v)?,
+                None => 0,
+            };
+            g.txn.put(
+                records::RULES_APPLIED_COUNTER.to_vec(),
+                records::encode_u64(counter + added),
+            );
+        }
+        g.txn.put(records::pending_exec(&d.id), Vec::new());
+        g.rules_changed.push(d.id.clone());
+        Ok(())
+    }
+
+    fn rules_written(
+        &mut self,
+        g: &mut Group<'_>,
+        directives: Vec<String>,
+        result: Result<(), String>,
+    ) -> Result<(), NodeError> {
+        let me = self.shared.node_id.to_string();
+        for id in directives {
+            let pending = records::pending_exec(&id);
+            if !g.txn.contains(&pending)? {
+                continue; // reported already (recovery and a normal write raced)
+            }
+            g.txn.delete(pending);
+            let trace = self.stored_trace(g, &id)?;
+            let span = tracing::info_span!("directive.execute", directive = %id, node = %me);
+            telemetry::set_parent(&span, &trace);
+            let _entered = span.enter();
+            let trace = telemetry::inject(&span);
+            match &result {
+                Ok(()) => {
+                    tracing::info!(directive = %id, "directive executed");
+                    self.report_up(g, &id, &me, TargetState::Executed, "", &trace);
+                }
+                Err(why) => {
+                    tracing::error!(directive = %id, error = %why, "directive failed");
+                    for (k, _) in g.txn.scan_prefix(&records::rules_prefix(&id))? {
+                        g.txn.delete(k);
+                    }
+                    let detail = format!("rules file not written: {why}");
+                    self.report_up(g, &id, &me, TargetState::Failed, &detail, &trace);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn stored_trace(&self, g: &Group<'_>, id: &str) -> Result<HashMap<String, String>, NodeError> {
+        let key = records::directive(id);
+        Ok(match g.txn.get(&key)? {
+            Some(v) => decode::<StoredDirective>(&key, &v)?.trace_context,
+            None => HashMap::new(),
+        })
+    }
+
+    fn stored_directive(&self, g: &Group<'_>, id: &str) -> Result<Option<StoredDirective>, NodeError> {
+        let key = records::directive(id);
+        Ok(match g.txn.get(&key)? {
+            Some(v) => Some(decode::<StoredDirective>(&key, &v)?),
+            None => None,
+        })
+    }
+
+    fn receive_status(
+        &mut self,
+        g: &mut Group<'_>,
+        from: &NodeId,
+        report: StatusReport,
+        trace: &HashMap<String, String>,
+    ) -> Result<(), NodeError> {
+        let Some(stored) = self.stored_directive(g, &report.directive_id)? else {
+            tracing::warn!(directive = %report.directive_id, %from, "status for an unknown directive ignored");
+            return Ok(());
+        };
+        let span = tracing::info_span!("directive.status", directive = %report.directive_id, from = %from, node = %self.shared.node_id);
+        telemetry::set_parent(&span, trace);
+        let _entered = span.enter();
+        let trace = telemetry::inject(&span);
+        let issuer = stored.directive.map(|d| d.issuer).unwrap_or_default();
+        for u in report.updates {
+            let state = TargetState::try_from(u.state).unwrap_or(TargetState::Unspecified);
+            self.set_target(g, &report.directive_id, &u.node, state, &u.detail)?;
+            if issuer != self.shared.node_id.as_str() {
+                self.report_up(g, &report.directive_id, &u.node, state, &u.detail, &trace);
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves a target forward (never back) in this node's view.
+    fn set_target(
+        &self,
+        g: &mut Group<'_>,
+        directive_id: &str,
+        node: &str,
+        state: TargetState,
+        detail: &str,
+    ) -> Result<(), NodeError> {
+        let key = records::target(directive_id, node);
+        let mut rec = match g.txn.get(&key)? {
+            Some(v) => decode::<TargetRecord>(&key, &v)?,
+            None => TargetRecord::default(),
+        };
+        let current = TargetState::try_from(rec.state).unwrap_or(TargetState::Unspecified);
+        if state_rank(state) <= state_rank(current) && rec.state != 0 {
+            return Ok(());
+        }
+        rec.state = state as i32;
+        rec.updated_at_ms = g.now;
+        rec.detail = detail.to_string();
+        let stamp = |t: &mut i64| {
+            if *t == 0 {
+                *t = g.now;
+            }
+        };
+        match state {
+            TargetState::Queued => stamp(&mut rec.queued_at_ms),
+            TargetState::Delivered | TargetState::Forwarded => stamp(&mut rec.delivered_at_ms),
+            TargetState::Acknowledged => stamp(&mut rec.acknowledged_at_ms),
+            TargetState::Executed | TargetState::Failed => stamp(&mut rec.finished_at_ms),
+            TargetState::Unspecified => {}
+        }
+        g.txn.put(key, encode(&rec));
+        Ok(())
+    }
+
+    /// Queues a status update for the parent, coalesced per directive within the group.
+    fn report_up(
+        &self,
+        g: &mut Group<'_>,
+        directive_id: &str,
+        node: &str,
+        state: TargetState,
+        detail: &str,
+        trace: &HashMap<String, String>,
+    ) {
+        if self.parent.is_none() {
+            return;
+        }
+        let up = g.upward.entry(directive_id.to_string()).or_default();
+        if up.trace.is_empty() {
+            up.trace = trace.clone();
+        }
+        let entry = up.updates.entry(node.to_string()).or_default();
+        let current = TargetState::try_from(entry.state).unwrap_or(TargetState::Unspecified);
+        if entry.state == 0 || state_rank(state) > state_rank(current) {
+            *entry = TargetStatus {
+                node: node.to_string(),
+                state: state as i32,
+                at_ms: g.now,
+                detail: detail.to_string(),
+            };
+        }
+    }
+
+    fn flush_upward(&mut self, g: &mut Group<'_>) {
+        let Some(parent) = self.parent.clone() else {
+            return;
+        };
+        let upward = std::mem::take(&mut g.upward);
+        for (directive_id, up) in upward {
+            let report = StatusReport {
+                directive_id,
+                updates: up.updates.into_values().collect(),
+            };
+            self.enqueue(
+                g,
+                &parent,
+                uuid::Uuid::now_v7().to_string(),
+                up.trace,
+                outbox_entry::Body::Status(report),
+            );
+        }
+    }
+
+    fn enqueue_directive(
+        &mut self,
+        g: &mut Group<'_>,
+        peer: &NodeId,
+        d: &Directive,
+        targets: Vec<String>,
+        trace: HashMap<String, String>,
+    ) {
+        self.enqueue(
+            g,
+            peer,
+            d.id.clone(),
+            trace,
+            outbox_entry::Body::Directive(DirectiveRef {
+                id: d.id.clone(),
+                targets,
+            }),
+        );
+    }
+
+    /// Appends to `peer`'s outbox with the next sequence number, in the group's batch.
+    fn enqueue(
+        &mut self,
+        g: &mut Group<'_>,
+        peer: &NodeId,
+        message_id: String,
+        trace: HashMap<String, String>,
+        body: outbox_entry::Body,
+    ) {
+        let next = self.next_seq.entry(peer.clone()).or_insert(1);
+        let seq = *next;
+        *next += 1;
+        let entry = OutboxEntry {
+            enqueued_at_ms: g.now,
+            seq,
+            message_id,
+            trace_context: trace,
+            body: Some(body),
+        };
+        g.txn.put(records::outbox(peer, seq), encode(&entry));
+        g.txn.put(records::next_seq(peer), records::encode_u64(seq + 1));
+    }
+
+    /// The peer holds everything up to `up_to`: drop those entries, and record `delivered`
+    /// for the directives among them.
+    fn apply_ack(&mut self, g: &mut Group<'_>, peer: &NodeId, up_to: u64) -> Result<(), NodeError> {
+        let Some(&acked) = self.acked.get(peer) else {
+            return Ok(());
+        };
+        if up_to <= acked {
+            return Ok(());
+        }
+        let next = self.next_seq[peer];
+        let up_to = if up_to >= next {
+            // The peer applied more than this store ever sent: this store was restored from
+            // an older copy. Skip past it so new messages are not taken as duplicates.
+            tracing::error!(%peer, claimed = up_to, next, "peer acknowledged sequence numbers never sent; store restored from backup? skipping ahead");
+            self.next_seq.insert(peer.clone(), up_to + 1);
+            g.txn.put(records::next_seq(peer), records::encode_u64(up_to + 1));
+            next - 1
+        } else {
+            up_to
+        };
+        let entries = g
+            .txn
+            .store()
+            .range(&records::outbox(peer, acked + 1), &records::outbox(peer, up_to + 1))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (key, value) in entries {
+            let entry: OutboxEntry = decode(&key, &value)?;
+            if let Some(outbox_entry::Body::Directive(r)) = entry.body {
+                self.delivered(g, peer, &r.id, &entry.trace_context)?;
+            }
+            g.txn.delete(key);
+        }
+        self.acked.insert(peer.clone(), up_to.max(acked));
+        Ok(())
+    }
+
+    fn delivered(
+        &self,
+        g: &mut Group<'_>,
+        peer: &NodeId,
+        directive_id: &str,
+        trace: &HashMap<String, String>,
+    ) -> Result<(), NodeError> {
+        self.set_target(g, directive_id, peer.as_str(), TargetState::Delivered, "")?;
+        if peer.tier() == Tier::Enterprise {
+            let issuer = self
+                .stored_directive(g, directive_id)?
+                .and_then(|s| s.directive)
+                .map(|d| d.issuer)
+                .unwrap_or_default();
+            if issuer != self.shared.node_id.as_str() {
+                self.report_up(g, directive_id, peer.as_str(), TargetState::Delivered, "", trace);
+            }
+        }
+        Ok(())
+    }
+
+    /// An operator's directive: validated, resolved to targets, stored with one outbox entry
+    /// per next hop, and audited, all in this group's batch.
+    fn issue(
+        &mut self,
+        g: &mut Group<'_>,
+        req: IssueRequest,
+        operator: &str,
+    ) -> Result<IssueReply, NodeError> {
+        let id = if req.id.is_empty() {
+            uuid::Uuid::now_v7()
+        } else {
+            uuid::Uuid::parse_str(&req.id).map_err(|_| InputError::Id(req.id.clone()))?
+        }
+        .to_string();
+        let rules = directive::normalise_rules(&req.rules)?;
+        let selections = directive::parse_targets(&req.to)?;
+        let targets = directive::resolve_targets(&selections, &self.shared.directory)?;
+        let kind = match DirectiveKind::try_from(req.kind) {
+            Ok(DirectiveKind::Unspecified) | Err(_) => DirectiveKind::Disposal,
+            Ok(k) => k,
+        };
+        let urgency = match Urgency::try_from(req.urgency) {
+            Ok(Urgency::Unspecified) | Err(_) => Urgency::General,
+            Ok(u) => u,
+        };
+        if let Some(existing) = self.stored_directive(g, &id)? {
+            // The same ID issued again (a retried CLI call): the first one stands.
+            let n = existing.directive.map_or(0, |d| d.targets.len());
+            return Ok(IssueReply {
+                id,
+                targets: u32::try_from(n).unwrap_or(u32::MAX),
+            });
+        }
+        let span = tracing::info_span!("directive.issue", directive = %id, node = %self.shared.node_id, operator = %operator);
+        let _entered = span.enter();
+        let trace = telemetry::inject(&span);
+        let d = Directive {
+            id: id.clone(),
+            issuer: self.shared.node_id.to_string(),
+            operator: operator.to_string(),
+            kind: kind as i32,
+            urgency: urgency as i32,
+            targets: targets.iter().map(ToString::to_string).collect(),
+            rules,
+            issued_at_ms: g.now,
+        };
+        let stored = StoredDirective {
+            directive: Some(d.clone()),
+            received_from: String::new(),
+            received_at_ms: g.now,
+            trace_context: trace.clone(),
+        };
+        g.txn.put(records::directive(&id), encode(&stored));
+        let mut routes: BTreeMap<NodeId, Vec<String>> = BTreeMap::new();
+        for (enterprise, route) in &self.shared.directory {
+            if targets.contains(enterprise) {
+                routes
+                    .entry(route.clone())
+                    .or_default()
+                    .push(enterprise.to_string());
+            }
+        }
+        for (route, route_targets) in routes {
+            for t in &route_targets {
+                self.set_target(g, &id, t, TargetState::Queued, "")?;
+            }
+            if route.tier() == Tier::Province {
+                self.set_target(g, &id, route.as_str(), TargetState::Queued, "")?;
+            }
+            self.enqueue_directive(g, &route, &d, route_targets, trace.clone());
+        }
+        let rule_kinds: BTreeSet<&str> = d
+            .rules
+            .iter()
+            .map(|r| match RuleKind::try_from(r.kind) {
+                Ok(RuleKind::BlockDomain) => "domain",
+                Ok(RuleKind::BlockUrl) => "url",
+                Ok(RuleKind::BlockIp) => "ip",
+                _ => "?",
+            })
+            .collect();
+        audit(
+            g,
+            operator,
+            "directive.issue",
+            &id,
+            &format!(
+                "{} rules ({}), {} targets, to {}",
+                d.rules.len(),
+                rule_kinds.into_iter().collect::<Vec<_>>().join(","),
+                d.targets.len(),
+                req.to.join(",")
+            ),
+        );
+        tracing::info!(directive = %id, targets = d.targets.len(), rules = d.rules.len(), "directive issued");
+        Ok(IssueReply {
+            id,
+            targets: u32::try_from(d.targets.len()).unwrap_or(u32::MAX),
+        })
+    }
+
+    /// Writes the active rule set to the rules file atomically: a temporary file in the same
+    /// directory, fsync'd, renamed over the old one, and the directory fsync'd.
+    fn write_rules_file(&self) -> Result<(), String> {
+        let Some(path) = &self.rules_file else {
+            return Ok(());
+        };
+        write_rules_file(&self.shared.store, path).map_err(|e| e.to_string())
+    }
+}
+
+/// Records an operator action in the audit trail.
+fn audit(g: &mut Group<'_>, operator: &str, action: &str, subject: &str, outcome: &str) {
+    let rec = AuditRecord {
+        at_ms: g.now,
+        operator: operator.to_string(),
+        action: action.to_string(),
+        subject: subject.to_string(),
+        outcome: outcome.to_string(),
+    };
+    g.txn
+        .put(records::audit(g.now, &uuid::Uuid::now_v7()), encode(&rec));
+}
+
+/// Cheap structural checks of a directive from a parent; rule contents are checked where
+/// they are applied, and a bad rule fails the directive rather than the link.
+fn check_directive_shape(d: &Directive) -> Result<(), NodeError> {
+    if uuid::Uuid::parse_str(&d.id).is_err() {
+        return Err(NodeError::Protocol(format!("directive ID {:?} is not a UUID", d.id)));
+    }
+    if d.issuer.parse::<NodeId>().is_err() {
+        return Err(NodeError::Protocol(format!("directive issuer {:?} is not a node ID", d.issuer)));
+    }
+    if d.targets.is_empty() {
+        return Err(NodeError::Protocol(format!("directive {} has no targets", d.id)));
+    }
+    Ok(())
+}
+
+/// One line of the rules file.
+#[derive(Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct RuleFileEntry {
+    pub directive: String,
+    pub kind: String,
+    pub value: String,
+    pub issuer: String,
+    pub applied_at_ms: i64,
+}
+
+/// The rules file: what a filtering system reads.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct RuleFile {
+    pub generated_at_ms: i64,
+    pub rules: Vec<RuleFileEntry>,
+}
+
+/// Reads the active rule set from the store.
+pub fn active_rules(store: &Store) -> Result<Vec<RuleFileEntry>, NodeError> {
+    let mut out = Vec::new();
+    for entry in store.scan_prefix(records::RULE_PREFIX) {
+        let (k, v) = entry?;
+        let r: ActiveRule = decode(&k, &v)?;
+        let rule = r.rule.unwrap_or_default();
+        out.push(RuleFileEntry {
+            directive: r.directive_id,
+            kind: match RuleKind::try_from(rule.kind) {
+                Ok(RuleKind::BlockDomain) => "block_domain",
+                Ok(RuleKind::BlockUrl) => "block_url",
+                Ok(RuleKind::BlockIp) => "block_ip",
+                _ => "unknown",
+            }
+            .to_string(),
+            value: rule.value,
+            issuer: r.issuer,
+            applied_at_ms: r.applied_at_ms,
+        });
+    }
+    Ok(out)
+}
+
+fn write_rules_file(store: &Store, path: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    let rules = active_rules(store)?;
+    let file = RuleFile {
+        generated_at_ms: crate::clock::SystemClock.now_ms(),
+        rules,
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("rules")
+    ));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        let mut w = std::io::BufWriter::new(&mut f);
+        serde_json::to_writer_pretty(&mut w, &file)?;
+        w.write_all(b"\n")?;
+        w.flush()?;
+        drop(w);
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}

@@ -1,0 +1,330 @@
+//! Directives in domain terms: validating and normalising rules and target selections, and
+//! the per-target state order. Used by the CLI and by the node, so bad input is refused
+//! before anything is stored.
+
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use isms_proto::v1::{Rule, RuleKind, TargetState};
+
+use crate::identity::{NodeId, Tier};
+
+/// Why a rule or a target selection is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    #[error("invalid domain {0:?}: {1}")]
+    Domain(String, &'static str),
+    #[error("invalid URL {0:?}: {1}")]
+    Url(String, String),
+    #[error("invalid IP address or prefix {0:?}: {1}")]
+    Ip(String, &'static str),
+    #[error("a directive needs at least one rule")]
+    NoRules,
+    #[error("too many rules: {0} (at most {MAX_RULES})")]
+    TooManyRules(usize),
+    #[error("a rule has no kind")]
+    NoRuleKind,
+    #[error("invalid target {0:?}: expected `all`, `province/NN` or `enterprise/ID`")]
+    Target(String),
+    #[error("a directive needs at least one target")]
+    NoTargets,
+    #[error("unknown target {0}: not in this node's directory")]
+    UnknownTarget(String),
+    #[error("invalid directive ID {0:?}: expected a UUID")]
+    Id(String),
+}
+
+/// Most rules one directive may carry (a national blacklist push is ~50,000).
+pub const MAX_RULES: usize = 200_000;
+
+/// Normalises a domain: lower case, ASCII (punycode for IDNs), 1-63-character labels of
+/// letters, digits and inner hyphens, at least two labels; `*.` may lead.
+pub fn parse_domain(input: &str) -> Result<String, InputError> {
+    let bad = |why| InputError::Domain(input.to_string(), why);
+    let d = input.trim().trim_end_matches('.').to_ascii_lowercase();
+    if d.is_empty() {
+        return Err(bad("empty"));
+    }
+    if !d.is_ascii() {
+        return Err(bad("use the punycode (xn--) form of an internationalised name"));
+    }
+    if d.len() > 253 {
+        return Err(bad("longer than 253 characters"));
+    }
+    let body = d.strip_prefix("*.").unwrap_or(&d);
+    let labels: Vec<&str> = body.split('.').collect();
+    if labels.len() < 2 {
+        return Err(bad("needs at least two labels, e.g. example.com"));
+    }
+    for label in &labels {
+        if label.is_empty() || label.len() > 63 {
+            return Err(bad("each label is 1-63 characters"));
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(bad("labels hold letters, digits and hyphens only"));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(bad("a label cannot start or end with a hyphen"));
+        }
+    }
+    if labels
+        .last()
+        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(bad("the top-level label cannot be numeric (use --block-ip)"));
+    }
+    Ok(d)
+}
+
+/// Normalises an http(s) URL with a host.
+pub fn parse_url(input: &str) -> Result<String, InputError> {
+    let bad = |why: String| InputError::Url(input.to_string(), why);
+    let url = url::Url::parse(input.trim()).map_err(|e| bad(e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad("scheme must be http or https".into()));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(bad("no host".into()));
+    }
+    Ok(url.to_string())
+}
+
+/// Normalises an IPv4/IPv6 address or CIDR prefix (`203.0.113.0/24`).
+pub fn parse_ip(input: &str) -> Result<String, InputError> {
+    let bad = |why| InputError::Ip(input.to_string(), why);
+    let s = input.trim();
+    let (addr, len) = match s.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (s, None),
+    };
+    let ip = IpAddr::from_str(addr).map_err(|_| bad("not an IPv4 or IPv6 address"))?;
+    match len {
+        None => Ok(ip.to_string()),
+        Some(l) => {
+            let l: u8 = l.parse().map_err(|_| bad("prefix length is not a number"))?;
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            if l > max {
+                return Err(bad("prefix length too long"));
+            }
+            Ok(format!("{ip}/{l}"))
+        }
+    }
+}
+
+/// Validates and normalises one rule.
+pub fn normalise_rule(rule: &Rule) -> Result<Rule, InputError> {
+    let value = match RuleKind::try_from(rule.kind) {
+        Ok(RuleKind::BlockDomain) => parse_domain(&rule.value)?,
+        Ok(RuleKind::BlockUrl) => parse_url(&rule.value)?,
+        Ok(RuleKind::BlockIp) => parse_ip(&rule.value)?,
+        Ok(RuleKind::Unspecified) | Err(_) => return Err(InputError::NoRuleKind),
+    };
+    Ok(Rule {
+        kind: rule.kind,
+        value,
+    })
+}
+
+/// Validates and normalises a rule list: non-empty, bounded, duplicates dropped (a rule
+/// named twice is one rule).
+pub fn normalise_rules(rules: &[Rule]) -> Result<Vec<Rule>, InputError> {
+    if rules.is_empty() {
+        return Err(InputError::NoRules);
+    }
+    if rules.len() > MAX_RULES {
+        return Err(InputError::TooManyRules(rules.len()));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(rules.len());
+    let mut out = Vec::with_capacity(rules.len());
+    for r in rules {
+        let r = normalise_rule(r)?;
+        if seen.insert((r.kind, r.value.clone())) {
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
+/// One element of `--to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetSelection {
+    All,
+    Province(NodeId),
+    Enterprise(NodeId),
+}
+
+impl FromStr for TargetSelection {
+    type Err = InputError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s == "all" {
+            return Ok(TargetSelection::All);
+        }
+        let id: NodeId = s.parse().map_err(|_| InputError::Target(s.to_string()))?;
+        match id.tier() {
+            Tier::Province => Ok(TargetSelection::Province(id)),
+            Tier::Enterprise => Ok(TargetSelection::Enterprise(id)),
+            Tier::Ministry => Err(InputError::Target(s.to_string())),
+        }
+    }
+}
+
+/// Parses a comma list such as `province/44,enterprise/e0001`.
+pub fn parse_targets<S: AsRef<str>>(items: &[S]) -> Result<Vec<TargetSelection>, InputError> {
+    let mut out = Vec::new();
+    for item in items {
+        for part in item.as_ref().split(',') {
+            if part.trim().is_empty() {
+                continue;
+            }
+            out.push(part.parse()?);
+        }
+    }
+    if out.is_empty() {
+        return Err(InputError::NoTargets);
+    }
+    Ok(out)
+}
+
+/// Resolves selections to enterprise targets through `directory` (enterprise, route).
+pub fn resolve_targets(
+    selections: &[TargetSelection],
+    directory: &[(NodeId, NodeId)],
+) -> Result<std::collections::BTreeSet<NodeId>, InputError> {
+    let mut out = std::collections::BTreeSet::new();
+    for sel in selections {
+        match sel {
+            TargetSelection::All => out.extend(directory.iter().map(|(e, _)| e.clone())),
+            TargetSelection::Province(p) => {
+                let before = out.len();
+                let mut known = false;
+                for (e, route) in directory {
+                    if route == p {
+                        known = true;
+                        out.insert(e.clone());
+                    }
+                }
+                if !known && before == out.len() {
+                    return Err(InputError::UnknownTarget(p.to_string()));
+                }
+            }
+            TargetSelection::Enterprise(e) => {
+                if !directory.iter().any(|(d, _)| d == e) {
+                    return Err(InputError::UnknownTarget(e.to_string()));
+                }
+                out.insert(e.clone());
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(InputError::NoTargets);
+    }
+    Ok(out)
+}
+
+/// The order a target's state only ever moves along; `executed` and `failed` are final.
+pub fn state_rank(s: TargetState) -> u8 {
+    match s {
+        TargetState::Unspecified => 0,
+        TargetState::Queued => 1,
+        TargetState::Delivered => 2,
+        TargetState::Forwarded => 3,
+        TargetState::Acknowledged => 4,
+        TargetState::Executed | TargetState::Failed => 5,
+    }
+}
+
+pub fn is_final(s: TargetState) -> bool {
+    matches!(s, TargetState::Executed | TargetState::Failed)
+}
+
+/// The state's name as operators see it.
+pub fn state_name(s: TargetState) -> &'static str {
+    match s {
+        TargetState::Unspecified => "unknown",
+        TargetState::Queued => "queued",
+        TargetState::Delivered => "delivered",
+        TargetState::Forwarded => "forwarded",
+        TargetState::Acknowledged => "acknowledged",
+        TargetState::Executed => "executed",
+        TargetState::Failed => "failed",
+    }
+}
+
+/// All state names in order, for tables and counts.
+pub const STATE_NAMES: [&str; 6] = [
+    "queued",
+    "delivered",
+    "forwarded",
+    "acknowledged",
+    "executed",
+    "failed",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domains() {
+        assert_eq!(parse_domain("Example.COM."), Ok("example.com".into()));
+        assert_eq!(parse_domain("*.bad.example"), Ok("*.bad.example".into()));
+        for bad in ["", "com", "exa mple.com", "-a.com", "a..com", "例子.com", "1.2.3.4"] {
+            assert!(parse_domain(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn urls_and_ips() {
+        assert!(parse_url("https://bad.example/path?q=1").is_ok());
+        assert!(parse_url("ftp://bad.example/").is_err());
+        assert!(parse_url("not a url").is_err());
+        assert_eq!(parse_ip("203.0.113.7"), Ok("203.0.113.7".into()));
+        assert_eq!(parse_ip("2001:db8::/32"), Ok("2001:db8::/32".into()));
+        for bad in ["300.1.1.1", "1.2.3.4/33", "1.2.3.4/x", "host"] {
+            assert!(parse_ip(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn rule_lists_are_non_empty_and_deduplicated() {
+        assert_eq!(normalise_rules(&[]), Err(InputError::NoRules));
+        let r = |v: &str| Rule {
+            kind: RuleKind::BlockDomain as i32,
+            value: v.into(),
+        };
+        let rules = normalise_rules(&[r("a.example"), r("A.example")]).expect("valid");
+        assert_eq!(rules.len(), 1);
+    }
+
+    #[test]
+    fn targets_resolve_through_the_directory() {
+        let n = |s: &str| s.parse::<NodeId>().expect("id");
+        let dir = vec![
+            (n("enterprise/a"), n("province/11")),
+            (n("enterprise/b"), n("province/44")),
+            (n("enterprise/c"), n("enterprise/c")),
+        ];
+        let all = resolve_targets(&parse_targets(&["all"]).expect("p"), &dir).expect("r");
+        assert_eq!(all.len(), 3);
+        let some = resolve_targets(
+            &parse_targets(&["province/44,enterprise/c"]).expect("p"),
+            &dir,
+        )
+        .expect("r");
+        assert_eq!(some.len(), 2);
+        assert_eq!(
+            resolve_targets(&parse_targets(&["enterprise/zz"]).expect("p"), &dir),
+            Err(InputError::UnknownTarget("enterprise/zz".into()))
+        );
+        assert_eq!(
+            resolve_targets(&parse_targets(&["province/31"]).expect("p"), &dir),
+            Err(InputError::UnknownTarget("province/31".into()))
+        );
+        assert!(parse_targets(&["ministry"]).is_err());
+        assert!(parse_targets(&["", ","]).is_err());
+    }
+}

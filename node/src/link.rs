@@ -1,0 +1,448 @@
+//! Links: the one long-lived bidirectional stream between a child and its parent, carrying
+//! store-and-forward traffic both ways (DESIGN.md "Links").
+//!
+//! A session starts with a `Hello` each way (the highest sequence number durably applied
+//! from the other side); each side then sends its outbox from there, windowed and batched,
+//! and acknowledges cumulatively what it has durably applied. Only one session per peer is
+//! live: a newer connection from the same child replaces the older one.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use isms_proto::record::{OutboxEntry, StoredDirective, outbox_entry};
+use isms_proto::v1::link_client::LinkClient;
+use isms_proto::v1::link_server::Link;
+use isms_proto::v1::{Ack, Batch, Directive, Envelope, Frame, Hello, envelope::Payload, frame};
+use prost::Message;
+use rand::Rng;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::config::LinkTuning;
+use crate::core::{CoreHandle, PeerState, Role, Shared};
+use crate::error::NodeError;
+use crate::identity::{Identity, NodeId};
+use crate::records::{self, decode};
+use crate::tls;
+
+/// What every session of this node needs.
+#[derive(Debug, Clone)]
+pub struct LinkContext {
+    pub shared: Arc<Shared>,
+    pub core: CoreHandle,
+    pub tuning: LinkTuning,
+    pub trust_domain: String,
+    pub shutdown: CancellationToken,
+    sessions: Arc<std::sync::Mutex<HashMap<NodeId, CancellationToken>>>,
+}
+
+impl LinkContext {
+    pub fn new(
+        shared: Arc<Shared>,
+        core: CoreHandle,
+        tuning: LinkTuning,
+        trust_domain: String,
+        shutdown: CancellationToken,
+    ) -> Self {
+        LinkContext {
+            shared,
+            core,
+            tuning,
+            trust_domain,
+            shutdown,
+            sessions: Arc::default(),
+        }
+    }
+
+    /// Registers a new session for `peer`, ending the one it replaces.
+    fn begin_session(&self, peer: &PeerState) -> (CancellationToken, u64) {
+        let token = self.shutdown.child_token();
+        let mut sessions = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(old) = sessions.insert(peer.id.clone(), token.clone()) {
+            old.cancel();
+        }
+        let mut link = peer.link.lock().unwrap_or_else(|p| p.into_inner());
+        link.session += 1;
+        link.up = true;
+        link.since_ms = self.shared.now_ms();
+        (token, link.session)
+    }
+
+    fn end_session(&self, peer: &PeerState, session: u64) {
+        let mut link = peer.link.lock().unwrap_or_else(|p| p.into_inner());
+        if link.session == session {
+            link.up = false;
+            link.since_ms = self.shared.now_ms();
+        }
+    }
+}
+
+type FrameStream = Pin<Box<dyn Stream<Item = Result<Frame, Status>> + Send>>;
+
+/// Why a session ended.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionEnd {
+    #[error("stream closed by peer")]
+    Closed,
+    #[error("replaced by a newer session or shutting down")]
+    Cancelled,
+    #[error("transport: {0}")]
+    Transport(#[from] Status),
+    #[error("no Hello within 10s")]
+    HelloTimeout,
+    #[error(transparent)]
+    Node(#[from] NodeError),
+}
+
+/// Runs one session until the stream ends or it is cancelled.
+async fn run_session(
+    ctx: LinkContext,
+    peer: Arc<PeerState>,
+    mut inbound: FrameStream,
+    out: mpsc::Sender<Result<Frame, Status>>,
+) -> SessionEnd {
+    let (cancel, session) = ctx.begin_session(&peer);
+    let hello = Frame {
+        body: Some(frame::Body::Hello(Hello {
+            applied: peer
+                .durable_applied
+                .load(std::sync::atomic::Ordering::SeqCst),
+        })),
+    };
+    let result = async {
+        if out.send(Ok(hello)).await.is_err() {
+            return SessionEnd::Closed;
+        }
+        let first = tokio::select! {
+            _ = cancel.cancelled() => return SessionEnd::Cancelled,
+            f = tokio::time::timeout(Duration::from_secs(10), inbound.next()) => f,
+        };
+        let peer_applied = match first {
+            Err(_) => return SessionEnd::HelloTimeout,
+            Ok(None) => return SessionEnd::Closed,
+            Ok(Some(Err(status))) => return SessionEnd::Transport(status),
+            Ok(Some(Ok(Frame {
+                body: Some(frame::Body::Hello(h)),
+            }))) => h.applied,
+            Ok(Some(Ok(_))) => {
+                let e = NodeError::Protocol("the first frame must be Hello".into());
+                let _ = out.send(Err(e.into())).await;
+                return SessionEnd::Node(NodeError::Protocol("no Hello".into()));
+            }
+        };
+        tracing::info!(peer = %peer.id, peer_applied, "link up");
+        if let Err(e) = ctx.core.acked(peer.id.clone(), peer_applied).await {
+            return SessionEnd::Node(e);
+        }
+        let (acked_tx, acked_rx) = watch::channel(peer_applied);
+        let writer = tokio::spawn(write_loop(
+            ctx.clone(),
+            peer.clone(),
+            peer_applied + 1,
+            acked_rx,
+            out.clone(),
+            cancel.clone(),
+        ));
+        let end = read_loop(&ctx, &peer, &mut inbound, &out, &acked_tx, &cancel).await;
+        cancel.cancel();
+        let _ = writer.await;
+        end
+    }
+    .await;
+    ctx.end_session(&peer, session);
+    tracing::info!(peer = %peer.id, reason = %result, "link down");
+    result
+}
+
+async fn read_loop(
+    ctx: &LinkContext,
+    peer: &PeerState,
+    inbound: &mut FrameStream,
+    out: &mpsc::Sender<Result<Frame, Status>>,
+    acked_tx: &watch::Sender<u64>,
+    cancel: &CancellationToken,
+) -> SessionEnd {
+    loop {
+        let frame = tokio::select! {
+            _ = cancel.cancelled() => return SessionEnd::Cancelled,
+            f = inbound.next() => f,
+        };
+        let body = match frame {
+            None => return SessionEnd::Closed,
+            Some(Err(status)) => return SessionEnd::Transport(status),
+            Some(Ok(Frame { body })) => body,
+        };
+        match body {
+            Some(frame::Body::Batch(batch)) => {
+                match ctx.core.inbound(peer.id.clone(), batch.envelopes).await {
+                    Ok(applied) => {
+                        let ack = Frame {
+                            body: Some(frame::Body::Ack(Ack { applied })),
+                        };
+                        if out.send(Ok(ack)).await.is_err() {
+                            return SessionEnd::Closed;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(peer = %peer.id, error = %e, "refusing batch; closing link");
+                        let status = Status::from(clone_error(&e));
+                        let _ = out.send(Err(status)).await;
+                        return SessionEnd::Node(e);
+                    }
+                }
+            }
+            Some(frame::Body::Ack(Ack { applied })) => {
+                acked_tx.send_if_modified(|v| {
+                    let newer = applied > *v;
+                    if newer {
+                        *v = applied;
+                    }
+                    newer
+                });
+                if let Err(e) = ctx.core.acked(peer.id.clone(), applied).await {
+                    return SessionEnd::Node(e);
+                }
+            }
+            Some(frame::Body::Hello(_)) | None => {
+                let e = NodeError::Protocol("unexpected frame after Hello".into());
+                let _ = out.send(Err(Status::from(clone_error(&e)))).await;
+                return SessionEnd::Node(e);
+            }
+        }
+    }
+}
+
+fn clone_error(e: &NodeError) -> NodeError {
+    match e {
+        NodeError::Forbidden(m) => NodeError::Forbidden(m.clone()),
+        NodeError::Protocol(m) => NodeError::Protocol(m.clone()),
+        NodeError::ShuttingDown => NodeError::ShuttingDown,
+        other => NodeError::Protocol(other.to_string()),
+    }
+}
+
+/// Sends durable outbox entries from `next`, at most `window` beyond the peer's last
+/// acknowledgment, in batches bounded by count and bytes.
+async fn write_loop(
+    ctx: LinkContext,
+    peer: Arc<PeerState>,
+    mut next: u64,
+    mut acked: watch::Receiver<u64>,
+    out: mpsc::Sender<Result<Frame, Status>>,
+    cancel: CancellationToken,
+) {
+    let mut durable = peer.durable_out.subscribe();
+    let window = u64::from(ctx.tuning.window);
+    let batch_max = u64::from(ctx.tuning.batch);
+    let byte_budget = ctx.tuning.max_frame_bytes / 2;
+    let mut cache: Option<Directive> = None;
+    loop {
+        let top = *durable.borrow_and_update();
+        let acked_now = *acked.borrow_and_update();
+        next = next.max(acked_now + 1);
+        let limit = top.min(acked_now + window).min(next + batch_max - 1);
+        if next <= limit {
+            match read_batch(&ctx.shared, &peer.id, next, limit, byte_budget, &mut cache) {
+                Ok(envelopes) if !envelopes.is_empty() => {
+                    next = envelopes.last().map_or(next, |e| e.seq + 1);
+                    let frame = Frame {
+                        body: Some(frame::Body::Batch(Batch { envelopes })),
+                    };
+                    if out.send(Ok(frame)).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                Ok(_) => {
+                    tracing::error!(peer = %peer.id, next, "outbox entry missing; closing link");
+                    cancel.cancel();
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(peer = %peer.id, error = %e, "reading outbox failed; closing link");
+                    cancel.cancel();
+                    return;
+                }
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = durable.changed() => if r.is_err() { return },
+            r = acked.changed() => if r.is_err() { return },
+        }
+    }
+}
+
+/// Reads outbox entries `from..=to` as envelopes, stopping early at `byte_budget`.
+fn read_batch(
+    shared: &Shared,
+    peer: &NodeId,
+    from: u64,
+    to: u64,
+    byte_budget: usize,
+    cache: &mut Option<Directive>,
+) -> Result<Vec<Envelope>, NodeError> {
+    let mut envelopes = Vec::new();
+    let mut bytes = 0usize;
+    let mut expect = from;
+    for item in shared
+        .store
+        .range(&records::outbox(peer, from), &records::outbox(peer, to + 1))
+    {
+        let (key, value) = item?;
+        let entry: OutboxEntry = decode(&key, &value)?;
+        if entry.seq != expect {
+            // A hole: the entry was deleted under us, which only an acknowledgment does.
+            break;
+        }
+        expect += 1;
+        let env = envelope(shared, entry, cache)?;
+        bytes += env.encoded_len();
+        envelopes.push(env);
+        if bytes >= byte_budget {
+            break;
+        }
+    }
+    Ok(envelopes)
+}
+
+fn envelope(
+    shared: &Shared,
+    entry: OutboxEntry,
+    cache: &mut Option<Directive>,
+) -> Result<Envelope, NodeError> {
+    let payload = match entry.body {
+        Some(outbox_entry::Body::Status(s)) => Payload::Status(s),
+        Some(outbox_entry::Body::Directive(r)) => {
+            let mut d = match cache.as_ref().filter(|d| d.id == r.id) {
+                Some(d) => d.clone(),
+                None => {
+                    let key = records::directive(&r.id);
+                    let value = shared
+                        .store
+                        .get(&key)?
+                        .ok_or_else(|| NodeError::NotFound(format!("directive {}", r.id)))?;
+                    let stored: StoredDirective = decode(&key, &value)?;
+                    let d = stored.directive.unwrap_or_default();
+                    *cache = Some(d.clone());
+                    d
+                }
+            };
+            d.targets = r.targets;
+            Payload::Directive(d)
+        }
+        None => return Err(NodeError::Protocol(format!("outbox entry {} is empty", entry.seq))),
+    };
+    Ok(Envelope {
+        seq: entry.seq,
+        id: entry.message_id,
+        trace_context: entry.trace_context,
+        payload: Some(payload),
+    })
+}
+
+/// The parent's side: accepts links from configured children only.
+#[derive(Debug, Clone)]
+pub struct LinkService {
+    ctx: LinkContext,
+}
+
+impl LinkService {
+    pub fn new(ctx: LinkContext) -> Self {
+        LinkService { ctx }
+    }
+}
+
+#[tonic::async_trait]
+impl Link for LinkService {
+    type OpenStream = ReceiverStream<Result<Frame, Status>>;
+
+    async fn open(
+        &self,
+        request: Request<Streaming<Frame>>,
+    ) -> Result<Response<Self::OpenStream>, Status> {
+        let identity = tls::peer_identity(&request, &self.ctx.trust_domain);
+        let remote = request.remote_addr();
+        let peer = match &identity {
+            Some(Identity::Node(id)) => self
+                .ctx
+                .shared
+                .peer(id)
+                .filter(|p| p.role == Role::Child)
+                .cloned(),
+            _ => None,
+        };
+        let Some(peer) = peer else {
+            let who = identity.map_or_else(|| "no identity".to_string(), |i| i.to_string());
+            tracing::warn!(identity = %who, ?remote, "refused link: not a child of this node");
+            return Err(Status::permission_denied(format!(
+                "{who} is not a child of {}",
+                self.ctx.shared.node_id
+            )));
+        };
+        let (tx, rx) = mpsc::channel(64);
+        let inbound: FrameStream = Box::pin(request.into_inner());
+        tokio::spawn(run_session(self.ctx.clone(), peer, inbound, tx));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// The child's side: keeps one session to the parent up, reconnecting with capped
+/// exponential backoff and jitter.
+pub async fn dial_parent(
+    ctx: LinkContext,
+    parent: Arc<PeerState>,
+    address: String,
+    client: rustls::ClientConfig,
+) {
+    let mut delay = ctx.tuning.reconnect_min;
+    loop {
+        if ctx.shutdown.is_cancelled() {
+            return;
+        }
+        let started = tokio::time::Instant::now();
+        match tls::channel(&address, client.clone()) {
+            Ok(channel) => {
+                let mut link = LinkClient::new(channel)
+                    .max_decoding_message_size(ctx.tuning.max_frame_bytes)
+                    .max_encoding_message_size(ctx.tuning.max_frame_bytes);
+                let (tx, rx) = mpsc::channel::<Result<Frame, Status>>(64);
+                // The request stream ends at the first error the session wants to signal.
+                let outbound = tokio_stream::StreamExt::map_while(ReceiverStream::new(rx), Result::ok);
+                let opened = tokio::select! {
+                    _ = ctx.shutdown.cancelled() => return,
+                    r = link.open(outbound) => r,
+                };
+                match opened {
+                    Ok(response) => {
+                        let inbound: FrameStream = Box::pin(response.into_inner());
+                        run_session(ctx.clone(), parent.clone(), inbound, tx).await;
+                    }
+                    Err(status) => {
+                        tracing::warn!(parent = %parent.id, %address, code = ?status.code(), message = status.message(), "link refused");
+                    }
+                }
+            }
+            Err(e) => tracing::error!(parent = %parent.id, error = %e, "bad parent address"),
+        }
+        if started.elapsed() > ctx.tuning.reconnect_max {
+            delay = ctx.tuning.reconnect_min;
+        }
+        let jitter = rand::rng().random_range(0.5..1.0);
+        let wait = delay.mul_f64(jitter);
+        tracing::debug!(parent = %parent.id, ?wait, "reconnecting");
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        delay = (delay * 2).min(ctx.tuning.reconnect_max);
+    }
+}

@@ -1,0 +1,252 @@
+//! Starting and stopping a node: store, core, mTLS server (links and operator API), the link
+//! to the parent, and an ordered teardown on shutdown. Binaries and tests start nodes here.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::time::Duration;
+
+use isms_proto::v1::link_server::LinkServer;
+use isms_proto::v1::operator_server::OperatorServer;
+use isms_store::Store;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::core::{Core, LinkStatus, PeerState, Role, Shared};
+use crate::identity::{Identity, NodeId};
+use crate::link::{LinkContext, LinkService, dial_parent};
+use crate::operator::OperatorService;
+use crate::tls;
+
+/// How long teardown may take before the node exits anyway.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Runs a node on `listener` until `shutdown` is cancelled (or the store fails), then drains:
+/// stop accepting, end link sessions, let the core commit what it has queued, sync the store.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    run_with_clock(config, listener, shutdown, Arc::new(SystemClock)).await
+}
+
+pub async fn run_with_clock(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<()> {
+    tls::install_crypto_provider();
+    let paths = tls::TlsPaths {
+        ca: &config.tls.ca,
+        cert: &config.tls.cert,
+        key: &config.tls.key,
+    };
+    check_own_certificate(&config)?;
+    let server_tls = tls::server_config(&paths)?;
+    let store = Arc::new(Store::open(&config.data_dir)?);
+
+    let mut peers = BTreeMap::new();
+    let mut add_peer = |id: &NodeId, role| {
+        peers.insert(
+            id.clone(),
+            Arc::new(PeerState {
+                id: id.clone(),
+                role,
+                durable_out: watch::Sender::new(0),
+                durable_applied: AtomicU64::new(0),
+                acked: AtomicU64::new(0),
+                link: std::sync::Mutex::new(LinkStatus::default()),
+            }),
+        );
+    };
+    if let Some(p) = &config.parent {
+        add_peer(&p.id, Role::Parent);
+    }
+    for c in &config.children {
+        add_peer(&c.id, Role::Child);
+    }
+    let shared = Arc::new(Shared {
+        node_id: config.node_id.clone(),
+        store: store.clone(),
+        peers,
+        directory: config.directory(),
+        started_at_ms: clock.now_ms(),
+        clock,
+        failed: AtomicBool::new(false),
+    });
+
+    // A store failure cancels everything: the node stops rather than acknowledge writes
+    // it may not have made durable.
+    let fatal = shutdown.child_token();
+    let (core, core_thread) = Core::start(
+        shared.clone(),
+        config.parent.as_ref().map(|p| p.id.clone()),
+        config.rules_file.clone(),
+        fatal.clone(),
+    )?;
+    let links = LinkContext::new(
+        shared.clone(),
+        core.clone(),
+        config.link.clone(),
+        config.trust_domain.clone(),
+        fatal.clone(),
+    );
+
+    let max = config.link.max_frame_bytes;
+    let link_service = LinkServer::new(LinkService::new(links.clone()))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let operator_service = OperatorServer::new(OperatorService::new(
+        shared.clone(),
+        core.clone(),
+        config.trust_domain.clone(),
+    ))
+    .max_decoding_message_size(max)
+    .max_encoding_message_size(max);
+    let local = listener.local_addr()?;
+    let incoming = tls::incoming(listener, server_tls, fatal.clone());
+    let stop_serving = fatal.clone();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(10)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+            .initial_stream_window_size(Some(4 << 20))
+            .initial_connection_window_size(Some(8 << 20))
+            .add_service(link_service)
+            .add_service(operator_service)
+            .serve_with_incoming_shutdown(incoming, stop_serving.cancelled_owned()),
+    );
+    tracing::info!(node = %config.node_id, listen = %local, "node started");
+
+    let dialer = config.parent.as_ref().map(|p| {
+        let client_tls = tls::client_config(&paths, Identity::Node(p.id.clone()), &config.trust_domain);
+        let parent = shared.peers[&p.id].clone();
+        let address = p.address.clone();
+        let links = links.clone();
+        client_tls.map(|c| tokio::spawn(dial_parent(links, parent, address, c)))
+    });
+    let dialer = dialer.transpose()?;
+    drop(links);
+    drop(core);
+
+    fatal.cancelled().await;
+    tracing::info!(node = %config.node_id, "shutting down: draining");
+    let drain = async {
+        if let Some(d) = dialer {
+            let _ = d.await;
+        }
+        match server.await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "server ended with an error"),
+            Err(e) => tracing::warn!(error = %e, "server task failed"),
+            Ok(Ok(())) => {}
+        }
+        // Every sender is gone once the server and sessions have stopped: the core commits
+        // what is queued and its thread ends.
+        let _ = tokio::task::spawn_blocking(move || core_thread.join()).await;
+    };
+    if tokio::time::timeout(DRAIN_DEADLINE, drain).await.is_err() {
+        tracing::warn!("drain deadline passed; exiting with the store synced");
+    }
+    store.sync()?;
+    if shared.failed.load(std::sync::atomic::Ordering::SeqCst) {
+        anyhow::bail!("stopped after a store failure");
+    }
+    tracing::info!(node = %config.node_id, "stopped");
+    Ok(())
+}
+
+/// Refuses to start with a certificate that does not prove this node's ID: every peer would
+/// refuse it anyway, with a less helpful message.
+fn check_own_certificate(config: &Config) -> anyhow::Result<()> {
+    let certs = tls::load_certs(&config.tls.cert)?;
+    let leaf = certs
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("config field `tls.cert`: no certificate"))?;
+    match Identity::from_cert_der(leaf.as_ref(), &config.trust_domain) {
+        Some(Identity::Node(id)) if id == config.node_id => Ok(()),
+        other => anyhow::bail!(
+            "config field `tls.cert`: the certificate proves {}, not {} in trust domain {}",
+            other.map_or_else(|| "no identity".to_string(), |i| i.to_string()),
+            config.node_id,
+            config.trust_domain
+        ),
+    }
+}
+
+/// `NAME serve --config FILE`: loads and validates the configuration, starts telemetry,
+/// binds, runs the node until SIGTERM or SIGINT, drains, and returns the exit code.
+pub fn serve(binary: &str, tier: crate::identity::Tier, config_path: &std::path::Path) -> i32 {
+    // A panic in any task or thread must not leave a half-alive node that acknowledges
+    // nothing: log it and abort, the supervisor restarts us, and the store recovers.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        std::process::abort();
+    }));
+    let config = match Config::load(config_path) {
+        Ok(c) if c.tier() == tier => c,
+        Ok(c) => {
+            eprintln!(
+                "error: config field `node_id`: {} is not a {tier} node; use {}-node",
+                c.node_id,
+                c.tier()
+            );
+            return 1;
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    let result = runtime.block_on(async {
+        let telemetry =
+            crate::telemetry::init(binary, config.node_id.as_str(), &config.telemetry)?;
+        let result = async {
+            let listener = TcpListener::bind(config.listen).await.map_err(|e| {
+                anyhow::anyhow!("config field `listen`: cannot bind {}: {e}", config.listen)
+            })?;
+            let shutdown = CancellationToken::new();
+            tokio::spawn(cancel_on_signal(shutdown.clone()));
+            run(config, listener, shutdown).await
+        }
+        .await;
+        if let Err(e) = &result {
+            tracing::error!(error = %format!("{e:#}"), "node failed");
+        }
+        tokio::task::block_in_place(|| telemetry.shutdown());
+        result
+    });
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}
+
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        tracing::error!("cannot install signal handlers; stop the node with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    shutdown.cancel();
+}

@@ -1,0 +1,215 @@
+//! The node's operator API: only operators of this node (certificate `<node>/operator/<name>`)
+//! may call it. Issuing goes through the core; views are read from the store.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use isms_proto::record::{OutboxEntry, StoredDirective, TargetRecord};
+use isms_proto::v1::operator_server::Operator;
+use isms_proto::v1::{
+    DirectiveList, DirectiveSummary, DirectiveView, GetDirectiveRequest, IssueReply, IssueRequest,
+    ListDirectivesRequest, NodeStatusReply, NodeStatusRequest, PeerStatus, TargetState,
+    TargetView,
+};
+use tonic::{Request, Response, Status};
+
+use crate::core::{CoreHandle, Role, Shared};
+use crate::directive::state_name;
+use crate::error::NodeError;
+use crate::identity::{Identity, Tier};
+use crate::records::{self, decode};
+use crate::tls;
+
+#[derive(Debug, Clone)]
+pub struct OperatorService {
+    shared: Arc<Shared>,
+    core: CoreHandle,
+    trust_domain: String,
+}
+
+impl OperatorService {
+    pub fn new(shared: Arc<Shared>, core: CoreHandle, trust_domain: String) -> Self {
+        OperatorService {
+            shared,
+            core,
+            trust_domain,
+        }
+    }
+
+    /// The calling operator's name, if they are an operator of this node.
+    fn operator<T>(&self, request: &Request<T>) -> Result<String, Status> {
+        match tls::peer_identity(request, &self.trust_domain) {
+            Some(Identity::Operator { node, name }) if node == self.shared.node_id => Ok(name),
+            other => {
+                let who = other.map_or_else(|| "no identity".into(), |i| i.to_string());
+                tracing::warn!(identity = %who, "refused operator call");
+                Err(Status::permission_denied(format!(
+                    "{who} is not an operator of {}",
+                    self.shared.node_id
+                )))
+            }
+        }
+    }
+}
+
+/// Reads a directive and its per-target states.
+pub fn directive_view(shared: &Shared, id: &str) -> Result<DirectiveView, NodeError> {
+    let key = records::directive(id);
+    let stored: StoredDirective = match shared.store.get(&key)? {
+        Some(v) => decode(&key, &v)?,
+        None => return Err(NodeError::NotFound(format!("directive {id}"))),
+    };
+    let mut view = DirectiveView {
+        directive: stored.directive,
+        targets: Vec::new(),
+        hops: Vec::new(),
+    };
+    for entry in shared.store.scan_prefix(&records::targets_prefix(id)) {
+        let (k, v) = entry?;
+        let node = String::from_utf8_lossy(&k[records::targets_prefix(id).len()..]).into_owned();
+        let rec: TargetRecord = decode(&k, &v)?;
+        let t = TargetView {
+            node: node.clone(),
+            state: rec.state,
+            updated_at_ms: rec.updated_at_ms,
+            detail: rec.detail,
+            queued_at_ms: rec.queued_at_ms,
+            delivered_at_ms: rec.delivered_at_ms,
+            acknowledged_at_ms: rec.acknowledged_at_ms,
+            finished_at_ms: rec.finished_at_ms,
+        };
+        if node.starts_with("province/") {
+            view.hops.push(t);
+        } else {
+            view.targets.push(t);
+        }
+    }
+    Ok(view)
+}
+
+/// Targets per state name.
+pub fn counts(targets: &[TargetView]) -> BTreeMap<String, u32> {
+    let mut counts = BTreeMap::new();
+    for t in targets {
+        let s = TargetState::try_from(t.state).unwrap_or(TargetState::Unspecified);
+        *counts.entry(state_name(s).to_string()).or_insert(0) += 1;
+    }
+    counts
+}
+
+#[tonic::async_trait]
+impl Operator for OperatorService {
+    async fn issue_directive(
+        &self,
+        request: Request<IssueRequest>,
+    ) -> Result<Response<IssueReply>, Status> {
+        let operator = self.operator(&request)?;
+        if self.shared.node_id.tier() == Tier::Enterprise {
+            return Err(Status::permission_denied(
+                "an enterprise does not issue directives",
+            ));
+        }
+        let reply = self.core.issue(request.into_inner(), operator).await?;
+        Ok(Response::new(reply))
+    }
+
+    async fn get_directive(
+        &self,
+        request: Request<GetDirectiveRequest>,
+    ) -> Result<Response<DirectiveView>, Status> {
+        self.operator(&request)?;
+        let id = request.into_inner().id;
+        Ok(Response::new(directive_view(&self.shared, &id)?))
+    }
+
+    async fn list_directives(
+        &self,
+        request: Request<ListDirectivesRequest>,
+    ) -> Result<Response<DirectiveList>, Status> {
+        self.operator(&request)?;
+        let limit = match request.into_inner().limit {
+            0 => 50,
+            n => n as usize,
+        };
+        let mut directives = Vec::new();
+        // UUIDv7 IDs sort by time: newest first.
+        for entry in self.shared.store.scan_prefix(records::DIRECTIVE_PREFIX).rev() {
+            if directives.len() >= limit {
+                break;
+            }
+            let (k, v) = entry.map_err(NodeError::from)?;
+            let stored: StoredDirective = decode(&k, &v).map_err(NodeError::from)?;
+            let d = stored.directive.unwrap_or_default();
+            let view = directive_view(&self.shared, &d.id)?;
+            directives.push(DirectiveSummary {
+                id: d.id.clone(),
+                issuer: d.issuer.clone(),
+                kind: d.kind,
+                urgency: d.urgency,
+                issued_at_ms: d.issued_at_ms,
+                rules: u32::try_from(d.rules.len()).unwrap_or(u32::MAX),
+                targets: u32::try_from(view.targets.len()).unwrap_or(u32::MAX),
+                counts: counts(&view.targets).into_iter().collect(),
+            });
+        }
+        Ok(Response::new(DirectiveList { directives }))
+    }
+
+    async fn node_status(
+        &self,
+        request: Request<NodeStatusRequest>,
+    ) -> Result<Response<NodeStatusReply>, Status> {
+        self.operator(&request)?;
+        Ok(Response::new(node_status(&self.shared)?))
+    }
+}
+
+/// Links, backlogs and counts of this node.
+pub fn node_status(shared: &Shared) -> Result<NodeStatusReply, NodeError> {
+    let now = shared.now_ms();
+    let mut peers = Vec::new();
+    for peer in shared.peers.values() {
+        let link = *peer.link.lock().unwrap_or_else(|p| p.into_inner());
+        let durable = *peer.durable_out.borrow();
+        let acked = peer.acked.load(Ordering::SeqCst);
+        let backlog = durable.saturating_sub(acked);
+        let oldest_age_ms = if backlog == 0 {
+            0
+        } else {
+            match shared
+                .store
+                .scan_prefix(&records::outbox_prefix(&peer.id))
+                .next()
+                .transpose()?
+            {
+                Some((k, v)) => {
+                    let e: OutboxEntry = decode(&k, &v)?;
+                    (now - e.enqueued_at_ms).max(0)
+                }
+                None => 0,
+            }
+        };
+        peers.push(PeerStatus {
+            peer: peer.id.to_string(),
+            role: match peer.role {
+                Role::Parent => "parent",
+                Role::Child => "child",
+            }
+            .into(),
+            up: link.up,
+            since_ms: link.since_ms,
+            backlog,
+            oldest_age_ms,
+        });
+    }
+    let directives = shared.store.scan_prefix(records::DIRECTIVE_PREFIX).count() as u64;
+    let active_rules = shared.store.scan_prefix(records::RULE_PREFIX).count() as u64;
+    Ok(NodeStatusReply {
+        node_id: shared.node_id.to_string(),
+        peers,
+        directives,
+        active_rules,
+        started_at_ms: shared.started_at_ms,
+    })
+}

@@ -1,0 +1,159 @@
+//! Development PKI made with rcgen, so no OpenSSL step is needed: a CA, and node and operator
+//! certificates carrying their identity as a SPIFFE URI SAN. Production operators bring
+//! their own CA; nothing else in the node depends on how certificates were made.
+
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+
+use crate::identity::Identity;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("certificate generation: {0}")]
+    Rcgen(#[from] rcgen::Error),
+    #[error("writing {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A certificate authority held in memory while a topology's certificates are issued.
+pub struct DevCa {
+    trust_domain: String,
+    issuer: Issuer<'static, KeyPair>,
+    cert_pem: String,
+}
+
+impl std::fmt::Debug for DevCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevCa")
+            .field("trust_domain", &self.trust_domain)
+            .finish()
+    }
+}
+
+/// A certificate and its private key, PEM encoded.
+#[derive(Debug, Clone)]
+pub struct IssuedCert {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl IssuedCert {
+    /// Writes `<stem>.pem` and `<stem>.key` (the key readable by the owner only).
+    pub fn write(&self, dir: &Path, stem: &str) -> Result<(PathBuf, PathBuf), PkiError> {
+        let cert = dir.join(format!("{stem}.pem"));
+        let key = dir.join(format!("{stem}.key"));
+        write_file(&cert, &self.cert_pem, 0o644)?;
+        write_file(&key, &self.key_pem, 0o600)?;
+        Ok((cert, key))
+    }
+}
+
+fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), PkiError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let err = |source| PkiError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(err)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)
+        .map_err(err)?;
+    f.write_all(contents.as_bytes()).map_err(err)
+}
+
+impl DevCa {
+    /// A fresh CA for `trust_domain`, named `common_name`.
+    pub fn generate(trust_domain: &str, common_name: &str) -> Result<DevCa, PkiError> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, common_name);
+        dn.push(DnType::OrganizationName, "ISMS development PKI");
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = KeyPair::generate()?;
+        let cert = params.self_signed(&key)?;
+        Ok(DevCa {
+            trust_domain: trust_domain.to_string(),
+            issuer: Issuer::new(params, key),
+            cert_pem: cert.pem(),
+        })
+    }
+
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    pub fn trust_domain(&self) -> &str {
+        &self.trust_domain
+    }
+
+    /// Writes the CA certificate (not its key: a development network needs no more certs
+    /// after it is generated).
+    pub fn write_cert(&self, path: &Path) -> Result<(), PkiError> {
+        write_file(path, &self.cert_pem, 0o644)
+    }
+
+    /// Issues a certificate proving `identity`, usable as TLS server and client.
+    pub fn issue(&self, identity: &Identity) -> Result<IssuedCert, PkiError> {
+        let mut params = CertificateParams::new(vec!["localhost".to_string()])?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, identity.to_string());
+        params.distinguished_name = dn;
+        let uri = identity.uri(&self.trust_domain);
+        params
+            .subject_alt_names
+            .push(SanType::URI(uri.as_str().try_into()?));
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(IssuedCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issued_certificates_carry_the_identity() {
+        let ca = DevCa::generate("isms.test", "test CA").expect("ca");
+        let id = Identity::Node("province/44".parse().expect("id"));
+        let issued = ca.issue(&id).expect("issue");
+        let der = rustls_pemfile::certs(&mut issued.cert_pem.as_bytes())
+            .next()
+            .expect("one cert")
+            .expect("pem");
+        assert_eq!(Identity::from_cert_der(der.as_ref(), "isms.test"), Some(id));
+        assert_eq!(Identity::from_cert_der(der.as_ref(), "other.test"), None);
+    }
+}

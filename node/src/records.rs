@@ -1,0 +1,179 @@
+//! The node's keyspace in the store and the versioned encoding of its records.
+//!
+//! Every value is one format byte followed by a protobuf record, so a record's layout can
+//! change without a flag day. Peer IDs never contain a NUL byte, so `\0` ends a peer or
+//! directive component and prefixes never collide (`enterprise/a` vs `enterprise/ab`).
+
+use prost::Message;
+
+use crate::identity::NodeId;
+
+/// Format marker of the records written by this version.
+const FORMAT_V1: u8 = 1;
+
+#[derive(Debug, thiserror::Error)]
+#[error("corrupt record under key {key:?}: {why}")]
+pub struct CorruptRecord {
+    pub key: String,
+    pub why: String,
+}
+
+pub fn encode<M: Message>(m: &M) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + m.encoded_len());
+    out.push(FORMAT_V1);
+    // A Vec grows as needed, so encoding into it cannot run out of space.
+    let _ = m.encode(&mut out);
+    out
+}
+
+pub fn decode<M: Message + Default>(key: &[u8], bytes: &[u8]) -> Result<M, CorruptRecord> {
+    let corrupt = |why: String| CorruptRecord {
+        key: String::from_utf8_lossy(key).into_owned(),
+        why,
+    };
+    match bytes.split_first() {
+        Some((&FORMAT_V1, rest)) => M::decode(rest).map_err(|e| corrupt(e.to_string())),
+        Some((v, _)) => Err(corrupt(format!("unknown format version {v}"))),
+        None => Err(corrupt("empty value".into())),
+    }
+}
+
+pub fn encode_u64(n: u64) -> Vec<u8> {
+    n.to_be_bytes().to_vec()
+}
+
+pub fn decode_u64(key: &[u8], bytes: &[u8]) -> Result<u64, CorruptRecord> {
+    let arr: [u8; 8] = bytes.try_into().map_err(|_| CorruptRecord {
+        key: String::from_utf8_lossy(key).into_owned(),
+        why: format!("expected 8 bytes, found {}", bytes.len()),
+    })?;
+    Ok(u64::from_be_bytes(arr))
+}
+
+fn key(prefix: &str, parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = prefix.as_bytes().to_vec();
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            k.push(0);
+        }
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+/// Next outbox sequence number to assign for `peer`.
+pub fn next_seq(peer: &NodeId) -> Vec<u8> {
+    key("n/", &[peer.as_str().as_bytes()])
+}
+
+/// Highest sequence number applied from `peer`.
+pub fn applied(peer: &NodeId) -> Vec<u8> {
+    key("a/", &[peer.as_str().as_bytes()])
+}
+
+/// All outbox entries for `peer`.
+pub fn outbox_prefix(peer: &NodeId) -> Vec<u8> {
+    let mut k = key("o/", &[peer.as_str().as_bytes()]);
+    k.push(0);
+    k
+}
+
+pub fn outbox(peer: &NodeId, seq: u64) -> Vec<u8> {
+    let mut k = outbox_prefix(peer);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// The sequence number at the end of an outbox key.
+pub fn outbox_seq(key: &[u8]) -> Option<u64> {
+    let tail = key.get(key.len().checked_sub(8)?..)?;
+    Some(u64::from_be_bytes(tail.try_into().ok()?))
+}
+
+pub const DIRECTIVE_PREFIX: &[u8] = b"d/";
+
+pub fn directive(id: &str) -> Vec<u8> {
+    key("d/", &[id.as_bytes()])
+}
+
+/// Per-target (and per-relaying-province) state of a directive.
+pub fn targets_prefix(directive_id: &str) -> Vec<u8> {
+    let mut k = key("t/", &[directive_id.as_bytes()]);
+    k.push(0);
+    k
+}
+
+pub fn target(directive_id: &str, node: &str) -> Vec<u8> {
+    let mut k = targets_prefix(directive_id);
+    k.extend_from_slice(node.as_bytes());
+    k
+}
+
+/// Enterprise: the active rule set.
+pub const RULE_PREFIX: &[u8] = b"r/";
+
+pub fn rules_prefix(directive_id: &str) -> Vec<u8> {
+    let mut k = key("r/", &[directive_id.as_bytes()]);
+    k.push(0);
+    k
+}
+
+pub fn rule(directive_id: &str, index: u32) -> Vec<u8> {
+    let mut k = rules_prefix(directive_id);
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// Enterprise: directives whose rules are stored but not yet confirmed in the rules file.
+pub const PENDING_EXEC_PREFIX: &[u8] = b"x/";
+
+pub fn pending_exec(directive_id: &str) -> Vec<u8> {
+    key("x/", &[directive_id.as_bytes()])
+}
+
+pub fn pending_exec_id(key: &[u8]) -> Option<String> {
+    key.strip_prefix(PENDING_EXEC_PREFIX)
+        .and_then(|id| std::str::from_utf8(id).ok())
+        .map(str::to_string)
+}
+
+/// Audit trail of operator actions, in time order.
+pub fn audit(at_ms: i64, id: &uuid::Uuid) -> Vec<u8> {
+    let mut k = b"u/".to_vec();
+    k.extend_from_slice(&at_ms.to_be_bytes());
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+pub const AUDIT_PREFIX: &[u8] = b"u/";
+
+/// Total rules ever added to the active set, counted in the same batch as the addition.
+pub const RULES_APPLIED_COUNTER: &[u8] = b"c/rules_applied";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outbox_keys_sort_by_sequence_and_do_not_collide() {
+        let a: NodeId = "enterprise/a".parse().expect("id");
+        let ab: NodeId = "enterprise/ab".parse().expect("id");
+        assert!(outbox(&a, 2) < outbox(&a, 256));
+        assert!(!outbox(&ab, 1).starts_with(&outbox_prefix(&a)));
+        assert_eq!(outbox_seq(&outbox(&a, 77)), Some(77));
+    }
+
+    #[test]
+    fn records_carry_a_version_and_reject_garbage() {
+        let r = isms_proto::record::TargetRecord {
+            detail: "x".into(),
+            ..Default::default()
+        };
+        let bytes = encode(&r);
+        assert_eq!(bytes[0], FORMAT_V1);
+        let back: isms_proto::record::TargetRecord = decode(b"k", &bytes).expect("decode");
+        assert_eq!(back, r);
+        assert!(decode::<isms_proto::record::TargetRecord>(b"k", &[9, 1]).is_err());
+        assert!(decode::<isms_proto::record::TargetRecord>(b"k", &[]).is_err());
+    }
+}

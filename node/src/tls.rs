@@ -1,0 +1,268 @@
+//! Mutual TLS for every connection: the server requires a client certificate from the
+//! network's CA and logs every refused handshake; a client verifies the server's chain and
+//! that its SPIFFE identity is the one it meant to reach (not a DNS name).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::{TlsAcceptor, TlsConnector, server::TlsStream};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::identity::Identity;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {what}")]
+    Pem { path: String, what: String },
+    #[error("TLS setup: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("client verifier: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+    #[error("bad address {0:?}")]
+    Address(String),
+}
+
+/// Installs the ring crypto provider once per process. rustls panics at the first
+/// handshake if two providers are compiled in and none is chosen.
+pub fn install_crypto_provider() {
+    // An Err only means a provider is already installed, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut pem.as_slice()).collect();
+    let certs = certs.map_err(|e| TlsError::Pem {
+        path: path.display().to_string(),
+        what: e.to_string(),
+    })?;
+    if certs.is_empty() {
+        return Err(TlsError::Pem {
+            path: path.display().to_string(),
+            what: "no certificate in file".into(),
+        });
+    }
+    Ok(certs)
+}
+
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let pem = std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    rustls_pemfile::private_key(&mut pem.as_slice())
+        .map_err(|e| TlsError::Pem {
+            path: path.display().to_string(),
+            what: e.to_string(),
+        })?
+        .ok_or_else(|| TlsError::Pem {
+            path: path.display().to_string(),
+            what: "no private key in file".into(),
+        })
+}
+
+fn roots(ca: &Path) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for c in load_certs(ca)? {
+        roots.add(c)?;
+    }
+    Ok(roots)
+}
+
+/// The files one TLS identity needs.
+#[derive(Debug, Clone)]
+pub struct TlsPaths<'a> {
+    pub ca: &'a Path,
+    pub cert: &'a Path,
+    pub key: &'a Path,
+}
+
+/// Server side: our certificate, and client certificates required from `ca`.
+pub fn server_config(paths: &TlsPaths<'_>) -> Result<rustls::ServerConfig, TlsError> {
+    let verifier = WebPkiClientVerifier::builder(Arc::new(roots(paths.ca)?)).build()?;
+    let mut config = rustls::ServerConfig::builder()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(load_certs(paths.cert)?, load_key(paths.key)?)?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
+}
+
+/// Client side: our certificate, and a server that must prove `expected` under `ca`.
+pub fn client_config(
+    paths: &TlsPaths<'_>,
+    expected: Identity,
+    trust_domain: &str,
+) -> Result<rustls::ClientConfig, TlsError> {
+    let verifier = SpiffeServerVerifier {
+        roots: Arc::new(roots(paths.ca)?),
+        expected,
+        trust_domain: trust_domain.to_string(),
+        algorithms: rustls::crypto::ring::default_provider().signature_verification_algorithms,
+    };
+    let mut config = rustls::ClientConfig::builder()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_client_auth_cert(load_certs(paths.cert)?, load_key(paths.key)?)?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
+}
+
+/// Checks the chain like WebPKI does, then the SPIFFE URI instead of a host name: nodes are
+/// addressed by ID, and an address can change hands.
+#[derive(Debug)]
+struct SpiffeServerVerifier {
+    roots: Arc<RootCertStore>,
+    expected: Identity,
+    trust_domain: String,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for SpiffeServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let cert = ParsedCertificate::try_from(end_entity)?;
+        rustls::client::verify_server_cert_signed_by_trust_anchor(
+            &cert,
+            &self.roots,
+            intermediates,
+            now,
+            self.algorithms.all,
+        )?;
+        match Identity::from_cert_der(end_entity.as_ref(), &self.trust_domain) {
+            Some(id) if id == self.expected => Ok(ServerCertVerified::assertion()),
+            other => {
+                tracing::warn!(expected = %self.expected, found = ?other.map(|i| i.to_string()),
+                    "server certificate names the wrong identity");
+                Err(rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::ApplicationVerificationFailure,
+                ))
+            }
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// Accepts TCP connections and completes TLS handshakes concurrently, logging every refused
+/// peer, and yields the established streams for tonic's `serve_with_incoming`.
+pub fn incoming(
+    listener: TcpListener,
+    config: rustls::ServerConfig,
+    shutdown: CancellationToken,
+) -> tokio_stream::wrappers::ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>> {
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, addr) = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = listener.accept() => match r {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // Out of descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let handshake =
+                    tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp));
+                match handshake.await {
+                    Ok(Ok(stream)) => {
+                        let _ = tx.send(Ok(stream)).await;
+                    }
+                    Ok(Err(e)) => tracing::warn!(peer = %addr, error = %e, "TLS handshake refused"),
+                    Err(_) => tracing::warn!(peer = %addr, "TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// A lazily connecting gRPC channel to `address` (`host:port`) over our own rustls client,
+/// so the server is checked by SPIFFE identity.
+pub fn channel(
+    address: &str,
+    config: rustls::ClientConfig,
+) -> Result<Channel, TlsError> {
+    let endpoint = Endpoint::from_shared(format!("http://{address}"))
+        .map_err(|_| TlsError::Address(address.to_string()))?
+        .tcp_nodelay(true)
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .http2_keep_alive_interval(std::time::Duration::from_secs(10))
+        .keep_alive_timeout(std::time::Duration::from_secs(20))
+        .keep_alive_while_idle(true)
+        .initial_stream_window_size(Some(4 << 20))
+        .initial_connection_window_size(Some(8 << 20));
+    let connector = TlsConnector::from(Arc::new(config));
+    let address = address.to_string();
+    let connect = tower::service_fn(move |_uri: http::Uri| {
+        let connector = connector.clone();
+        let address = address.clone();
+        async move {
+            let tcp = TcpStream::connect(&address).await?;
+            tcp.set_nodelay(true)?;
+            // The name is not checked (the verifier checks the SPIFFE URI); rustls needs one
+            // for SNI.
+            let name = ServerName::try_from("isms.node").map_err(std::io::Error::other)?;
+            let tls = connector.connect(name, tcp).await?;
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+        }
+    });
+    Ok(endpoint.connect_with_connector_lazy(connect))
+}
+
+/// The identity proven by the client certificate of a request, if any.
+pub fn peer_identity<T>(request: &tonic::Request<T>, trust_domain: &str) -> Option<Identity> {
+    let certs = request.peer_certs()?;
+    let leaf = certs.first()?;
+    Identity::from_cert_der(leaf.as_ref(), trust_domain)
+}
