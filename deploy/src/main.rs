@@ -1,1 +1,235 @@
-fn main() {}
+//! `isms-devnet`: starts a complete local network (1 ministry, provinces 11, 31 and 44 with
+//! two enterprises each, one enterprise under the ministry) on loopback in the background,
+//! and stops it again. Everything lives under one directory.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use isms_deploy::{Network, NodeLayout, Options, Topology};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+#[derive(Parser)]
+#[command(name = "isms-devnet", about = "Run a local ISMS network for development")]
+struct Args {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Generate certificates and configs, start every node in the background, wait until
+    /// every link is up.
+    Up {
+        /// Where everything goes (configs, certs, stores, logs, pid files).
+        #[arg(long, default_value = "devnet")]
+        dir: PathBuf,
+        /// Where the node binaries are; default: next to this program.
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+    },
+    /// Stop every node of the network with SIGTERM and wait for them to exit.
+    Down {
+        #[arg(long, default_value = "devnet")]
+        dir: PathBuf,
+    },
+}
+
+fn main() {
+    let result = match Args::parse().command {
+        Cmd::Up { dir, bin_dir } => up(&dir, bin_dir),
+        Cmd::Down { dir } => down(&dir),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn read_pid(path: &Path) -> Option<Pid> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.trim().parse().ok().map(Pid::from_raw)
+}
+
+fn alive(pid: Pid) -> bool {
+    kill(pid, None).is_ok()
+}
+
+/// Pid files below `dir`, one per node directory.
+fn pid_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return vec![];
+    };
+    let mut out: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("pid"))
+        .filter(|p| p.is_file())
+        .collect();
+    out.sort();
+    out
+}
+
+fn up(dir: &Path, bin_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    if pid_files(dir).iter().any(|p| read_pid(p).is_some_and(alive)) {
+        bail!(
+            "a network is already running under {}; stop it first with `isms-devnet down --dir {}`",
+            dir.display(),
+            dir.display()
+        );
+    }
+    let bin_dir = match bin_dir {
+        Some(d) => d,
+        None => std::env::current_exe()?
+            .parent()
+            .context("program has no directory")?
+            .to_path_buf(),
+    };
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
+    let net = isms_deploy::generate(dir, &Topology::devnet(), &Options::default())?;
+    for node in &net.nodes {
+        start(node, &bin_dir)?;
+    }
+    wait_until_linked(&net)?;
+    print_summary(&net, &bin_dir);
+    Ok(())
+}
+
+fn start(node: &NodeLayout, bin_dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let bin = bin_dir.join(node.binary);
+    if !bin.is_file() {
+        bail!(
+            "{} not found; build it first with `cargo build --release --workspace --bins`",
+            bin.display()
+        );
+    }
+    let log = std::fs::File::create(node.log_path())?;
+    let child = Command::new(&bin)
+        .arg("serve")
+        .arg("--config")
+        .arg(&node.config_path)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        // Its own process group: a Ctrl-C in this terminal later does not stop the network.
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    std::fs::write(node.pid_path(), format!("{}\n", child.id()))?;
+    Ok(())
+}
+
+/// Polls the ministry and each province until all their children are linked.
+fn wait_until_linked(net: &Network) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let parents: Vec<&NodeLayout> = net
+        .nodes
+        .iter()
+        .filter(|n| !n.config.children.is_empty())
+        .collect();
+    for parent in parents {
+        loop {
+            let up = rt.block_on(async {
+                let args = isms_node::cli::ClientArgs {
+                    config: parent.config_path.clone(),
+                    operator_cert: None,
+                    operator_key: None,
+                };
+                let mut client = isms_node::cli::connect(&args).await.ok()?;
+                let status = client
+                    .node_status(isms_node::proto::v1::NodeStatusRequest {})
+                    .await
+                    .ok()?
+                    .into_inner();
+                Some(
+                    status
+                        .peers
+                        .iter()
+                        .filter(|p| p.role == "child")
+                        .all(|p| p.up),
+                )
+            });
+            if up == Some(true) {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} did not see all its children linked within 60s; see the logs under {}",
+                    parent.id,
+                    net.root.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(())
+}
+
+fn print_summary(net: &Network, bin_dir: &Path) {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let rel = |p: &Path| {
+        p.strip_prefix(&cwd)
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|_| p.to_path_buf())
+    };
+    println!("Local ISMS network running under {}", net.root.display());
+    for n in &net.nodes {
+        let pid = read_pid(&n.pid_path()).map_or(0, Pid::as_raw);
+        println!(
+            "  {:<24} {:<16} pid {:<7} log {}",
+            n.id.as_str(),
+            n.listen(),
+            pid,
+            rel(&n.log_path()).display()
+        );
+    }
+    let ministry = net.node("ministry").map(|n| rel(&n.config_path));
+    let bin = rel(bin_dir);
+    if let Some(cfg) = ministry {
+        println!();
+        println!("Issue a takedown order to every enterprise and follow it:");
+        println!(
+            "  {}/ministry-node directive issue --config {} --to all --block-domain bad.example --wait",
+            bin.display(),
+            cfg.display()
+        );
+        println!("Stop the network:");
+        println!("  ./deploy/devnet down");
+    }
+}
+
+fn down(dir: &Path) -> anyhow::Result<()> {
+    let pids: Vec<(PathBuf, Pid)> = pid_files(dir)
+        .into_iter()
+        .filter_map(|p| read_pid(&p).map(|pid| (p, pid)))
+        .collect();
+    if pids.is_empty() {
+        println!("no network under {}", dir.display());
+        return Ok(());
+    }
+    for (_, pid) in &pids {
+        // Already gone is fine.
+        let _ = kill(*pid, Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for (path, pid) in &pids {
+        while alive(*pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if alive(*pid) {
+            eprintln!("{} did not stop in time; sending SIGKILL", pid);
+            let _ = kill(*pid, Signal::SIGKILL);
+        }
+        let _ = std::fs::remove_file(path);
+    }
+    println!("stopped {} nodes under {}", pids.len(), dir.display());
+    Ok(())
+}

@@ -16,3 +16,6 @@ pub mod pki;
 pub mod records;
 pub mod telemetry;
 pub mod tls;
+
+/// The wire types, for tools and tests that speak the protocol.
+pub use isms_proto as proto;

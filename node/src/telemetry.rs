@@ -43,6 +43,7 @@ pub fn init(service: &str, node_id: &str, config: &Telemetry) -> anyhow::Result<
     let fmt = match config.log_format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_target(false)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
