@@ -427,7 +427,8 @@ pub async fn node_status(args: NodeStatusArgs) -> anyhow::Result<i32> {
             "{}",
             json!({
                 "node": s.node_id, "started_at_ms": s.started_at_ms,
-                "directives": s.directives, "active_rules": s.active_rules, "peers": peers,
+                "directives": s.directives, "active_rules": s.active_rules,
+                "rules_applied_total": s.rules_applied_total, "peers": peers,
             })
         );
     } else {

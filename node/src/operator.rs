@@ -205,7 +205,12 @@ pub fn node_status(shared: &Shared) -> Result<NodeStatusReply, NodeError> {
     }
     let directives = shared.store.scan_prefix(records::DIRECTIVE_PREFIX).count() as u64;
     let active_rules = shared.store.scan_prefix(records::RULE_PREFIX).count() as u64;
+    let rules_applied_total = match shared.store.get(records::RULES_APPLIED_COUNTER)? {
+        Some(v) => records::decode_u64(records::RULES_APPLIED_COUNTER, &v)?,
+        None => 0,
+    };
     Ok(NodeStatusReply {
+        rules_applied_total,
         node_id: shared.node_id.to_string(),
         peers,
         directives,

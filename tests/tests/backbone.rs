@@ -1,0 +1,153 @@
+//! The takedown order end to end on a 1+3+7 network: fan-out to every enterprise, nodes
+//! down while an order is issued, and restarts that keep every state.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use isms_e2e::isms_deploy::Topology;
+use isms_e2e::{TestNet, eventually};
+
+const T: Duration = Duration::from_secs(30);
+
+#[test]
+fn a_directive_to_all_reaches_every_enterprise_once() {
+    let net = TestNet::start(&Topology::devnet());
+    let enterprises = net.enterprises();
+    assert_eq!(enterprises.len(), 7);
+
+    let id = net.issue(&[
+        "--to",
+        "all",
+        "--block-domain",
+        "Bad.Example",
+        "--block-url",
+        "https://bad.example/path",
+        "--block-ip",
+        "203.0.113.0/24",
+    ]);
+    let view = net.wait_all(&id, "executed", T);
+    assert_eq!(view["targets"].as_array().map(Vec::len), Some(7));
+    assert_eq!(view["counts"]["executed"], 7);
+    let hops = isms_e2e::states(&view["hops"]);
+    assert_eq!(hops.len(), 3, "three relaying provinces: {hops:?}");
+    assert!(hops.values().all(|s| s == "forwarded"), "{hops:?}");
+
+    for e in &enterprises {
+        let rules = net.rules(e);
+        let mut values: Vec<&str> = rules.iter().filter_map(|r| r["value"].as_str()).collect();
+        values.sort();
+        assert_eq!(
+            values,
+            vec!["203.0.113.0/24", "bad.example", "https://bad.example/path"],
+            "{e}'s rules file"
+        );
+        assert!(rules.iter().all(|r| r["directive"] == id.as_str()));
+        let status = net.node_status(e).expect("enterprise status");
+        assert_eq!(status["rules_applied_total"], 3, "{e} applied each rule once");
+    }
+
+    // The province sees what its own enterprises did, and only those.
+    let at_province = net.target_states("province/44", &id).expect("province view");
+    assert_eq!(
+        at_province,
+        HashMap::from([
+            ("enterprise/e4401".to_string(), "executed".to_string()),
+            ("enterprise/e4402".to_string(), "executed".to_string()),
+        ])
+    );
+
+    // A selection: one province and the ministry's direct enterprise.
+    let id2 = net.issue(&["--to", "province/31,enterprise/e0001", "--block-ip", "198.51.100.1"]);
+    let view2 = net.wait_all(&id2, "executed", T);
+    let mut targets: Vec<String> = isms_e2e::states(&view2["targets"]).into_keys().collect();
+    targets.sort();
+    assert_eq!(targets, vec!["enterprise/e0001", "enterprise/e3101", "enterprise/e3102"]);
+    assert_eq!(net.rules("enterprise/e1101").len(), 3, "untargeted enterprise unchanged");
+    assert_eq!(net.rules("enterprise/e3101").len(), 4);
+}
+
+/// Waits until the given targets are `queued` and every other target `executed`.
+fn wait_split(net: &TestNet, id: &str, queued: &[&str]) {
+    eventually(T, "the reachable targets executed, the others queued", || {
+        let states = net.target_states("ministry", id)?;
+        let ok = states.len() == 7
+            && states.iter().all(|(node, s)| {
+                if queued.contains(&node.as_str()) {
+                    s == "queued"
+                } else {
+                    s == "executed"
+                }
+            });
+        ok.then_some(())
+    });
+}
+
+#[test]
+fn a_stopped_province_receives_the_order_when_it_returns() {
+    let net = TestNet::start(&Topology::devnet());
+    net.stop("province/44");
+    let id = net.issue(&["--to", "all", "--block-domain", "late.example"]);
+    wait_split(&net, &id, &["enterprise/e4401", "enterprise/e4402"]);
+    let status = net.node_status("ministry").expect("ministry status");
+    let p44 = status["peers"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["peer"] == "province/44"))
+        .cloned()
+        .expect("province/44 in status");
+    assert_eq!(p44["up"], false);
+    assert_eq!(p44["backlog"], 1, "one message waits for province/44");
+
+    net.spawn("province/44");
+    net.wait_all(&id, "executed", T);
+    assert_eq!(net.rules("enterprise/e4401").len(), 1);
+    eventually(T, "the ministry's backlog to drain", || {
+        let s = net.node_status("ministry")?;
+        let backlog: u64 = s["peers"].as_array()?.iter().filter_map(|p| p["backlog"].as_u64()).sum();
+        (backlog == 0).then_some(())
+    });
+}
+
+#[test]
+fn a_stopped_enterprise_receives_the_order_when_it_returns() {
+    let net = TestNet::start(&Topology::devnet());
+    net.stop("enterprise/e3101");
+    let id = net.issue(&["--to", "all", "--block-domain", "late.example"]);
+    wait_split(&net, &id, &["enterprise/e3101"]);
+    // The province holds it for the enterprise.
+    let p31 = net.node_status("province/31").expect("province status");
+    let backlog = p31["peers"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["peer"] == "enterprise/e3101"))
+        .map(|p| p["backlog"].clone());
+    assert_eq!(backlog, Some(serde_json::json!(1)));
+
+    net.spawn("enterprise/e3101");
+    net.wait_all(&id, "executed", T);
+    assert_eq!(net.rules("enterprise/e3101").len(), 1);
+}
+
+#[test]
+fn directive_states_survive_a_ministry_restart() {
+    let net = TestNet::start(&Topology::devnet());
+    let done = net.issue(&["--to", "all", "--block-domain", "one.example"]);
+    net.wait_all(&done, "executed", T);
+    net.stop("province/11");
+    let pending = net.issue(&["--to", "all", "--block-domain", "two.example"]);
+    wait_split(&net, &pending, &["enterprise/e1101", "enterprise/e1102"]);
+    let before_done = net.directive("ministry", &done).expect("view");
+    let before_pending = net.directive("ministry", &pending).expect("view");
+
+    net.stop("ministry");
+    net.spawn("ministry");
+    eventually(T, "the ministry to answer", || net.node_status("ministry"));
+    assert_eq!(net.directive("ministry", &done), Some(before_done));
+    assert_eq!(net.directive("ministry", &pending), Some(before_pending));
+
+    // The queued copy for province/11 survived the restart too.
+    net.spawn("province/11");
+    net.wait_all(&pending, "executed", T);
+    let list = net
+        .cli_json("ministry", &["directive", "list", "--json"])
+        .expect("list");
+    assert_eq!(list["directives"].as_array().map(Vec::len), Some(2));
+}
