@@ -105,6 +105,8 @@ impl NodeLayout {
 pub struct Network {
     pub root: PathBuf,
     pub nodes: Vec<NodeLayout>,
+    /// The CA that signed every certificate, kept in memory for tests that mint more.
+    pub ca: std::sync::Arc<DevCa>,
 }
 
 impl Network {
@@ -244,5 +246,9 @@ pub fn generate(root: &Path, topology: &Topology, options: &Options) -> anyhow::
             binary: binary_for(id.tier()),
         });
     }
-    Ok(Network { root, nodes })
+    Ok(Network {
+        root,
+        nodes,
+        ca: std::sync::Arc::new(ca),
+    })
 }

@@ -139,6 +139,14 @@ async fn run_session(
             }
         };
         tracing::info!(peer = %peer.id, peer_applied, "link up");
+        let acked_before = peer.acked.load(std::sync::atomic::Ordering::SeqCst);
+        if peer_applied < acked_before {
+            // The peer acknowledged more than it now remembers: its store was restored from
+            // an older copy. What it acknowledged is gone from our outbox; say so loudly.
+            tracing::error!(peer = %peer.id, peer_applied, acked_before,
+                "peer lost messages it had acknowledged (restored from backup?); they cannot be resent");
+        }
+        let peer_applied = peer_applied.max(acked_before);
         if let Err(e) = ctx.core.acked(peer.id.clone(), peer_applied).await {
             return SessionEnd::Node(e);
         }
@@ -177,7 +185,12 @@ async fn read_loop(
         };
         let body = match frame {
             None => return SessionEnd::Closed,
-            Some(Err(status)) => return SessionEnd::Transport(status),
+            Some(Err(status)) => {
+                // An undecodable or oversized frame: tell the peer why before closing.
+                tracing::warn!(peer = %peer.id, error = %status.message(), "bad frame; closing link");
+                let _ = out.send(Err(status.clone())).await;
+                return SessionEnd::Transport(status);
+            }
             Some(Ok(Frame { body })) => body,
         };
         match body {

@@ -300,3 +300,74 @@ impl Drop for TestNet {
         }
     }
 }
+
+impl TestNet {
+    /// A raw link client to `to`, presenting `cert`/`key`: for tests that speak the protocol
+    /// as a (possibly misbehaving) peer would.
+    pub fn link_client(
+        &self,
+        cert: &Path,
+        key: &Path,
+        to: &str,
+    ) -> isms_node::proto::v1::link_client::LinkClient<tonic::transport::Channel> {
+        isms_node::tls::install_crypto_provider();
+        let target = self.node(to);
+        let paths = isms_node::tls::TlsPaths {
+            ca: &self.net.root.join("ca.pem"),
+            cert,
+            key,
+        };
+        let config = isms_node::tls::client_config(
+            &paths,
+            isms_node::identity::Identity::Node(target.id.clone()),
+            &target.config.trust_domain,
+        )
+        .expect("client TLS config");
+        let channel =
+            isms_node::tls::channel(&target.listen().to_string(), config).expect("channel");
+        isms_node::proto::v1::link_client::LinkClient::new(channel)
+            .max_encoding_message_size(256 << 20)
+    }
+
+    /// The certificate and key files of a node.
+    pub fn cert_of(&self, id: &str) -> (PathBuf, PathBuf) {
+        let dir = &self.node(id).dir;
+        (dir.join("node.pem"), dir.join("node.key"))
+    }
+}
+
+/// One raw link session: frames go out through `tx`, answers come from `rx`.
+pub struct RawSession {
+    pub tx: tokio::sync::mpsc::Sender<isms_node::proto::v1::Frame>,
+    pub rx: tonic::Streaming<isms_node::proto::v1::Frame>,
+}
+
+impl RawSession {
+    /// Opens a session; `Err` if the server refused the stream itself.
+    pub async fn open(
+        client: &mut isms_node::proto::v1::link_client::LinkClient<tonic::transport::Channel>,
+    ) -> Result<RawSession, tonic::Status> {
+        let (tx, out) = tokio::sync::mpsc::channel(16);
+        let response = client
+            .open(tokio_stream::wrappers::ReceiverStream::new(out))
+            .await?;
+        Ok(RawSession {
+            tx,
+            rx: response.into_inner(),
+        })
+    }
+
+    pub async fn send(&self, body: isms_node::proto::v1::frame::Body) {
+        self.tx
+            .send(isms_node::proto::v1::Frame { body: Some(body) })
+            .await
+            .expect("session open");
+    }
+
+    /// The next frame, or the error status that ended the stream.
+    pub async fn next(&mut self) -> Result<Option<isms_node::proto::v1::Frame>, tonic::Status> {
+        tokio::time::timeout(Duration::from_secs(10), self.rx.message())
+            .await
+            .expect("an answer within 10s")
+    }
+}
