@@ -13,7 +13,10 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 #[derive(Parser)]
-#[command(name = "isms-devnet", about = "Run a local ISMS network for development")]
+#[command(
+    name = "isms-devnet",
+    about = "Run a local ISMS network for development"
+)]
 struct Args {
     #[command(subcommand)]
     command: Cmd,
@@ -73,7 +76,10 @@ fn pid_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn up(dir: &Path, bin_dir: Option<PathBuf>) -> anyhow::Result<()> {
-    if pid_files(dir).iter().any(|p| read_pid(p).is_some_and(alive)) {
+    if pid_files(dir)
+        .iter()
+        .any(|p| read_pid(p).is_some_and(alive))
+    {
         bail!(
             "a network is already running under {}; stop it first with `isms-devnet down --dir {}`",
             dir.display(),

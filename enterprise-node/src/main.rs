@@ -9,7 +9,11 @@ use isms_node::cli;
 use isms_node::identity::Tier;
 
 #[derive(Parser)]
-#[command(name = "enterprise-node", version, about = "Enterprise node of the ISMS directive network")]
+#[command(
+    name = "enterprise-node",
+    version,
+    about = "Enterprise node of the ISMS directive network"
+)]
 struct Args {
     #[command(subcommand)]
     command: Command,

@@ -8,7 +8,11 @@ use isms_node::cli;
 use isms_node::identity::Tier;
 
 #[derive(Parser)]
-#[command(name = "ministry-node", version, about = "Ministry node of the ISMS directive network")]
+#[command(
+    name = "ministry-node",
+    version,
+    about = "Ministry node of the ISMS directive network"
+)]
 struct Args {
     #[command(subcommand)]
     command: Command,
@@ -40,7 +44,9 @@ enum DirectiveCommand {
 
 fn main() {
     let code = match Args::parse().command {
-        Command::Serve { config } => isms_node::node::serve("ministry-node", Tier::Ministry, &config),
+        Command::Serve { config } => {
+            isms_node::node::serve("ministry-node", Tier::Ministry, &config)
+        }
         Command::Status(a) => cli::run_command(cli::node_status(a)),
         Command::Directive(DirectiveCommand::Issue(a)) => cli::run_command(cli::issue(a)),
         Command::Directive(DirectiveCommand::Status(a)) => cli::run_command(cli::status(a)),

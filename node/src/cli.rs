@@ -468,7 +468,10 @@ pub fn run_command<F>(f: F) -> i32
 where
     F: std::future::Future<Output = anyhow::Result<i32>>,
 {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: {e}");

@@ -268,11 +268,11 @@ impl Config {
         let mut seen = std::collections::BTreeSet::new();
         for (i, child) in self.children.iter().enumerate() {
             let field = format!("children[{i}].id");
-            let ok = match (tier, child.id.tier()) {
-                (Tier::Ministry, Tier::Province | Tier::Enterprise) => true,
-                (Tier::Province, Tier::Enterprise) => true,
-                _ => false,
-            };
+            let ok = matches!(
+                (tier, child.id.tier()),
+                (Tier::Ministry, Tier::Province | Tier::Enterprise)
+                    | (Tier::Province, Tier::Enterprise)
+            );
             if !ok {
                 return Err(invalid(
                     field,
@@ -320,8 +320,7 @@ impl Config {
         if self.link.batch == 0 {
             return Err(invalid("link.batch", "must be at least 1"));
         }
-        if self.link.reconnect_min.is_zero() || self.link.reconnect_min > self.link.reconnect_max
-        {
+        if self.link.reconnect_min.is_zero() || self.link.reconnect_min > self.link.reconnect_max {
             return Err(invalid(
                 "link.reconnect_min",
                 "must be non-zero and at most link.reconnect_max",
@@ -400,9 +399,18 @@ key = "node.key"
                 "node_id = \"enterprise/e1\"\nrules_file = \"r.json\"\n[parent]\nid = \"ministry\"\naddress = \"nocolon\"\n",
                 "parent.address",
             ),
-            ("node_id = \"ministry\"\n[[children]]\nid = \"ministry\"\n", "children[0].id"),
-            ("node_id = \"ministry\"\n[link]\nwindow = 0\n", "link.window"),
-            ("node_id = \"ministry\"\nrules_file = \"r.json\"\n", "rules_file"),
+            (
+                "node_id = \"ministry\"\n[[children]]\nid = \"ministry\"\n",
+                "children[0].id",
+            ),
+            (
+                "node_id = \"ministry\"\n[link]\nwindow = 0\n",
+                "link.window",
+            ),
+            (
+                "node_id = \"ministry\"\nrules_file = \"r.json\"\n",
+                "rules_file",
+            ),
         ];
         for (body, field) in cases {
             // Tables must follow top-level keys in TOML.
@@ -421,8 +429,16 @@ key = "node.key"
     #[test]
     fn unknown_fields_and_bad_ids_are_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let p = write(dir.path(), &format!("node_id = \"ministry\"\nbogus = 1\n{HEAD}"));
-        assert!(Config::load(&p).expect_err("bogus").to_string().contains("bogus"));
+        let p = write(
+            dir.path(),
+            &format!("node_id = \"ministry\"\nbogus = 1\n{HEAD}"),
+        );
+        assert!(
+            Config::load(&p)
+                .expect_err("bogus")
+                .to_string()
+                .contains("bogus")
+        );
         let p = write(dir.path(), &format!("node_id = \"province/4\"\n{HEAD}"));
         assert!(
             Config::load(&p)

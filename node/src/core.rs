@@ -18,8 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use isms_proto::record::{
-    ActiveRule, AuditRecord, DirectiveRef, OutboxEntry, StoredDirective, TargetRecord,
-    outbox_entry,
+    ActiveRule, AuditRecord, DirectiveRef, OutboxEntry, StoredDirective, TargetRecord, outbox_entry,
 };
 use isms_proto::v1::{
     Directive, DirectiveKind, Envelope, IssueReply, IssueRequest, RuleKind, StatusReport,
@@ -64,6 +63,19 @@ pub struct PeerState {
     /// Highest sequence number the peer acknowledged.
     pub acked: AtomicU64,
     pub link: Mutex<LinkStatus>,
+}
+
+impl PeerState {
+    pub fn new(id: NodeId, role: Role) -> Self {
+        PeerState {
+            id,
+            role,
+            durable_out: watch::Sender::new(0),
+            durable_applied: AtomicU64::new(0),
+            acked: AtomicU64::new(0),
+            link: Mutex::new(LinkStatus::default()),
+        }
+    }
 }
 
 /// State shared by the core, the link sessions and the operator API.
@@ -178,7 +190,10 @@ pub struct Core {
 }
 
 enum Reply {
-    Inbound(oneshot::Sender<Result<u64, NodeError>>, Result<u64, NodeError>),
+    Inbound(
+        oneshot::Sender<Result<u64, NodeError>>,
+        Result<u64, NodeError>,
+    ),
     Issue(
         oneshot::Sender<Result<IssueReply, NodeError>>,
         Result<IssueReply, NodeError>,
@@ -323,8 +338,11 @@ impl Core {
             rules_changed,
             ..
         } = g;
-        store.apply(txn.into_writes())?;
-        store.sync()?;
+        let writes = txn.into_writes();
+        if !writes.is_empty() {
+            store.apply(writes)?;
+            store.sync()?;
+        }
         self.publish();
         for reply in replies {
             // A caller that went away no longer needs the answer.
@@ -369,7 +387,9 @@ impl Core {
                 reply,
             } => {
                 let result = match self.check_inbound(&peer, &envelopes) {
-                    Ok(()) => self.apply_inbound(g, &peer, envelopes).map(|()| self.applied[&peer]),
+                    Ok(()) => self
+                        .apply_inbound(g, &peer, envelopes)
+                        .map(|()| self.applied[&peer]),
                     Err(e) => {
                         tracing::warn!(%peer, error = %e, "refused envelopes");
                         Err(e)
@@ -495,7 +515,8 @@ impl Core {
         }
         if applied != self.applied[peer] {
             self.applied.insert(peer.clone(), applied);
-            g.txn.put(records::applied(peer), records::encode_u64(applied));
+            g.txn
+                .put(records::applied(peer), records::encode_u64(applied));
         }
         Ok(())
     }
@@ -652,7 +673,11 @@ impl Core {
         })
     }
 
-    fn stored_directive(&self, g: &Group<'_>, id: &str) -> Result<Option<StoredDirective>, NodeError> {
+    fn stored_directive(
+        &self,
+        g: &Group<'_>,
+        id: &str,
+    ) -> Result<Option<StoredDirective>, NodeError> {
         let key = records::directive(id);
         Ok(match g.txn.get(&key)? {
             Some(v) => Some(decode::<StoredDirective>(&key, &v)?),
@@ -812,7 +837,8 @@ impl Core {
             body: Some(body),
         };
         g.txn.put(records::outbox(peer, seq), encode(&entry));
-        g.txn.put(records::next_seq(peer), records::encode_u64(seq + 1));
+        g.txn
+            .put(records::next_seq(peer), records::encode_u64(seq + 1));
     }
 
     /// The peer holds everything up to `up_to`: drop those entries, and record `delivered`
@@ -830,7 +856,8 @@ impl Core {
             // an older copy. Skip past it so new messages are not taken as duplicates.
             tracing::error!(%peer, claimed = up_to, next, "peer acknowledged sequence numbers never sent; store restored from backup? skipping ahead");
             self.next_seq.insert(peer.clone(), up_to + 1);
-            g.txn.put(records::next_seq(peer), records::encode_u64(up_to + 1));
+            g.txn
+                .put(records::next_seq(peer), records::encode_u64(up_to + 1));
             next - 1
         } else {
             up_to
@@ -838,7 +865,10 @@ impl Core {
         let entries = g
             .txn
             .store()
-            .range(&records::outbox(peer, acked + 1), &records::outbox(peer, up_to + 1))
+            .range(
+                &records::outbox(peer, acked + 1),
+                &records::outbox(peer, up_to + 1),
+            )
             .collect::<Result<Vec<_>, _>>()?;
         for (key, value) in entries {
             let entry: OutboxEntry = decode(&key, &value)?;
@@ -866,7 +896,14 @@ impl Core {
                 .map(|d| d.issuer)
                 .unwrap_or_default();
             if issuer != self.shared.node_id.as_str() {
-                self.report_up(g, directive_id, peer.as_str(), TargetState::Delivered, "", trace);
+                self.report_up(
+                    g,
+                    directive_id,
+                    peer.as_str(),
+                    TargetState::Delivered,
+                    "",
+                    trace,
+                );
             }
         }
         Ok(())
@@ -1000,13 +1037,22 @@ fn audit(g: &mut Group<'_>, operator: &str, action: &str, subject: &str, outcome
 /// they are applied, and a bad rule fails the directive rather than the link.
 fn check_directive_shape(d: &Directive) -> Result<(), NodeError> {
     if uuid::Uuid::parse_str(&d.id).is_err() {
-        return Err(NodeError::Protocol(format!("directive ID {:?} is not a UUID", d.id)));
+        return Err(NodeError::Protocol(format!(
+            "directive ID {:?} is not a UUID",
+            d.id
+        )));
     }
     if d.issuer.parse::<NodeId>().is_err() {
-        return Err(NodeError::Protocol(format!("directive issuer {:?} is not a node ID", d.issuer)));
+        return Err(NodeError::Protocol(format!(
+            "directive issuer {:?} is not a node ID",
+            d.issuer
+        )));
     }
     if d.targets.is_empty() {
-        return Err(NodeError::Protocol(format!("directive {} has no targets", d.id)));
+        return Err(NodeError::Protocol(format!(
+            "directive {} has no targets",
+            d.id
+        )));
     }
     Ok(())
 }

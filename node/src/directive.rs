@@ -46,7 +46,9 @@ pub fn parse_domain(input: &str) -> Result<String, InputError> {
         return Err(bad("empty"));
     }
     if !d.is_ascii() {
-        return Err(bad("use the punycode (xn--) form of an internationalised name"));
+        return Err(bad(
+            "use the punycode (xn--) form of an internationalised name",
+        ));
     }
     if d.len() > 253 {
         return Err(bad("longer than 253 characters"));
@@ -74,7 +76,9 @@ pub fn parse_domain(input: &str) -> Result<String, InputError> {
         .last()
         .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
     {
-        return Err(bad("the top-level label cannot be numeric (use --block-ip)"));
+        return Err(bad(
+            "the top-level label cannot be numeric (use --block-ip)",
+        ));
     }
     Ok(d)
 }
@@ -104,7 +108,9 @@ pub fn parse_ip(input: &str) -> Result<String, InputError> {
     match len {
         None => Ok(ip.to_string()),
         Some(l) => {
-            let l: u8 = l.parse().map_err(|_| bad("prefix length is not a number"))?;
+            let l: u8 = l
+                .parse()
+                .map_err(|_| bad("prefix length is not a number"))?;
             let max = if ip.is_ipv4() { 32 } else { 128 };
             if l > max {
                 return Err(bad("prefix length too long"));
@@ -272,7 +278,15 @@ mod tests {
     fn domains() {
         assert_eq!(parse_domain("Example.COM."), Ok("example.com".into()));
         assert_eq!(parse_domain("*.bad.example"), Ok("*.bad.example".into()));
-        for bad in ["", "com", "exa mple.com", "-a.com", "a..com", "例子.com", "1.2.3.4"] {
+        for bad in [
+            "",
+            "com",
+            "exa mple.com",
+            "-a.com",
+            "a..com",
+            "例子.com",
+            "1.2.3.4",
+        ] {
             assert!(parse_domain(bad).is_err(), "{bad:?} accepted");
         }
     }

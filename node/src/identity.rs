@@ -79,7 +79,9 @@ impl FromStr for NodeId {
             if code.len() == 2 && code.bytes().all(|b| b.is_ascii_digit()) {
                 return Ok(NodeId(s.into()));
             }
-            return Err(bad("a province code is two digits (GB/T 2260), e.g. province/44"));
+            return Err(bad(
+                "a province code is two digits (GB/T 2260), e.g. province/44",
+            ));
         }
         if let Some(id) = s.strip_prefix("enterprise/") {
             if valid_enterprise_id(id) {
@@ -89,9 +91,7 @@ impl FromStr for NodeId {
                 "an enterprise ID is 1-64 characters of letters, digits, '-', '_' or '.'",
             ));
         }
-        Err(bad(
-            "expected `ministry`, `province/NN` or `enterprise/ID`",
-        ))
+        Err(bad("expected `ministry`, `province/NN` or `enterprise/ID`"))
     }
 }
 
@@ -119,7 +119,10 @@ impl fmt::Display for NodeId {
 pub enum Identity {
     Node(NodeId),
     /// An operator of the given node (`spiffe://td/<node>/operator/<name>`).
-    Operator { node: NodeId, name: String },
+    Operator {
+        node: NodeId,
+        name: String,
+    },
 }
 
 impl Identity {
@@ -195,7 +198,14 @@ mod tests {
             "enterprise/idc-gz.01".parse::<NodeId>().map(|n| n.tier()),
             Ok(Tier::Enterprise)
         );
-        for bad in ["", "province/4", "province/4a", "enterprise/", "enterprise/a b", "x/1"] {
+        for bad in [
+            "",
+            "province/4",
+            "province/4a",
+            "enterprise/",
+            "enterprise/a b",
+            "x/1",
+        ] {
             assert!(bad.parse::<NodeId>().is_err(), "{bad:?} accepted");
         }
     }
@@ -214,6 +224,9 @@ mod tests {
             Identity::from_uri("spiffe://isms.test/province/31", "isms.test"),
             Some(Identity::Node("province/31".parse().expect("valid")))
         );
-        assert_eq!(Identity::from_uri("spiffe://isms.test/root", "isms.test"), None);
+        assert_eq!(
+            Identity::from_uri("spiffe://isms.test/root", "isms.test"),
+            None
+        );
     }
 }

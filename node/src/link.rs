@@ -305,18 +305,16 @@ fn read_batch(
 ) -> Result<Vec<Envelope>, NodeError> {
     let mut envelopes = Vec::new();
     let mut bytes = 0usize;
-    let mut expect = from;
-    for item in shared
+    let range = shared
         .store
-        .range(&records::outbox(peer, from), &records::outbox(peer, to + 1))
-    {
+        .range(&records::outbox(peer, from), &records::outbox(peer, to + 1));
+    for (expect, item) in (from..).zip(range) {
         let (key, value) = item?;
         let entry: OutboxEntry = decode(&key, &value)?;
         if entry.seq != expect {
             // A hole: the entry was deleted under us, which only an acknowledgment does.
             break;
         }
-        expect += 1;
         let env = envelope(shared, entry, cache)?;
         bytes += env.encoded_len();
         envelopes.push(env);
@@ -352,7 +350,12 @@ fn envelope(
             d.targets = r.targets;
             Payload::Directive(d)
         }
-        None => return Err(NodeError::Protocol(format!("outbox entry {} is empty", entry.seq))),
+        None => {
+            return Err(NodeError::Protocol(format!(
+                "outbox entry {} is empty",
+                entry.seq
+            )));
+        }
     };
     Ok(Envelope {
         seq: entry.seq,
@@ -429,7 +432,8 @@ pub async fn dial_parent(
                     .max_encoding_message_size(ctx.tuning.max_frame_bytes);
                 let (tx, rx) = mpsc::channel::<Result<Frame, Status>>(64);
                 // The request stream ends at the first error the session wants to signal.
-                let outbound = tokio_stream::StreamExt::map_while(ReceiverStream::new(rx), Result::ok);
+                let outbound =
+                    tokio_stream::StreamExt::map_while(ReceiverStream::new(rx), Result::ok);
                 let opened = tokio::select! {
                     _ = ctx.shutdown.cancelled() => return,
                     r = link.open(outbound) => r,

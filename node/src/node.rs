@@ -3,19 +3,18 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use isms_proto::v1::link_server::LinkServer;
 use isms_proto::v1::operator_server::OperatorServer;
 use isms_store::Store;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::core::{Core, LinkStatus, PeerState, Role, Shared};
+use crate::core::{Core, PeerState, Role, Shared};
 use crate::identity::{Identity, NodeId};
 use crate::link::{LinkContext, LinkService, dial_parent};
 use crate::operator::OperatorService;
@@ -52,17 +51,7 @@ pub async fn run_with_clock(
 
     let mut peers = BTreeMap::new();
     let mut add_peer = |id: &NodeId, role| {
-        peers.insert(
-            id.clone(),
-            Arc::new(PeerState {
-                id: id.clone(),
-                role,
-                durable_out: watch::Sender::new(0),
-                durable_applied: AtomicU64::new(0),
-                acked: AtomicU64::new(0),
-                link: std::sync::Mutex::new(LinkStatus::default()),
-            }),
-        );
+        peers.insert(id.clone(), Arc::new(PeerState::new(id.clone(), role)));
     };
     if let Some(p) = &config.parent {
         add_peer(&p.id, Role::Parent);
@@ -124,7 +113,8 @@ pub async fn run_with_clock(
     tracing::info!(node = %config.node_id, listen = %local, "node started");
 
     let dialer = config.parent.as_ref().map(|p| {
-        let client_tls = tls::client_config(&paths, Identity::Node(p.id.clone()), &config.trust_domain);
+        let client_tls =
+            tls::client_config(&paths, Identity::Node(p.id.clone()), &config.trust_domain);
         let parent = shared.peers[&p.id].clone();
         let address = p.address.clone();
         let links = links.clone();
@@ -203,7 +193,10 @@ pub fn serve(binary: &str, tier: crate::identity::Tier, config_path: &std::path:
             return 1;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -211,8 +204,7 @@ pub fn serve(binary: &str, tier: crate::identity::Tier, config_path: &std::path:
         }
     };
     let result = runtime.block_on(async {
-        let telemetry =
-            crate::telemetry::init(binary, config.node_id.as_str(), &config.telemetry)?;
+        let telemetry = crate::telemetry::init(binary, config.node_id.as_str(), &config.telemetry)?;
         let result = async {
             let listener = TcpListener::bind(config.listen).await.map_err(|e| {
                 anyhow::anyhow!("config field `listen`: cannot bind {}: {e}", config.listen)
@@ -239,8 +231,10 @@ pub fn serve(binary: &str, tier: crate::identity::Tier, config_path: &std::path:
 
 async fn cancel_on_signal(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install signal handlers; stop the node with SIGKILL");
         return;
     };

@@ -9,8 +9,7 @@ use isms_proto::record::{OutboxEntry, StoredDirective, TargetRecord};
 use isms_proto::v1::operator_server::Operator;
 use isms_proto::v1::{
     DirectiveList, DirectiveSummary, DirectiveView, GetDirectiveRequest, IssueReply, IssueRequest,
-    ListDirectivesRequest, NodeStatusReply, NodeStatusRequest, PeerStatus, TargetState,
-    TargetView,
+    ListDirectivesRequest, NodeStatusReply, NodeStatusRequest, PeerStatus, TargetState, TargetView,
 };
 use tonic::{Request, Response, Status};
 
@@ -134,7 +133,12 @@ impl Operator for OperatorService {
         };
         let mut directives = Vec::new();
         // UUIDv7 IDs sort by time: newest first.
-        for entry in self.shared.store.scan_prefix(records::DIRECTIVE_PREFIX).rev() {
+        for entry in self
+            .shared
+            .store
+            .scan_prefix(records::DIRECTIVE_PREFIX)
+            .rev()
+        {
             if directives.len() >= limit {
                 break;
             }

@@ -229,10 +229,7 @@ pub fn incoming(
 
 /// A lazily connecting gRPC channel to `address` (`host:port`) over our own rustls client,
 /// so the server is checked by SPIFFE identity.
-pub fn channel(
-    address: &str,
-    config: rustls::ClientConfig,
-) -> Result<Channel, TlsError> {
+pub fn channel(address: &str, config: rustls::ClientConfig) -> Result<Channel, TlsError> {
     let endpoint = Endpoint::from_shared(format!("http://{address}"))
         .map_err(|_| TlsError::Address(address.to_string()))?
         .tcp_nodelay(true)

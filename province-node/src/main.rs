@@ -8,7 +8,11 @@ use isms_node::cli;
 use isms_node::identity::Tier;
 
 #[derive(Parser)]
-#[command(name = "province-node", version, about = "Province node of the ISMS directive network")]
+#[command(
+    name = "province-node",
+    version,
+    about = "Province node of the ISMS directive network"
+)]
 struct Args {
     #[command(subcommand)]
     command: Command,
@@ -38,7 +42,9 @@ enum DirectiveCommand {
 
 fn main() {
     let code = match Args::parse().command {
-        Command::Serve { config } => isms_node::node::serve("province-node", Tier::Province, &config),
+        Command::Serve { config } => {
+            isms_node::node::serve("province-node", Tier::Province, &config)
+        }
         Command::Status(a) => cli::run_command(cli::node_status(a)),
         Command::Directive(DirectiveCommand::Status(a)) => cli::run_command(cli::status(a)),
         Command::Directive(DirectiveCommand::List(a)) => cli::run_command(cli::list(a)),

@@ -43,7 +43,10 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(200));
     }
@@ -148,15 +151,19 @@ impl TestNet {
                 continue;
             }
             let id = n.id.as_str();
-            eventually(Duration::from_secs(30), &format!("{id}'s children to link"), || {
-                let s = self.node_status(id)?;
-                let peers = s["peers"].as_array()?;
-                let all_up = peers.iter().filter(|p| p["role"] == "child").all(|p| {
-                    let child = p["peer"].as_str().unwrap_or_default();
-                    p["up"] == true || !self.is_running(child)
-                });
-                all_up.then_some(())
-            });
+            eventually(
+                Duration::from_secs(30),
+                &format!("{id}'s children to link"),
+                || {
+                    let s = self.node_status(id)?;
+                    let peers = s["peers"].as_array()?;
+                    let all_up = peers.iter().filter(|p| p["role"] == "child").all(|p| {
+                        let child = p["peer"].as_str().unwrap_or_default();
+                        p["up"] == true || !self.is_running(child)
+                    });
+                    all_up.then_some(())
+                },
+            );
         }
     }
 

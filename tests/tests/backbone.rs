@@ -43,11 +43,16 @@ fn a_directive_to_all_reaches_every_enterprise_once() {
         );
         assert!(rules.iter().all(|r| r["directive"] == id.as_str()));
         let status = net.node_status(e).expect("enterprise status");
-        assert_eq!(status["rules_applied_total"], 3, "{e} applied each rule once");
+        assert_eq!(
+            status["rules_applied_total"], 3,
+            "{e} applied each rule once"
+        );
     }
 
     // The province sees what its own enterprises did, and only those.
-    let at_province = net.target_states("province/44", &id).expect("province view");
+    let at_province = net
+        .target_states("province/44", &id)
+        .expect("province view");
     assert_eq!(
         at_province,
         HashMap::from([
@@ -57,29 +62,45 @@ fn a_directive_to_all_reaches_every_enterprise_once() {
     );
 
     // A selection: one province and the ministry's direct enterprise.
-    let id2 = net.issue(&["--to", "province/31,enterprise/e0001", "--block-ip", "198.51.100.1"]);
+    let id2 = net.issue(&[
+        "--to",
+        "province/31,enterprise/e0001",
+        "--block-ip",
+        "198.51.100.1",
+    ]);
     let view2 = net.wait_all(&id2, "executed", T);
     let mut targets: Vec<String> = isms_e2e::states(&view2["targets"]).into_keys().collect();
     targets.sort();
-    assert_eq!(targets, vec!["enterprise/e0001", "enterprise/e3101", "enterprise/e3102"]);
-    assert_eq!(net.rules("enterprise/e1101").len(), 3, "untargeted enterprise unchanged");
+    assert_eq!(
+        targets,
+        vec!["enterprise/e0001", "enterprise/e3101", "enterprise/e3102"]
+    );
+    assert_eq!(
+        net.rules("enterprise/e1101").len(),
+        3,
+        "untargeted enterprise unchanged"
+    );
     assert_eq!(net.rules("enterprise/e3101").len(), 4);
 }
 
 /// Waits until the given targets are `queued` and every other target `executed`.
 fn wait_split(net: &TestNet, id: &str, queued: &[&str]) {
-    eventually(T, "the reachable targets executed, the others queued", || {
-        let states = net.target_states("ministry", id)?;
-        let ok = states.len() == 7
-            && states.iter().all(|(node, s)| {
-                if queued.contains(&node.as_str()) {
-                    s == "queued"
-                } else {
-                    s == "executed"
-                }
-            });
-        ok.then_some(())
-    });
+    eventually(
+        T,
+        "the reachable targets executed, the others queued",
+        || {
+            let states = net.target_states("ministry", id)?;
+            let ok = states.len() == 7
+                && states.iter().all(|(node, s)| {
+                    if queued.contains(&node.as_str()) {
+                        s == "queued"
+                    } else {
+                        s == "executed"
+                    }
+                });
+            ok.then_some(())
+        },
+    );
 }
 
 #[test]
@@ -102,7 +123,11 @@ fn a_stopped_province_receives_the_order_when_it_returns() {
     assert_eq!(net.rules("enterprise/e4401").len(), 1);
     eventually(T, "the ministry's backlog to drain", || {
         let s = net.node_status("ministry")?;
-        let backlog: u64 = s["peers"].as_array()?.iter().filter_map(|p| p["backlog"].as_u64()).sum();
+        let backlog: u64 = s["peers"]
+            .as_array()?
+            .iter()
+            .filter_map(|p| p["backlog"].as_u64())
+            .sum();
         (backlog == 0).then_some(())
     });
 }

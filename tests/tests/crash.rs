@@ -28,22 +28,35 @@ fn sigkill_mid_burst_loses_nothing_and_applies_nothing_twice() {
     }
 
     let limit = (BURST + 10).to_string();
-    let list = eventually(Duration::from_secs(120), "all 200 directives executed everywhere", || {
-        let list = net.cli_json("ministry", &["directive", "list", "--limit", &limit, "--json"])?;
-        let ds = list["directives"].as_array()?;
-        let all = ds.len() == BURST && ds.iter().all(|d| d["counts"]["executed"] == 7);
-        all.then_some(list)
-    });
+    let list = eventually(
+        Duration::from_secs(120),
+        "all 200 directives executed everywhere",
+        || {
+            let list = net.cli_json(
+                "ministry",
+                &["directive", "list", "--limit", &limit, "--json"],
+            )?;
+            let ds = list["directives"].as_array()?;
+            let all = ds.len() == BURST && ds.iter().all(|d| d["counts"]["executed"] == 7);
+            all.then_some(list)
+        },
+    );
     let total: u64 = list["directives"]
         .as_array()
-        .map(|ds| ds.iter().filter_map(|d| d["counts"]["executed"].as_u64()).sum())
+        .map(|ds| {
+            ds.iter()
+                .filter_map(|d| d["counts"]["executed"].as_u64())
+                .sum()
+        })
         .unwrap_or(0);
     assert_eq!(total, (BURST * 7) as u64, "the ministry's totals");
 
     for e in net.enterprises() {
         let mut seen: BTreeMap<String, usize> = BTreeMap::new();
         for r in net.rules(&e) {
-            *seen.entry(r["value"].as_str().unwrap_or_default().to_string()).or_default() += 1;
+            *seen
+                .entry(r["value"].as_str().unwrap_or_default().to_string())
+                .or_default() += 1;
         }
         assert_eq!(seen.len(), BURST, "{e} holds every rule");
         assert!(seen.values().all(|&n| n == 1), "{e} holds a rule twice");

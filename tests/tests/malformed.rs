@@ -14,17 +14,38 @@ use isms_node::proto::v1::{
 fn malformed_cli_input_is_refused_with_a_clear_error_and_stores_nothing() {
     let net = TestNet::start(&Topology::uniform(&["44"], 1, 0));
     let cases: &[(&[&str], &str)] = &[
-        (&["--to", "all", "--block-domain", "bad..example"], "invalid domain"),
+        (
+            &["--to", "all", "--block-domain", "bad..example"],
+            "invalid domain",
+        ),
         (&["--to", "all", "--block-domain", "例子.cn"], "punycode"),
-        (&["--to", "all", "--block-url", "ftp://x.example/"], "http or https"),
+        (
+            &["--to", "all", "--block-url", "ftp://x.example/"],
+            "http or https",
+        ),
         (&["--to", "all", "--block-url", "not a url"], "invalid URL"),
         (&["--to", "all", "--block-ip", "300.1.2.3"], "invalid IP"),
-        (&["--to", "all", "--block-ip", "10.0.0.0/33"], "prefix length"),
+        (
+            &["--to", "all", "--block-ip", "10.0.0.0/33"],
+            "prefix length",
+        ),
         (&["--to", "all"], "at least one rule"),
-        (&["--to", "province/99", "--block-ip", "192.0.2.1"], "unknown target province/99"),
-        (&["--to", "enterprise/nope", "--block-ip", "192.0.2.1"], "unknown target enterprise/nope"),
-        (&["--to", "ministry", "--block-ip", "192.0.2.1"], "invalid target"),
-        (&["--to", "province/4x", "--block-ip", "192.0.2.1"], "invalid target"),
+        (
+            &["--to", "province/99", "--block-ip", "192.0.2.1"],
+            "unknown target province/99",
+        ),
+        (
+            &["--to", "enterprise/nope", "--block-ip", "192.0.2.1"],
+            "unknown target enterprise/nope",
+        ),
+        (
+            &["--to", "ministry", "--block-ip", "192.0.2.1"],
+            "invalid target",
+        ),
+        (
+            &["--to", "province/4x", "--block-ip", "192.0.2.1"],
+            "invalid target",
+        ),
     ];
     for (args, expected) in cases {
         let mut full = vec!["directive", "issue"];
@@ -32,7 +53,10 @@ fn malformed_cli_input_is_refused_with_a_clear_error_and_stores_nothing() {
         let out = net.cli("ministry", &full);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?} should fail: {stderr}");
-        assert!(stderr.contains(expected), "{args:?}: {stderr:?} lacks {expected:?}");
+        assert!(
+            stderr.contains(expected),
+            "{args:?}: {stderr:?} lacks {expected:?}"
+        );
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
     let list = net
@@ -120,27 +144,43 @@ async fn malformed_frames_close_the_link_and_leave_the_store_untouched() {
     // A batch before the Hello.
     let (mut s, next) = session_as_province(&net, false).await;
     assert!(next > 1, "the real province/44 has reported before");
-    s.send(Body::Batch(Batch { envelopes: vec![status_env(next, "province/44")] })).await;
+    s.send(Body::Batch(Batch {
+        envelopes: vec![status_env(next, "province/44")],
+    }))
+    .await;
     let st = refusal(&mut s).await;
     assert_eq!(st.code(), tonic::Code::InvalidArgument, "{st:?}");
 
     // A sequence gap.
     let (mut s, next) = session_as_province(&net, true).await;
-    s.send(Body::Batch(Batch { envelopes: vec![status_env(next + 4, "province/44")] })).await;
+    s.send(Body::Batch(Batch {
+        envelopes: vec![status_env(next + 4, "province/44")],
+    }))
+    .await;
     let st = refusal(&mut s).await;
     assert_eq!(st.code(), tonic::Code::InvalidArgument);
     assert!(st.message().contains("sequence gap"), "{st:?}");
 
     // An envelope without a payload, behind a valid one: the whole batch is refused.
     let (mut s, next) = session_as_province(&net, true).await;
-    let empty = Envelope { seq: next + 1, id: "x".into(), ..Default::default() };
-    s.send(Body::Batch(Batch { envelopes: vec![status_env(next, "province/44"), empty] })).await;
+    let empty = Envelope {
+        seq: next + 1,
+        id: "x".into(),
+        ..Default::default()
+    };
+    s.send(Body::Batch(Batch {
+        envelopes: vec![status_env(next, "province/44"), empty],
+    }))
+    .await;
     let st = refusal(&mut s).await;
     assert!(st.message().contains("no payload"), "{st:?}");
 
     // A report on another province's enterprise.
     let (mut s, next) = session_as_province(&net, true).await;
-    s.send(Body::Batch(Batch { envelopes: vec![status_env(next, "enterprise/e1101")] })).await;
+    s.send(Body::Batch(Batch {
+        envelopes: vec![status_env(next, "enterprise/e1101")],
+    }))
+    .await;
     let st = refusal(&mut s).await;
     assert_eq!(st.code(), tonic::Code::PermissionDenied, "{st:?}");
 
@@ -150,7 +190,10 @@ async fn malformed_frames_close_the_link_and_leave_the_store_untouched() {
     if let Some(Payload::Status(r)) = &mut big.payload {
         r.updates[0].detail = "x".repeat(2 << 20);
     }
-    s.send(Body::Batch(Batch { envelopes: vec![big] })).await;
+    s.send(Body::Batch(Batch {
+        envelopes: vec![big],
+    }))
+    .await;
     assert!(s.next().await.is_err(), "an oversized frame was accepted");
 
     // The ministry kept nothing of it: the real province's next message is still taken as

@@ -30,10 +30,19 @@ async fn a_certificate_from_another_ca_is_refused_and_logged() {
         Ok(mut s) => s.next().await.is_err(),
     };
     assert!(refused, "a foreign-CA certificate was accepted");
-    eventually(Duration::from_secs(10), "the refusal in the province's log", || {
-        net.log("province/44").contains("TLS handshake refused").then_some(())
-    });
-    assert_eq!(net.node_status("province/44").expect("status")["directives"], 0);
+    eventually(
+        Duration::from_secs(10),
+        "the refusal in the province's log",
+        || {
+            net.log("province/44")
+                .contains("TLS handshake refused")
+                .then_some(())
+        },
+    );
+    assert_eq!(
+        net.node_status("province/44").expect("status")["directives"],
+        0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -110,7 +119,9 @@ async fn an_enterprise_cannot_send_a_directive_up_down_or_sideways() {
     net.stop("enterprise/e4401");
     let (cert, key) = net.cert_of("enterprise/e4401");
     let mut client = net.link_client(&cert, &key, "province/44");
-    let mut session = RawSession::open(&mut client).await.expect("own parent accepts");
+    let mut session = RawSession::open(&mut client)
+        .await
+        .expect("own parent accepts");
     let hello = session.next().await.expect("hello").expect("frame");
     assert!(matches!(hello.body, Some(Body::Hello(_))));
     session.send(Body::Hello(Hello { applied: 0 })).await;
