@@ -47,7 +47,10 @@ async fn concurrent_issues_share_fsyncs_and_all_survive_a_reopen() {
                     }],
                     ..Default::default()
                 };
-                core.issue(request, "tester".into()).await.expect("issued").id
+                core.issue(request, "tester".into())
+                    .await
+                    .expect("issued")
+                    .id
             }));
         }
         let mut ids = Vec::new();

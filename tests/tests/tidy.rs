@@ -43,5 +43,8 @@ fn every_rust_file_says_what_it_is_for() {
             }
         }
     }
-    assert!(missing.is_empty(), "files without a `//!` first line: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "files without a `//!` first line: {missing:?}"
+    );
 }
