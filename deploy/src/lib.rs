@@ -128,17 +128,57 @@ pub fn slug(id: &NodeId) -> String {
     id.as_str().replace('/', "-")
 }
 
-/// Reserves distinct free loopback ports by binding them all at once. They are released on
-/// return; the nodes bind them moments later.
+/// The kernel's ephemeral port range, from which it picks ports for `:0` binds and
+/// outgoing connections.
+fn ephemeral_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().filter_map(|p| p.parse().ok());
+            Some((it.next()?, it.next()?))
+        })
+        .unwrap_or((32768, 60999))
+}
+
+/// Picks `n` free loopback ports below the kernel's ephemeral range. A port the OS hands
+/// out for `:0` can be taken by anyone between our probe and the node's bind; these ports
+/// are only ever taken by an explicit bind, and this process never hands one out twice, so
+/// networks generated side by side (parallel tests) do not collide.
 fn free_ports(n: usize) -> anyhow::Result<Vec<SocketAddr>> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<_, _>>()
-        .context("reserving loopback ports")?;
-    listeners
-        .iter()
-        .map(|l| l.local_addr().context("reading a reserved port"))
-        .collect()
+    use std::hash::{BuildHasher, Hasher};
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let (ephemeral_low, _) = ephemeral_range();
+    let (low, high) = (10_000u16, ephemeral_low.saturating_sub(1));
+    anyhow::ensure!(
+        high > low + 1000,
+        "the ephemeral port range starts at {ephemeral_low}: no room for reserved ports"
+    );
+    let span = u64::from(high - low);
+    // A random start per call: parallel test processes start far apart.
+    let seed = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
+    let mut probes = Vec::with_capacity(n);
+    let mut out = Vec::with_capacity(n);
+    for i in 0..span {
+        if out.len() == n {
+            break;
+        }
+        // u64 arithmetic keeps this in range: the result is < span <= u16::MAX.
+        let port = low + u16::try_from((seed.wrapping_add(i)) % span).unwrap_or(0);
+        if handed_out.contains(&port) {
+            continue;
+        }
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            out.push(l.local_addr()?);
+            handed_out.insert(port);
+            probes.push(l);
+        }
+    }
+    anyhow::ensure!(out.len() == n, "found only {} free ports of {n}", out.len());
+    Ok(out)
 }
 
 /// Generates the CA, certificates and configs of `topology` under `root`.
