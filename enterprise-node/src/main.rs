@@ -2,9 +2,7 @@
 //! directive on receipt, applies its rules to the active rule set and the rules file, and
 //! reports the outcome up.
 
-use std::path::PathBuf;
-
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use isms_node::cli;
 use isms_node::identity::Tier;
 
@@ -16,26 +14,13 @@ use isms_node::identity::Tier;
 )]
 struct Args {
     #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the node until SIGTERM or SIGINT.
-    Serve {
-        #[arg(long)]
-        config: PathBuf,
-    },
-    /// Show this node's link, backlog and active rule count.
-    Status(cli::NodeStatusArgs),
+    command: cli::NodeCommand,
 }
 
 fn main() {
-    let code = match Args::parse().command {
-        Command::Serve { config } => {
-            isms_node::node::serve("enterprise-node", Tier::Enterprise, &config)
-        }
-        Command::Status(a) => cli::run_command(cli::node_status(a)),
-    };
-    std::process::exit(code);
+    std::process::exit(
+        Args::parse()
+            .command
+            .run("enterprise-node", Tier::Enterprise),
+    );
 }

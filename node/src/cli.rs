@@ -31,6 +31,46 @@ pub mod exit {
     pub const TIMED_OUT: i32 = 3;
 }
 
+/// Subcommands every binary has.
+#[derive(Debug, clap::Subcommand)]
+pub enum NodeCommand {
+    /// Run the node until SIGTERM or SIGINT.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Show this node's links (up/down, since when), backlogs and counts.
+    Status(NodeStatusArgs),
+}
+
+impl NodeCommand {
+    /// Runs the command for `binary` of `tier`; returns the exit code.
+    pub fn run(self, binary: &str, tier: crate::identity::Tier) -> i32 {
+        match self {
+            NodeCommand::Serve { config } => crate::node::serve(binary, tier, &config),
+            NodeCommand::Status(a) => run_command(node_status(a)),
+        }
+    }
+}
+
+/// `directive status` and `directive list`, at every node that holds directives.
+#[derive(Debug, clap::Subcommand)]
+pub enum DirectiveQuery {
+    /// Show one directive's state per target.
+    Status(StatusArgs),
+    /// List directives, newest first.
+    List(ListArgs),
+}
+
+impl DirectiveQuery {
+    pub fn run(self) -> i32 {
+        match self {
+            DirectiveQuery::Status(a) => run_command(status(a)),
+            DirectiveQuery::List(a) => run_command(list(a)),
+        }
+    }
+}
+
 /// How the CLI reaches its node.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ClientArgs {
