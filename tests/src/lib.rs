@@ -378,3 +378,20 @@ impl RawSession {
             .expect("an answer within 10s")
     }
 }
+
+impl TestNet {
+    /// An operator API client of `id`, as its generated operator.
+    pub async fn operator(
+        &self,
+        id: &str,
+    ) -> isms_node::proto::v1::operator_client::OperatorClient<tonic::transport::Channel> {
+        let args = isms_node::cli::ClientArgs {
+            config: self.node(id).config_path.clone(),
+            operator_cert: None,
+            operator_key: None,
+        };
+        isms_node::cli::connect(&args)
+            .await
+            .expect("operator client")
+    }
+}
