@@ -6,7 +6,9 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use isms_node::config::{Child, Config, LinkTuning, Parent, Telemetry, TlsFiles, TlsIdentityFiles};
+use isms_node::config::{
+    Child, Config, LinkTuning, Parent, Telemetry, Testing, TlsFiles, TlsIdentityFiles,
+};
 use isms_node::identity::{Identity, NodeId, Tier};
 use isms_node::pki::DevCa;
 
@@ -60,6 +62,8 @@ pub struct Options {
     pub otlp_endpoint: Option<String>,
     pub log_filter: String,
     pub link: LinkTuning,
+    /// Give every node a testing clock file (`<node dir>/clock`), moved with `NAME clock`.
+    pub clock_files: bool,
 }
 
 impl Default for Options {
@@ -69,6 +73,7 @@ impl Default for Options {
             otlp_endpoint: None,
             log_filter: "info".into(),
             link: LinkTuning::default(),
+            clock_files: false,
         }
     }
 }
@@ -271,6 +276,9 @@ pub fn generate(root: &Path, topology: &Topology, options: &Options) -> anyhow::
                 cert: "operator.pem".into(),
                 key: "operator.key".into(),
             }),
+            testing: Testing {
+                clock_file: options.clock_files.then(|| "clock".into()),
+            },
         };
         let config_path = dir.join("config.toml");
         let text = format!(

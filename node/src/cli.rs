@@ -41,6 +41,67 @@ pub enum NodeCommand {
     },
     /// Show this node's links (up/down, since when), backlogs and counts.
     Status(NodeStatusArgs),
+    /// Testing only: move the node's clock (needs `[testing] clock_file` in the config).
+    #[command(subcommand)]
+    Clock(ClockCommand),
+}
+
+/// `NAME clock …`: writes the clock file the node reads its time from.
+#[derive(Debug, clap::Subcommand)]
+pub enum ClockCommand {
+    /// Set the clock to an RFC 3339 time, e.g. 2026-11-20T15:00:00+08:00.
+    Set {
+        #[arg(long)]
+        config: PathBuf,
+        time: String,
+    },
+    /// Move the clock forward, e.g. `26h`, `3days`.
+    Advance {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(value_parser = humantime::parse_duration)]
+        by: Duration,
+    },
+    /// Print the node's current time.
+    Show {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+impl ClockCommand {
+    fn run(self) -> anyhow::Result<i32> {
+        use crate::clock::{Clock, FileClock, SystemClock};
+        let config_path = match &self {
+            ClockCommand::Set { config, .. }
+            | ClockCommand::Advance { config, .. }
+            | ClockCommand::Show { config } => config.clone(),
+        };
+        let config = Config::load(&config_path)?;
+        let file = config.testing.clock_file.context(
+            "config field `testing.clock_file` is not set: this node follows the system clock",
+        )?;
+        let now = FileClock::read(&file)
+            .map_err(anyhow::Error::msg)?
+            .unwrap_or_else(|| SystemClock.now_ms());
+        let new = match self {
+            ClockCommand::Set { time, .. } => chrono::DateTime::parse_from_rfc3339(&time)
+                .with_context(|| format!("{time:?} is not an RFC 3339 time"))?
+                .timestamp_millis(),
+            ClockCommand::Advance { by, .. } => {
+                now + i64::try_from(by.as_millis()).context("duration too long")?
+            }
+            ClockCommand::Show { .. } => now,
+        };
+        FileClock::write(&file, new).map_err(anyhow::Error::msg)?;
+        let shown = FileClock::read(&file).map_err(anyhow::Error::msg)?;
+        println!(
+            "{}",
+            std::fs::read_to_string(&file)
+                .map_or_else(|_| format!("{shown:?}"), |t| t.trim().to_string())
+        );
+        Ok(exit::OK)
+    }
 }
 
 impl NodeCommand {
@@ -49,6 +110,7 @@ impl NodeCommand {
         match self {
             NodeCommand::Serve { config } => crate::node::serve(binary, tier, &config),
             NodeCommand::Status(a) => run_command(node_status(a)),
+            NodeCommand::Clock(c) => run_command(async move { c.run() }),
         }
     }
 }

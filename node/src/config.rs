@@ -49,6 +49,18 @@ pub struct Config {
     /// (then `--operator-cert` and `--operator-key` must be given).
     #[serde(default)]
     pub operator_client: Option<TlsIdentityFiles>,
+    /// Facilities for testing; never set in production.
+    #[serde(default)]
+    pub testing: Testing,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Testing {
+    /// When set, the node's clock stands still at the RFC 3339 time written in this file
+    /// (by `NAME clock set` / `NAME clock advance`) instead of following the system clock,
+    /// so the regulation's time limits can be tested without waiting. Default: unset.
+    pub clock_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -212,6 +224,9 @@ impl Config {
         if let Some(op) = &mut self.operator_client {
             fix(&mut op.cert);
             fix(&mut op.key);
+        }
+        if let Some(c) = &mut self.testing.clock_file {
+            fix(c);
         }
     }
 

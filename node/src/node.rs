@@ -211,7 +211,14 @@ pub fn serve(binary: &str, tier: crate::identity::Tier, config_path: &std::path:
             })?;
             let shutdown = CancellationToken::new();
             tokio::spawn(cancel_on_signal(shutdown.clone()));
-            run(config, listener, shutdown).await
+            let clock: Arc<dyn Clock> = match &config.testing.clock_file {
+                Some(path) => {
+                    tracing::warn!(file = %path.display(), "testing clock: time is read from a file");
+                    Arc::new(crate::clock::FileClock::new(path.clone()))
+                }
+                None => Arc::new(SystemClock),
+            };
+            run_with_clock(config, listener, shutdown, clock).await
         }
         .await;
         if let Err(e) = &result {
