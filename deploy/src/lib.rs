@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use isms_node::config::{
-    Child, Config, LinkTuning, Parent, Telemetry, Testing, TlsFiles, TlsIdentityFiles,
+    Child, Config, KindName, LinkTuning, Parent, Telemetry, Testing, TlsFiles, TlsIdentityFiles,
 };
 use isms_node::identity::{Identity, NodeId, Tier};
 use isms_node::pki::DevCa;
@@ -64,6 +64,11 @@ pub struct Options {
     pub link: LinkTuning,
     /// Give every node a testing clock file (`<node dir>/clock`), moved with `NAME clock`.
     pub clock_files: bool,
+    /// The working-day calendar copied into the network (`<root>/calendar`).
+    pub calendar: PathBuf,
+    /// Province codes whose operators confirm requirements by hand; every other province
+    /// auto-confirms every kind.
+    pub manual_confirm: Vec<String>,
 }
 
 impl Default for Options {
@@ -74,6 +79,8 @@ impl Default for Options {
             log_filter: "info".into(),
             link: LinkTuning::default(),
             clock_files: false,
+            calendar: Path::new(env!("CARGO_MANIFEST_DIR")).join("../calendar"),
+            manual_confirm: Vec::new(),
         }
     }
 }
@@ -193,6 +200,16 @@ pub fn generate(root: &Path, topology: &Topology, options: &Options) -> anyhow::
     let ca = DevCa::generate(&options.trust_domain, "ISMS development CA")?;
     let ca_path = root.join("ca.pem");
     ca.write_cert(&ca_path)?;
+    let calendar = root.join("calendar");
+    std::fs::create_dir_all(&calendar)?;
+    for entry in std::fs::read_dir(&options.calendar)
+        .with_context(|| format!("reading the calendar {}", options.calendar.display()))?
+    {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            std::fs::copy(&path, calendar.join(path.file_name().unwrap_or_default()))?;
+        }
+    }
 
     let ministry = NodeId::ministry();
     let mut plan: Vec<(NodeId, Option<NodeId>, Vec<Child>)> = Vec::new();
@@ -266,6 +283,13 @@ pub fn generate(root: &Path, topology: &Topology, options: &Options) -> anyhow::
             parent,
             children: children.clone(),
             rules_file: (id.tier() == Tier::Enterprise).then(|| "rules.json".into()),
+            calendar_dir: (id.tier() != Tier::Enterprise).then(|| "../calendar".into()),
+            auto_confirm: match id.as_str().strip_prefix("province/") {
+                Some(code) if !options.manual_confirm.iter().any(|m| m == code) => {
+                    KindName::ALL.to_vec()
+                }
+                _ => Vec::new(),
+            },
             link: options.link.clone(),
             telemetry: Telemetry {
                 otlp_endpoint: options.otlp_endpoint.clone(),

@@ -33,6 +33,13 @@ enum Cmd {
         /// Where the node binaries are; default: next to this program.
         #[arg(long)]
         bin_dir: Option<PathBuf>,
+        /// The working-day calendar to copy into the network.
+        #[arg(long, default_value = "calendar")]
+        calendar: PathBuf,
+        /// Provinces (codes, comma list) whose operators confirm requirements by hand;
+        /// the others auto-confirm.
+        #[arg(long, value_delimiter = ',')]
+        manual_confirm: Vec<String>,
     },
     /// Stop every node of the network with SIGTERM and wait for them to exit.
     Down {
@@ -52,7 +59,19 @@ enum Cmd {
 
 fn main() {
     let result = match Args::parse().command {
-        Cmd::Up { dir, bin_dir } => up(&dir, bin_dir),
+        Cmd::Up {
+            dir,
+            bin_dir,
+            calendar,
+            manual_confirm,
+        } => {
+            let options = Options {
+                calendar,
+                manual_confirm,
+                ..Options::default()
+            };
+            up(&dir, bin_dir, &options)
+        }
         Cmd::Down { dir } => down(&dir),
         Cmd::Bench { dir, count } => bench(&dir, count),
     };
@@ -85,7 +104,7 @@ fn pid_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn up(dir: &Path, bin_dir: Option<PathBuf>) -> anyhow::Result<()> {
+fn up(dir: &Path, bin_dir: Option<PathBuf>, options: &Options) -> anyhow::Result<()> {
     if pid_files(dir)
         .iter()
         .any(|p| read_pid(p).is_some_and(alive))
@@ -106,7 +125,7 @@ fn up(dir: &Path, bin_dir: Option<PathBuf>) -> anyhow::Result<()> {
     if dir.exists() {
         std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
     }
-    let net = isms_deploy::generate(dir, &Topology::devnet(), &Options::default())?;
+    let net = isms_deploy::generate(dir, &Topology::devnet(), options)?;
     for node in &net.nodes {
         start(node, &bin_dir)?;
     }

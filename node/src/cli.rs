@@ -133,6 +133,169 @@ impl DirectiveQuery {
     }
 }
 
+/// A province's decisions on requirements from the ministry.
+#[derive(Debug, clap::Subcommand)]
+pub enum DecisionCommand {
+    /// Confirm a received requirement: it is forwarded to this province's enterprises at once.
+    Confirm(DecideArgs),
+    /// Return a received requirement to its issuer, with the reason.
+    Return(ReturnArgs),
+    /// Requirements waiting for a decision, with the time left on each clock.
+    Pending(PendingArgs),
+}
+
+impl DecisionCommand {
+    pub fn run(self) -> i32 {
+        match self {
+            DecisionCommand::Confirm(a) => run_command(confirm(a)),
+            DecisionCommand::Return(a) => run_command(return_directive(a)),
+            DecisionCommand::Pending(a) => run_command(pending(a)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DecideArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The directive ID.
+    pub id: String,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReturnArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The directive ID.
+    pub id: String,
+    /// Why it is returned (mandatory, R-8.2).
+    #[arg(long, required = true)]
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct PendingArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    #[arg(long)]
+    pub json: bool,
+}
+
+async fn confirm(args: DecideArgs) -> anyhow::Result<i32> {
+    let mut client = connect(&args.client).await?;
+    let r = client
+        .confirm_directive(isms_proto::v1::DecisionRequest {
+            id: args.id,
+            reason: String::new(),
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .into_inner();
+    println!("{} confirmed: forwarded to {} enterprises", r.id, r.targets);
+    Ok(exit::OK)
+}
+
+async fn return_directive(args: ReturnArgs) -> anyhow::Result<i32> {
+    if args.reason.trim().is_empty() {
+        anyhow::bail!("{}", directive::InputError::NoReason);
+    }
+    let mut client = connect(&args.client).await?;
+    let r = client
+        .return_directive(isms_proto::v1::DecisionRequest {
+            id: args.id,
+            reason: args.reason,
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .into_inner();
+    println!("{} returned for {} enterprises", r.id, r.targets);
+    Ok(exit::OK)
+}
+
+/// A Unix-ms time in China Standard Time.
+fn format_ms(ms: i64) -> String {
+    use chrono::TimeZone;
+    crate::calendar::china()
+        .timestamp_millis_opt(ms)
+        .single()
+        .map_or_else(
+            || ms.to_string(),
+            |t| t.format("%Y-%m-%d %H:%M:%S%:z").to_string(),
+        )
+}
+
+fn format_span(ms: i64) -> String {
+    humantime::format_duration(Duration::from_secs(
+        u64::try_from(ms.abs() / 1000).unwrap_or(0),
+    ))
+    .to_string()
+}
+
+async fn pending(args: PendingArgs) -> anyhow::Result<i32> {
+    let mut client = connect(&args.client).await?;
+    let list = client
+        .list_pending(isms_proto::v1::ListPendingRequest {})
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .into_inner();
+    if args.json {
+        let items: Vec<_> = list
+            .directives
+            .iter()
+            .map(|p| {
+                let d = p.directive.clone().unwrap_or_default();
+                json!({
+                    "id": d.id, "issuer": d.issuer, "urgency": urgency_name(d.urgency),
+                    "received_at_ms": p.received_at_ms, "deadline_ms": p.deadline_ms,
+                    "time_left_ms": p.time_left_ms, "clock_error": p.clock_error,
+                    "targets": d.targets, "rules": d.rules.len(),
+                })
+            })
+            .collect();
+        println!("{}", json!({ "pending": items }));
+        return Ok(exit::OK);
+    }
+    if list.directives.is_empty() {
+        println!("nothing waits for a decision");
+    }
+    for p in &list.directives {
+        let d = p.directive.clone().unwrap_or_default();
+        let left = if p.deadline_ms == 0 {
+            format!("no clock: {}", p.clock_error)
+        } else if p.time_left_ms >= 0 {
+            format!(
+                "{} left (due {})",
+                format_span(p.time_left_ms),
+                format_ms(p.deadline_ms)
+            )
+        } else {
+            format!(
+                "OVERDUE by {} (was due {})",
+                format_span(p.time_left_ms),
+                format_ms(p.deadline_ms)
+            )
+        };
+        println!(
+            "{}  from {:<10} {:<9} {:>3} targets {:>5} rules  received {}  {left}",
+            d.id,
+            d.issuer,
+            urgency_name(d.urgency),
+            d.targets.len(),
+            d.rules.len(),
+            format_ms(p.received_at_ms)
+        );
+    }
+    Ok(exit::OK)
+}
+
+fn urgency_name(u: i32) -> &'static str {
+    match Urgency::try_from(u) {
+        Ok(Urgency::Urgent) => "urgent",
+        Ok(Urgency::Emergency) => "emergency",
+        _ => "general",
+    }
+}
+
 /// How the CLI reaches its node.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ClientArgs {
@@ -203,6 +366,10 @@ pub struct ListArgs {
     /// Most directives to show, newest first.
     #[arg(long, default_value_t = 50)]
     pub limit: u32,
+    /// Only directives with a target or relay in this state (`received`, `returned`, …),
+    /// or `overdue` for those whose clock ran out.
+    #[arg(long)]
+    pub state: Option<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -389,6 +556,8 @@ async fn follow(
 
 fn target_json(t: &TargetView) -> serde_json::Value {
     json!({
+        "deadline_ms": t.deadline_ms,
+        "overdue_at_ms": t.overdue_at_ms,
         "node": t.node,
         "state": state_name(TargetState::try_from(t.state).unwrap_or_default()),
         "updated_at_ms": t.updated_at_ms,
@@ -407,11 +576,7 @@ pub fn view_json(view: &DirectiveView) -> serde_json::Value {
         "id": d.id,
         "issuer": d.issuer,
         "operator": d.operator,
-        "urgency": match Urgency::try_from(d.urgency) {
-            Ok(Urgency::Urgent) => "urgent",
-            Ok(Urgency::Emergency) => "emergency",
-            _ => "general",
-        },
+        "urgency": urgency_name(d.urgency),
         "issued_at_ms": d.issued_at_ms,
         "rules": d.rules.iter().map(|r| json!({
             "kind": match RuleKind::try_from(r.kind) {
@@ -429,17 +594,37 @@ pub fn view_json(view: &DirectiveView) -> serde_json::Value {
 }
 
 fn print_view(view: &DirectiveView) {
-    let state = |t: &TargetView| state_name(TargetState::try_from(t.state).unwrap_or_default());
-    for t in &view.hops {
-        println!("  {:<28} {:<13} (relay)", t.node, state(t));
-    }
-    for t in &view.targets {
-        let detail = if t.detail.is_empty() {
+    let state_of = |t: &TargetView| TargetState::try_from(t.state).unwrap_or_default();
+    let clock = |t: &TargetView| {
+        if t.overdue_at_ms != 0 {
+            format!("  OVERDUE since {}", format_ms(t.overdue_at_ms))
+        } else if t.deadline_ms != 0
+            && directive::state_rank(state_of(t)) < directive::state_rank(TargetState::Confirmed)
+        {
+            format!("  due {}", format_ms(t.deadline_ms))
+        } else {
+            String::new()
+        }
+    };
+    let detail = |t: &TargetView| {
+        if t.detail.is_empty() {
             String::new()
         } else {
             format!("  {}", t.detail)
-        };
-        println!("  {:<28} {:<13}{detail}", t.node, state(t));
+        }
+    };
+    for t in &view.hops {
+        let name = state_name(state_of(t));
+        println!(
+            "  {:<28} {name:<13} (relay){}{}",
+            t.node,
+            detail(t),
+            clock(t)
+        );
+    }
+    for t in &view.targets {
+        let name = state_name(state_of(t));
+        println!("  {:<28} {name:<13}{}{}", t.node, detail(t), clock(t));
     }
     let c = counts(&view.targets);
     let summary: Vec<String> = STATE_NAMES
@@ -473,7 +658,10 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<i32> {
 pub async fn list(args: ListArgs) -> anyhow::Result<i32> {
     let mut client = connect(&args.client).await?;
     let list = client
-        .list_directives(ListDirectivesRequest { limit: args.limit })
+        .list_directives(ListDirectivesRequest {
+            limit: args.limit,
+            state: args.state.clone().unwrap_or_default(),
+        })
         .await
         .map_err(|s| anyhow::anyhow!("{}", s.message()))?
         .into_inner();
@@ -485,6 +673,7 @@ pub async fn list(args: ListArgs) -> anyhow::Result<i32> {
                 json!({
                     "id": d.id, "issuer": d.issuer, "issued_at_ms": d.issued_at_ms,
                     "rules": d.rules, "targets": d.targets, "counts": d.counts,
+                    "overdue": d.overdue,
                 })
             })
             .collect();
@@ -493,8 +682,13 @@ pub async fn list(args: ListArgs) -> anyhow::Result<i32> {
         for d in &list.directives {
             let mut counts: Vec<_> = d.counts.iter().map(|(k, v)| format!("{k}: {v}")).collect();
             counts.sort();
+            let overdue = if d.overdue > 0 {
+                format!("  OVERDUE: {}", d.overdue)
+            } else {
+                String::new()
+            };
             println!(
-                "{}  {:<12} {:>5} rules {:>5} targets  {}",
+                "{}  {:<12} {:>5} rules {:>5} targets  {}{overdue}",
                 d.id,
                 d.issuer,
                 d.rules,

@@ -39,6 +39,15 @@ pub struct Config {
     /// (atomically) for the filtering system.
     #[serde(default)]
     pub rules_file: Option<PathBuf>,
+    /// Ministry and province, required there: the directory of the working-day calendar
+    /// (`YYYY.toml` per year) the regulation's clocks run on.
+    #[serde(default)]
+    pub calendar_dir: Option<PathBuf>,
+    /// Province only: directive kinds confirmed automatically on receipt, recorded as
+    /// auto-confirmed (R-8.1). Default: none; every requirement waits for an operator's
+    /// `directive confirm` or `directive return`.
+    #[serde(default)]
+    pub auto_confirm: Vec<KindName>,
     /// Link tuning. Defaults suit a national network.
     #[serde(default)]
     pub link: LinkTuning,
@@ -153,6 +162,25 @@ impl Default for Telemetry {
     }
 }
 
+/// A directive kind as configuration names it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum KindName {
+    Disposal,
+    Monitoring,
+}
+
+impl KindName {
+    pub const ALL: [KindName; 2] = [KindName::Disposal, KindName::Monitoring];
+
+    pub fn kind(self) -> isms_proto::v1::DirectiveKind {
+        match self {
+            KindName::Disposal => isms_proto::v1::DirectiveKind::Disposal,
+            KindName::Monitoring => isms_proto::v1::DirectiveKind::Monitoring,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -220,6 +248,9 @@ impl Config {
         fix(&mut self.tls.key);
         if let Some(r) = &mut self.rules_file {
             fix(r);
+        }
+        if let Some(c) = &mut self.calendar_dir {
+            fix(c);
         }
         if let Some(op) = &mut self.operator_client {
             fix(&mut op.cert);
@@ -329,6 +360,27 @@ impl Config {
             }
             _ => {}
         }
+        match (tier, &self.calendar_dir) {
+            (Tier::Ministry | Tier::Province, None) => {
+                return Err(invalid(
+                    "calendar_dir",
+                    format!("a {tier} node runs the regulation's clocks and needs a calendar"),
+                ));
+            }
+            (_, Some(dir)) if !dir.is_dir() => {
+                return Err(invalid(
+                    "calendar_dir",
+                    format!("{} is not a directory", dir.display()),
+                ));
+            }
+            _ => {}
+        }
+        if !self.auto_confirm.is_empty() && tier != Tier::Province {
+            return Err(invalid(
+                "auto_confirm",
+                "only a province confirms requirements",
+            ));
+        }
         if self.link.window == 0 {
             return Err(invalid("link.window", "must be at least 1"));
         }
@@ -395,6 +447,7 @@ mod tests {
     const HEAD: &str = r#"
 listen = "127.0.0.1:0"
 data_dir = "store"
+calendar_dir = "."
 [tls]
 ca = "ca.pem"
 cert = "node.pem"
@@ -426,14 +479,18 @@ key = "node.key"
                 "node_id = \"ministry\"\nrules_file = \"r.json\"\n",
                 "rules_file",
             ),
+            (
+                "node_id = \"ministry\"\nauto_confirm = [\"disposal\"]\n",
+                "auto_confirm",
+            ),
         ];
         for (body, field) in cases {
             // Tables must follow top-level keys in TOML.
-            let (top, tables) = body.split_once('[').map_or((body, ""), |(a, b)| (a, b));
+            let (top, tables) = body.split_once("\n[").map_or((body, ""), |(a, b)| (a, b));
             let text = if tables.is_empty() {
                 format!("{top}{HEAD}")
             } else {
-                format!("{top}{HEAD}[{tables}")
+                format!("{top}\n{HEAD}[{tables}")
             };
             let p = write(dir.path(), &text);
             let err = Config::load(&p).expect_err(body).to_string();

@@ -21,13 +21,14 @@ use isms_proto::record::{
     ActiveRule, AuditRecord, DirectiveRef, OutboxEntry, StoredDirective, TargetRecord, outbox_entry,
 };
 use isms_proto::v1::{
-    Directive, DirectiveKind, Envelope, IssueReply, IssueRequest, RuleKind, StatusReport,
-    TargetState, TargetStatus, Urgency, envelope::Payload,
+    DecisionReply, Directive, DirectiveKind, Envelope, IssueReply, IssueRequest, RuleKind,
+    StatusReport, TargetState, TargetStatus, Urgency, envelope::Payload,
 };
 use isms_store::{Store, Txn};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::calendar::{Calendar, CalendarError};
 use crate::clock::Clock;
 use crate::directive::{self, InputError, state_rank};
 use crate::error::NodeError;
@@ -126,6 +127,23 @@ pub enum Event {
         directives: Vec<String>,
         result: Result<(), String>,
     },
+    /// Province: an operator confirms or returns a received requirement.
+    Decide {
+        id: String,
+        operator: String,
+        decision: Decision,
+        reply: oneshot::Sender<Result<DecisionReply, NodeError>>,
+    },
+    /// Time passed: check the running clocks.
+    Tick,
+}
+
+/// A province operator's decision on a received requirement.
+#[derive(Debug, Clone)]
+pub enum Decision {
+    Confirm,
+    /// Send it back; the reason is mandatory.
+    Return(String),
 }
 
 /// Sends events to the core.
@@ -157,6 +175,28 @@ impl CoreHandle {
         self.send(Event::Acked { peer, up_to }).await
     }
 
+    pub async fn decide(
+        &self,
+        id: String,
+        operator: String,
+        decision: Decision,
+    ) -> Result<DecisionReply, NodeError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Event::Decide {
+            id,
+            operator,
+            decision,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| NodeError::ShuttingDown)?
+    }
+
+    /// Asks the core to check its clocks, unless it is busy (then it will see a later tick).
+    pub fn tick(&self) {
+        let _ = self.tx.try_send(Event::Tick);
+    }
+
     pub async fn issue(
         &self,
         request: IssueRequest,
@@ -176,10 +216,25 @@ impl CoreHandle {
 /// Most events committed together; bounds the latency one group adds.
 const MAX_GROUP: usize = 4096;
 
+/// What the core needs besides the shared state.
+#[derive(Debug, Default)]
+pub struct CoreOptions {
+    /// The parent statuses go up to; none at the ministry.
+    pub parent: Option<NodeId>,
+    /// Enterprise: where the active rule set is written.
+    pub rules_file: Option<PathBuf>,
+    /// The working-day calendar the regulation's clocks run on.
+    pub calendar: Option<Arc<Calendar>>,
+    /// Province: kinds confirmed on receipt without an operator.
+    pub auto_confirm: Vec<DirectiveKind>,
+}
+
 pub struct Core {
     shared: Arc<Shared>,
     tier: Tier,
     parent: Option<NodeId>,
+    calendar: Option<Arc<Calendar>>,
+    auto_confirm: Vec<DirectiveKind>,
     next_seq: HashMap<NodeId, u64>,
     applied: HashMap<NodeId, u64>,
     acked: HashMap<NodeId, u64>,
@@ -197,6 +252,10 @@ enum Reply {
     Issue(
         oneshot::Sender<Result<IssueReply, NodeError>>,
         Result<IssueReply, NodeError>,
+    ),
+    Decide(
+        oneshot::Sender<Result<DecisionReply, NodeError>>,
+        Result<DecisionReply, NodeError>,
     ),
 }
 
@@ -220,19 +279,20 @@ impl Core {
     /// `fatal` is cancelled if the store fails, so the node stops instead of lying.
     pub fn start(
         shared: Arc<Shared>,
-        parent: Option<NodeId>,
-        rules_file: Option<PathBuf>,
+        options: CoreOptions,
         fatal: CancellationToken,
     ) -> Result<(CoreHandle, std::thread::JoinHandle<()>), NodeError> {
         let store = shared.store.clone();
         let mut core = Core {
             tier: shared.node_id.tier(),
             shared: shared.clone(),
-            parent,
+            parent: options.parent,
+            calendar: options.calendar,
+            auto_confirm: options.auto_confirm,
             next_seq: HashMap::new(),
             applied: HashMap::new(),
             acked: HashMap::new(),
-            rules_file,
+            rules_file: options.rules_file,
             internal: VecDeque::new(),
             fatal,
         };
@@ -349,6 +409,7 @@ impl Core {
             match reply {
                 Reply::Inbound(tx, r) => drop(tx.send(r)),
                 Reply::Issue(tx, r) => drop(tx.send(r)),
+                Reply::Decide(tx, r) => drop(tx.send(r)),
             }
         }
         if !rules_changed.is_empty() {
@@ -418,6 +479,19 @@ impl Core {
             Event::RulesWritten { directives, result } => {
                 self.rules_written(g, directives, result)?;
             }
+            Event::Decide {
+                id,
+                operator,
+                decision,
+                reply,
+            } => {
+                let result = match self.decide(g, &id, &operator, decision) {
+                    Err(NodeError::Store(e)) => return Err(NodeError::Store(e)),
+                    r => r,
+                };
+                g.replies.push(Reply::Decide(reply, result));
+            }
+            Event::Tick => self.check_clocks(g)?,
         }
         Ok(())
     }
@@ -555,8 +629,8 @@ impl Core {
         Ok(())
     }
 
-    /// Province: forward at once to the targets in this jurisdiction; confirm and
-    /// return are states this relay will wait in.
+    /// Province: a requirement waits for the operator's decision, unless its kind
+    /// is auto-confirmed here or it is an emergency, which passes at once.
     fn relay_at_province(
         &mut self,
         g: &mut Group<'_>,
@@ -564,6 +638,53 @@ impl Core {
         trace: &HashMap<String, String>,
     ) -> Result<(), NodeError> {
         let me = self.shared.node_id.to_string();
+        let kind = DirectiveKind::try_from(d.kind).unwrap_or(DirectiveKind::Unspecified);
+        if Urgency::try_from(d.urgency) == Ok(Urgency::Emergency) {
+            let detail = "emergency: passed without confirmation (R-6.2)";
+            tracing::info!(directive = %d.id, "{detail}");
+            self.forward_to_enterprises(g, d, trace)?;
+            return self.record_decision(g, d, TargetState::Forwarded, detail, trace);
+        }
+        if self.auto_confirm.contains(&kind) {
+            self.forward_to_enterprises(g, d, trace)?;
+            return self.record_decision(g, d, TargetState::Confirmed, "auto-confirmed", trace);
+        }
+        let (deadline, detail) = match self.confirm_deadline(d, g.now) {
+            Ok(deadline) => (deadline, "waiting for confirmation".to_string()),
+            Err(e) => {
+                tracing::error!(directive = %d.id, error = %e, "no confirmation clock");
+                (0, format!("waiting for confirmation; no clock: {e}"))
+            }
+        };
+        self.set_target(g, &d.id, &me, TargetState::Received, &detail)?;
+        self.set_deadline(g, &d.id, &me, deadline, false)?;
+        self.report_up(g, &d.id, &me, TargetState::Received, &detail, trace);
+        tracing::info!(directive = %d.id, deadline, "requirement waits for confirmation");
+        Ok(())
+    }
+
+    /// The confirmation limit of: 2 hours for an urgent requirement, 1 working day
+    /// otherwise, from `from_ms`.
+    fn confirm_deadline(&self, d: &Directive, from_ms: i64) -> Result<i64, CalendarError> {
+        if Urgency::try_from(d.urgency) == Ok(Urgency::Urgent) {
+            return Ok(from_ms + 2 * 3600 * 1000);
+        }
+        match &self.calendar {
+            Some(c) => c.add_working_days(from_ms, 1),
+            None => Err(CalendarError::MissingYear(0)),
+        }
+    }
+
+    /// Province: queues a copy for each target in this jurisdiction; a target outside it is
+    /// reported failed.
+    fn forward_to_enterprises(
+        &mut self,
+        g: &mut Group<'_>,
+        d: &Directive,
+        trace: &HashMap<String, String>,
+    ) -> Result<usize, NodeError> {
+        let me = self.shared.node_id.to_string();
+        let mut forwarded = 0;
         for target in &d.targets {
             let child = target
                 .parse::<NodeId>()
@@ -573,6 +694,7 @@ impl Core {
                 Some(child) => {
                     self.set_target(g, &d.id, target, TargetState::Queued, "")?;
                     self.enqueue_directive(g, &child, d, vec![target.clone()], trace.clone());
+                    forwarded += 1;
                 }
                 None => {
                     let why = format!("{target} is not in the jurisdiction of {me}");
@@ -581,8 +703,94 @@ impl Core {
                 }
             }
         }
-        self.report_up(g, &d.id, &me, TargetState::Forwarded, "", trace);
+        Ok(forwarded)
+    }
+
+    /// Records this province's decision locally and reports it to the issuer.
+    fn record_decision(
+        &self,
+        g: &mut Group<'_>,
+        d: &Directive,
+        state: TargetState,
+        detail: &str,
+        trace: &HashMap<String, String>,
+    ) -> Result<(), NodeError> {
+        let me = self.shared.node_id.to_string();
+        self.set_target(g, &d.id, &me, state, detail)?;
+        self.report_up(g, &d.id, &me, state, detail, trace);
         Ok(())
+    }
+
+    /// Province: an operator confirms (forward at once, R-8.3) or returns with a reason
+    /// a requirement waiting here.
+    fn decide(
+        &mut self,
+        g: &mut Group<'_>,
+        id: &str,
+        operator: &str,
+        decision: Decision,
+    ) -> Result<DecisionReply, NodeError> {
+        if self.tier != Tier::Province {
+            return Err(NodeError::Forbidden(
+                "only a province confirms or returns requirements".into(),
+            ));
+        }
+        if let Decision::Return(reason) = &decision
+            && reason.trim().is_empty()
+        {
+            return Err(InputError::NoReason.into());
+        }
+        let stored = self
+            .stored_directive(g, id)?
+            .ok_or_else(|| NodeError::NotFound(format!("directive {id}")))?;
+        let d = stored.directive.clone().unwrap_or_default();
+        let me = self.shared.node_id.to_string();
+        let key = records::target(id, &me);
+        let current = match g.txn.get(&key)? {
+            Some(v) => TargetState::try_from(decode::<TargetRecord>(&key, &v)?.state)
+                .unwrap_or(TargetState::Unspecified),
+            None => TargetState::Unspecified,
+        };
+        if current != TargetState::Received {
+            return Err(NodeError::State(format!(
+                "directive {id} is not waiting for a decision here (it is {})",
+                directive::state_name(current)
+            )));
+        }
+        let span = tracing::info_span!("directive.decide", directive = %id, node = %me, operator = %operator);
+        telemetry::set_parent(&span, &stored.trace_context);
+        let _entered = span.enter();
+        let trace = telemetry::inject(&span);
+        let (targets, action, outcome) = match decision {
+            Decision::Confirm => {
+                let n = self.forward_to_enterprises(g, &d, &trace)?;
+                let detail = format!("confirmed by {operator}");
+                self.record_decision(g, &d, TargetState::Confirmed, &detail, &trace)?;
+                (
+                    n,
+                    "directive.confirm",
+                    format!("forwarded to {n} enterprises"),
+                )
+            }
+            Decision::Return(reason) => {
+                let reason = reason.trim().to_string();
+                for t in &d.targets {
+                    self.report_up(g, id, t, TargetState::Returned, &reason, &trace);
+                }
+                self.record_decision(g, &d, TargetState::Returned, &reason, &trace)?;
+                (
+                    d.targets.len(),
+                    "directive.return",
+                    format!("returned: {reason}"),
+                )
+            }
+        };
+        audit(g, operator, action, id, &outcome);
+        tracing::info!(directive = %id, %outcome, "decision recorded");
+        Ok(DecisionReply {
+            id: id.to_string(),
+            targets: u32::try_from(targets).unwrap_or(u32::MAX),
+        })
     }
 
     /// Enterprise: acknowledge on receipt and add the rules to the active set; the rules
@@ -729,6 +937,15 @@ impl Core {
         if state_rank(state) <= state_rank(current) && rec.state != 0 {
             return Ok(());
         }
+        // A relay that decided stops its confirmation clock; a late decision keeps the
+        // lateness (overdue_at_ms) on record.
+        if state_rank(state) >= state_rank(TargetState::Confirmed)
+            && rec.deadline_ms != 0
+            && rec.overdue_at_ms == 0
+        {
+            g.txn
+                .delete(records::clock(rec.deadline_ms, directive_id, node));
+        }
         rec.state = state as i32;
         rec.updated_at_ms = g.now;
         rec.detail = detail.to_string();
@@ -737,14 +954,82 @@ impl Core {
                 *t = g.now;
             }
         };
+        // For a relaying province, "acknowledged" is when it decided (confirmed, or passed
+        // an emergency on) and "finished" when it returned the requirement.
         match state {
             TargetState::Queued => stamp(&mut rec.queued_at_ms),
-            TargetState::Delivered | TargetState::Forwarded => stamp(&mut rec.delivered_at_ms),
-            TargetState::Acknowledged => stamp(&mut rec.acknowledged_at_ms),
-            TargetState::Executed | TargetState::Failed => stamp(&mut rec.finished_at_ms),
+            TargetState::Delivered | TargetState::Received => stamp(&mut rec.delivered_at_ms),
+            TargetState::Acknowledged | TargetState::Confirmed | TargetState::Forwarded => {
+                stamp(&mut rec.acknowledged_at_ms)
+            }
+            TargetState::Executed | TargetState::Failed | TargetState::Returned => {
+                stamp(&mut rec.finished_at_ms)
+            }
             TargetState::Unspecified => {}
         }
         g.txn.put(key, encode(&rec));
+        Ok(())
+    }
+
+    /// Records a clock's deadline on a target; `run` also indexes it so a tick can mark the
+    /// target overdue when it runs out (only the issuer runs clocks).
+    fn set_deadline(
+        &self,
+        g: &mut Group<'_>,
+        directive_id: &str,
+        node: &str,
+        deadline_ms: i64,
+        run: bool,
+    ) -> Result<(), NodeError> {
+        let key = records::target(directive_id, node);
+        let Some(v) = g.txn.get(&key)? else {
+            return Ok(());
+        };
+        let mut rec: TargetRecord = decode(&key, &v)?;
+        if rec.deadline_ms != 0 || deadline_ms == 0 {
+            return Ok(());
+        }
+        rec.deadline_ms = deadline_ms;
+        g.txn.put(key, encode(&rec));
+        if run {
+            g.txn
+                .put(records::clock(deadline_ms, directive_id, node), Vec::new());
+        }
+        Ok(())
+    }
+
+    /// Marks every target whose clock ran out `overdue`, once: the clock's index entry goes
+    /// in the same batch.
+    fn check_clocks(&mut self, g: &mut Group<'_>) -> Result<(), NodeError> {
+        let mut end = records::CLOCK_PREFIX.to_vec();
+        end.extend_from_slice(&(g.now + 1).max(0).to_be_bytes());
+        let due = self
+            .shared
+            .store
+            .range(records::CLOCK_PREFIX, &end)
+            .collect::<Result<Vec<_>, _>>()?;
+        for (key, _) in due {
+            if g.txn.get(&key)?.is_none() {
+                continue; // stopped earlier in this group
+            }
+            g.txn.delete(key.clone());
+            let Some((directive_id, node)) = records::clock_subject(&key) else {
+                continue;
+            };
+            let tkey = records::target(&directive_id, &node);
+            let Some(v) = g.txn.get(&tkey)? else {
+                continue;
+            };
+            let mut rec: TargetRecord = decode(&tkey, &v)?;
+            let state = TargetState::try_from(rec.state).unwrap_or(TargetState::Unspecified);
+            if state_rank(state) >= state_rank(TargetState::Confirmed) || rec.overdue_at_ms != 0 {
+                continue;
+            }
+            rec.overdue_at_ms = rec.deadline_ms;
+            g.txn.put(tkey, encode(&rec));
+            tracing::warn!(directive = %directive_id, %node, deadline_ms = rec.deadline_ms,
+                "clock ran out: overdue");
+        }
         Ok(())
     }
 
@@ -889,6 +1174,9 @@ impl Core {
         trace: &HashMap<String, String>,
     ) -> Result<(), NodeError> {
         self.set_target(g, directive_id, peer.as_str(), TargetState::Delivered, "")?;
+        if peer.tier() == Tier::Province {
+            self.start_confirm_clock(g, peer, directive_id)?;
+        }
         if peer.tier() == Tier::Enterprise {
             let issuer = self
                 .stored_directive(g, directive_id)?
@@ -907,6 +1195,47 @@ impl Core {
             }
         }
         Ok(())
+    }
+
+    /// The issuer starts a province's confirmation clock when the province has the
+    /// requirement durably; an emergency needs no confirmation.
+    fn start_confirm_clock(
+        &self,
+        g: &mut Group<'_>,
+        province: &NodeId,
+        directive_id: &str,
+    ) -> Result<(), NodeError> {
+        let Some(d) = self
+            .stored_directive(g, directive_id)?
+            .and_then(|s| s.directive)
+        else {
+            return Ok(());
+        };
+        if d.issuer != self.shared.node_id.as_str()
+            || Urgency::try_from(d.urgency) == Ok(Urgency::Emergency)
+        {
+            return Ok(());
+        }
+        let key = records::target(directive_id, province.as_str());
+        let Some(v) = g.txn.get(&key)? else {
+            return Ok(());
+        };
+        let rec: TargetRecord = decode(&key, &v)?;
+        let state = TargetState::try_from(rec.state).unwrap_or(TargetState::Unspecified);
+        if state_rank(state) >= state_rank(TargetState::Confirmed) {
+            return Ok(()); // decided before the acknowledgment arrived
+        }
+        match self.confirm_deadline(&d, g.now) {
+            Ok(deadline) => self.set_deadline(g, directive_id, province.as_str(), deadline, true),
+            Err(e) => {
+                tracing::error!(directive = %directive_id, %province, error = %e,
+                    "cannot start the confirmation clock");
+                let mut rec = rec;
+                rec.detail = format!("no confirmation clock: {e}");
+                g.txn.put(key, encode(&rec));
+                Ok(())
+            }
+        }
     }
 
     /// An operator's directive: validated, resolved to targets, stored with one outbox entry

@@ -32,6 +32,8 @@ pub enum InputError {
     UnknownTarget(String),
     #[error("invalid directive ID {0:?}: expected a UUID")]
     Id(String),
+    #[error("a return needs a reason (R-8.2)")]
+    NoReason,
 }
 
 /// Most rules one directive may carry (a national blacklist push is ~50,000).
@@ -231,20 +233,28 @@ pub fn resolve_targets(
     Ok(out)
 }
 
-/// The order a target's state only ever moves along; `executed` and `failed` are final.
+/// The order a target's state only ever moves along. A relaying province goes
+/// `queued` → `delivered` → `received` (waiting for its operator) → `confirmed` (and forwarded
+/// at once, R-8.3) or `returned`; an emergency goes straight to `forwarded`. An
+/// enterprise goes `queued` → `delivered` → `acknowledged` → `executed` or `failed`.
 pub fn state_rank(s: TargetState) -> u8 {
     match s {
         TargetState::Unspecified => 0,
         TargetState::Queued => 1,
         TargetState::Delivered => 2,
-        TargetState::Forwarded => 3,
-        TargetState::Acknowledged => 4,
-        TargetState::Executed | TargetState::Failed => 5,
+        TargetState::Received => 3,
+        TargetState::Confirmed => 4,
+        TargetState::Forwarded => 5,
+        TargetState::Acknowledged => 6,
+        TargetState::Executed | TargetState::Failed | TargetState::Returned => 7,
     }
 }
 
 pub fn is_final(s: TargetState) -> bool {
-    matches!(s, TargetState::Executed | TargetState::Failed)
+    matches!(
+        s,
+        TargetState::Executed | TargetState::Failed | TargetState::Returned
+    )
 }
 
 /// The state's name as operators see it.
@@ -253,21 +263,27 @@ pub fn state_name(s: TargetState) -> &'static str {
         TargetState::Unspecified => "unknown",
         TargetState::Queued => "queued",
         TargetState::Delivered => "delivered",
+        TargetState::Received => "received",
+        TargetState::Confirmed => "confirmed",
         TargetState::Forwarded => "forwarded",
         TargetState::Acknowledged => "acknowledged",
         TargetState::Executed => "executed",
         TargetState::Failed => "failed",
+        TargetState::Returned => "returned",
     }
 }
 
 /// All state names in order, for tables and counts.
-pub const STATE_NAMES: [&str; 6] = [
+pub const STATE_NAMES: [&str; 9] = [
     "queued",
     "delivered",
+    "received",
+    "confirmed",
     "forwarded",
     "acknowledged",
     "executed",
     "failed",
+    "returned",
 ];
 
 #[cfg(test)]

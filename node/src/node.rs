@@ -12,9 +12,10 @@ use isms_store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::calendar::Calendar;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::core::{Core, PeerState, Role, Shared};
+use crate::core::{Core, CoreOptions, PeerState, Role, Shared};
 use crate::identity::{Identity, NodeId};
 use crate::link::{LinkContext, LinkService, dial_parent};
 use crate::operator::OperatorService;
@@ -72,12 +73,36 @@ pub async fn run_with_clock(
     // A store failure cancels everything: the node stops rather than acknowledge writes
     // it may not have made durable.
     let fatal = shutdown.child_token();
-    let (core, core_thread) = Core::start(
-        shared.clone(),
-        config.parent.as_ref().map(|p| p.id.clone()),
-        config.rules_file.clone(),
-        fatal.clone(),
-    )?;
+    let calendar = match &config.calendar_dir {
+        Some(dir) => {
+            Some(Arc::new(Calendar::load_dir(dir).map_err(|e| {
+                anyhow::anyhow!("config field `calendar_dir`: {e}")
+            })?))
+        }
+        None => None,
+    };
+    let options = CoreOptions {
+        parent: config.parent.as_ref().map(|p| p.id.clone()),
+        rules_file: config.rules_file.clone(),
+        calendar,
+        auto_confirm: config.auto_confirm.iter().map(|k| k.kind()).collect(),
+    };
+    let (core, core_thread) = Core::start(shared.clone(), options, fatal.clone())?;
+    // The regulation's clocks are checked every second; a tick on a busy core is dropped.
+    let ticker = {
+        let core = core.clone();
+        let stop = fatal.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = every.tick() => core.tick(),
+                }
+            }
+        })
+    };
     let links = LinkContext::new(
         shared.clone(),
         core.clone(),
@@ -127,6 +152,7 @@ pub async fn run_with_clock(
     fatal.cancelled().await;
     tracing::info!(node = %config.node_id, "shutting down: draining");
     let drain = async {
+        let _ = ticker.await;
         if let Some(d) = dialer {
             let _ = d.await;
         }

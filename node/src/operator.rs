@@ -8,12 +8,14 @@ use std::sync::atomic::Ordering;
 use isms_proto::record::{OutboxEntry, StoredDirective, TargetRecord};
 use isms_proto::v1::operator_server::Operator;
 use isms_proto::v1::{
-    DirectiveList, DirectiveSummary, DirectiveView, GetDirectiveRequest, IssueReply, IssueRequest,
-    ListDirectivesRequest, NodeStatusReply, NodeStatusRequest, PeerStatus, TargetState, TargetView,
+    DecisionReply, DecisionRequest, DirectiveList, DirectiveSummary, DirectiveView,
+    GetDirectiveRequest, IssueReply, IssueRequest, ListDirectivesRequest, ListPendingRequest,
+    NodeStatusReply, NodeStatusRequest, PeerStatus, PendingDirective, PendingList, TargetState,
+    TargetView,
 };
 use tonic::{Request, Response, Status};
 
-use crate::core::{CoreHandle, Role, Shared};
+use crate::core::{CoreHandle, Decision, Role, Shared};
 use crate::directive::state_name;
 use crate::error::NodeError;
 use crate::identity::{Identity, Tier};
@@ -77,6 +79,8 @@ pub fn directive_view(shared: &Shared, id: &str) -> Result<DirectiveView, NodeEr
             delivered_at_ms: rec.delivered_at_ms,
             acknowledged_at_ms: rec.acknowledged_at_ms,
             finished_at_ms: rec.finished_at_ms,
+            deadline_ms: rec.deadline_ms,
+            overdue_at_ms: rec.overdue_at_ms,
         };
         if node.starts_with("province/") {
             view.hops.push(t);
@@ -127,10 +131,21 @@ impl Operator for OperatorService {
         request: Request<ListDirectivesRequest>,
     ) -> Result<Response<DirectiveList>, Status> {
         self.operator(&request)?;
-        let limit = match request.into_inner().limit {
+        let request = request.into_inner();
+        let limit = match request.limit {
             0 => 50,
             n => n as usize,
         };
+        let wanted = request.state.trim().to_string();
+        if !wanted.is_empty()
+            && wanted != "overdue"
+            && !crate::directive::STATE_NAMES.contains(&wanted.as_str())
+        {
+            return Err(Status::invalid_argument(format!(
+                "unknown state {wanted:?}: expected overdue or one of {}",
+                crate::directive::STATE_NAMES.join(", ")
+            )));
+        }
         let mut directives = Vec::new();
         // UUIDv7 IDs sort by time: newest first.
         for entry in self
@@ -146,6 +161,18 @@ impl Operator for OperatorService {
             let stored: StoredDirective = decode(&k, &v).map_err(NodeError::from)?;
             let d = stored.directive.unwrap_or_default();
             let view = directive_view(&self.shared, &d.id)?;
+            let all = || view.targets.iter().chain(view.hops.iter());
+            let overdue = all().filter(|t| t.overdue_at_ms != 0).count();
+            let matches = match wanted.as_str() {
+                "" => true,
+                "overdue" => overdue > 0,
+                name => all().any(|t| {
+                    state_name(TargetState::try_from(t.state).unwrap_or_default()) == name
+                }),
+            };
+            if !matches {
+                continue;
+            }
             directives.push(DirectiveSummary {
                 id: d.id.clone(),
                 issuer: d.issuer.clone(),
@@ -155,6 +182,7 @@ impl Operator for OperatorService {
                 rules: u32::try_from(d.rules.len()).unwrap_or(u32::MAX),
                 targets: u32::try_from(view.targets.len()).unwrap_or(u32::MAX),
                 counts: counts(&view.targets).into_iter().collect(),
+                overdue: u32::try_from(overdue).unwrap_or(u32::MAX),
             });
         }
         Ok(Response::new(DirectiveList { directives }))
@@ -167,6 +195,73 @@ impl Operator for OperatorService {
         self.operator(&request)?;
         Ok(Response::new(node_status(&self.shared)?))
     }
+
+    async fn confirm_directive(
+        &self,
+        request: Request<DecisionRequest>,
+    ) -> Result<Response<DecisionReply>, Status> {
+        let operator = self.operator(&request)?;
+        let id = request.into_inner().id;
+        let reply = self.core.decide(id, operator, Decision::Confirm).await?;
+        Ok(Response::new(reply))
+    }
+
+    async fn return_directive(
+        &self,
+        request: Request<DecisionRequest>,
+    ) -> Result<Response<DecisionReply>, Status> {
+        let operator = self.operator(&request)?;
+        let r = request.into_inner();
+        let reply = self
+            .core
+            .decide(r.id, operator, Decision::Return(r.reason))
+            .await?;
+        Ok(Response::new(reply))
+    }
+
+    async fn list_pending(
+        &self,
+        request: Request<ListPendingRequest>,
+    ) -> Result<Response<PendingList>, Status> {
+        self.operator(&request)?;
+        Ok(Response::new(pending(&self.shared)?))
+    }
+}
+
+/// Province: requirements waiting here for a decision, oldest first.
+pub fn pending(shared: &Shared) -> Result<PendingList, NodeError> {
+    let now = shared.now_ms();
+    let me = shared.node_id.to_string();
+    let mut directives = Vec::new();
+    for entry in shared.store.scan_prefix(records::DIRECTIVE_PREFIX) {
+        let (k, v) = entry?;
+        let stored: StoredDirective = decode(&k, &v)?;
+        let d = stored.directive.unwrap_or_default();
+        let key = records::target(&d.id, &me);
+        let Some(value) = shared.store.get(&key)? else {
+            continue;
+        };
+        let rec: TargetRecord = decode(&key, &value)?;
+        if rec.state != TargetState::Received as i32 {
+            continue;
+        }
+        directives.push(PendingDirective {
+            received_at_ms: stored.received_at_ms,
+            deadline_ms: rec.deadline_ms,
+            time_left_ms: if rec.deadline_ms == 0 {
+                0
+            } else {
+                rec.deadline_ms - now
+            },
+            clock_error: if rec.deadline_ms == 0 {
+                rec.detail
+            } else {
+                String::new()
+            },
+            directive: Some(d),
+        });
+    }
+    Ok(PendingList { directives })
 }
 
 /// Links, backlogs and counts of this node.

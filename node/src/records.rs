@@ -109,6 +109,26 @@ pub fn target(directive_id: &str, node: &str) -> Vec<u8> {
     k
 }
 
+/// The issuer's running clocks, ordered by deadline: `k/<deadline ms><directive>\0<node>`.
+pub const CLOCK_PREFIX: &[u8] = b"k/";
+
+pub fn clock(deadline_ms: i64, directive_id: &str, node: &str) -> Vec<u8> {
+    let mut k = CLOCK_PREFIX.to_vec();
+    k.extend_from_slice(&deadline_ms.max(0).to_be_bytes());
+    k.extend_from_slice(directive_id.as_bytes());
+    k.push(0);
+    k.extend_from_slice(node.as_bytes());
+    k
+}
+
+/// Directive and node of a clock key.
+pub fn clock_subject(key: &[u8]) -> Option<(String, String)> {
+    let rest = key.strip_prefix(CLOCK_PREFIX)?.get(8..)?;
+    let text = std::str::from_utf8(rest).ok()?;
+    let (directive, node) = text.split_once('\0')?;
+    Some((directive.to_string(), node.to_string()))
+}
+
 /// Enterprise: the active rule set.
 pub const RULE_PREFIX: &[u8] = b"r/";
 
@@ -161,6 +181,15 @@ mod tests {
         assert!(outbox(&a, 2) < outbox(&a, 256));
         assert!(!outbox(&ab, 1).starts_with(&outbox_prefix(&a)));
         assert_eq!(outbox_seq(&outbox(&a, 77)), Some(77));
+    }
+
+    #[test]
+    fn clock_keys_sort_by_deadline_and_name_their_subject() {
+        assert!(clock(999, "b", "x") < clock(1000, "a", "x"));
+        assert_eq!(
+            clock_subject(&clock(5, "d1", "province/44")),
+            Some(("d1".into(), "province/44".into()))
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use isms_node::clock::SystemClock;
-use isms_node::core::{Core, PeerState, Role, Shared};
+use isms_node::core::{Core, CoreOptions, PeerState, Role, Shared};
 use isms_node::identity::NodeId;
 use isms_node::proto::v1::{IssueRequest, Rule, RuleKind};
 use isms_store::Store;
@@ -32,7 +32,7 @@ async fn concurrent_issues_share_fsyncs_and_all_survive_a_reopen() {
             failed: AtomicBool::new(false),
         });
         let (core, thread) =
-            Core::start(shared, None, None, CancellationToken::new()).expect("core");
+            Core::start(shared, CoreOptions::default(), CancellationToken::new()).expect("core");
         let before = store.sync_count();
         let mut tasks = Vec::new();
         for i in 0..requests {

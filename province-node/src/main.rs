@@ -20,15 +20,25 @@ struct Args {
 enum Command {
     #[command(flatten)]
     Node(cli::NodeCommand),
-    /// Directives received and what this province's enterprises did with them.
+    /// Requirements received: confirm or return them, and follow what this province's
+    /// enterprises did with them.
     #[command(subcommand)]
-    Directive(cli::DirectiveQuery),
+    Directive(DirectiveCommand),
+}
+
+#[derive(Subcommand)]
+enum DirectiveCommand {
+    #[command(flatten)]
+    Decision(cli::DecisionCommand),
+    #[command(flatten)]
+    Query(cli::DirectiveQuery),
 }
 
 fn main() {
     let code = match Args::parse().command {
         Command::Node(c) => c.run("province-node", Tier::Province),
-        Command::Directive(q) => q.run(),
+        Command::Directive(DirectiveCommand::Decision(d)) => d.run(),
+        Command::Directive(DirectiveCommand::Query(q)) => q.run(),
     };
     std::process::exit(code);
 }

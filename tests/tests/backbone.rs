@@ -30,7 +30,16 @@ fn a_directive_to_all_reaches_every_enterprise_once() {
     assert_eq!(view["counts"]["executed"], 7);
     let hops = isms_e2e::states(&view["hops"]);
     assert_eq!(hops.len(), 3, "three relaying provinces: {hops:?}");
-    assert!(hops.values().all(|s| s == "forwarded"), "{hops:?}");
+    // The generated provinces auto-confirm; that is recorded as such.
+    assert!(hops.values().all(|s| s == "confirmed"), "{hops:?}");
+    let details: Vec<&str> = view["hops"]
+        .as_array()
+        .map(|hs| hs.iter().filter_map(|h| h["detail"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        details.iter().all(|d| *d == "auto-confirmed"),
+        "{details:?}"
+    );
 
     for e in &enterprises {
         let rules = net.rules(e);
