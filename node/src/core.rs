@@ -18,7 +18,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use isms_proto::record::{
-    ActiveRule, AuditRecord, DirectiveRef, OutboxEntry, StoredDirective, TargetRecord, outbox_entry,
+    ActiveRule, AuditRecord, DirectiveMeta, DirectiveRef, OutboxEntry, StoredDirective,
+    TargetRecord, outbox_entry,
 };
 use isms_proto::v1::{
     DecisionReply, Directive, DirectiveKind, Envelope, IssueReply, IssueRequest, RuleKind,
@@ -391,7 +392,7 @@ impl Core {
         for event in events {
             self.handle(&mut g, event)?;
         }
-        self.flush_upward(&mut g);
+        self.flush_upward(&mut g)?;
         let Group {
             txn,
             replies,
@@ -521,6 +522,15 @@ impl Core {
             }
             match (&env.payload, peer.role) {
                 (Some(Payload::Directive(d)), Role::Parent) => check_directive_shape(d)?,
+                // A province's own request for assistance from another province (R-6.4) is
+                // the one directive that travels up, and only to the ministry.
+                (Some(Payload::Directive(d)), Role::Child)
+                    if self.tier == Tier::Ministry
+                        && peer_id.tier() == Tier::Province
+                        && d.issuer == peer_id.as_str() =>
+                {
+                    check_directive_shape(d)?;
+                }
                 (Some(Payload::Directive(_)), Role::Child) => {
                     return Err(NodeError::Forbidden(format!(
                         "{peer_id} is a child of {}: directives only flow down from a parent",
@@ -528,10 +538,17 @@ impl Core {
                     )));
                 }
                 (Some(Payload::Status(s)), Role::Child) => self.check_status_scope(peer_id, s)?,
-                (Some(Payload::Status(_)), Role::Parent) => {
-                    return Err(NodeError::Protocol(format!(
-                        "{peer_id} is the parent: status reports only flow up"
-                    )));
+                // Statuses come down only for what this node issued (assistance, R-6.4).
+                (Some(Payload::Status(s)), Role::Parent) => {
+                    let issued_here = self
+                        .committed_meta(&s.directive_id)?
+                        .is_some_and(|m| m.issuer == self.shared.node_id.as_str());
+                    if !issued_here {
+                        return Err(NodeError::Protocol(format!(
+                            "{peer_id} is the parent: status reports only flow up, except for \
+                             directives this node issued"
+                        )));
+                    }
                 }
                 (None, _) => {
                     return Err(NodeError::Protocol(format!(
@@ -611,21 +628,58 @@ impl Core {
             return Ok(());
         }
         let trace = telemetry::inject(&span);
-        let stored = StoredDirective {
-            directive: Some(d.clone()),
-            received_from: from.to_string(),
-            received_at_ms: g.now,
-            trace_context: trace.clone(),
-        };
-        g.txn.put(key, encode(&stored));
+        store_directive(g, &d, Some(from), &trace);
         match self.tier {
             Tier::Enterprise => self.accept_at_enterprise(g, &d, &trace)?,
             Tier::Province => self.relay_at_province(g, &d, &trace)?,
-            Tier::Ministry => {
-                // check_inbound refuses directives from children; the ministry has no parent.
-            }
+            Tier::Ministry => self.relay_assistance(g, from, &d, &trace)?,
         }
         tracing::info!(directive = %d.id, rules = d.rules.len(), "directive received");
+        Ok(())
+    }
+
+    /// Ministry: a province asks for action by enterprises outside its jurisdiction (R-6.4).
+    /// The ministry keeps the enterprise directory, relays the request to the province that
+    /// holds each enterprise (which confirms or returns it like any requirement), keeps the
+    /// record, and sends every status back to the requesting province.
+    fn relay_assistance(
+        &mut self,
+        g: &mut Group<'_>,
+        from: &NodeId,
+        d: &Directive,
+        trace: &HashMap<String, String>,
+    ) -> Result<(), NodeError> {
+        let mut routes: BTreeMap<NodeId, Vec<String>> = BTreeMap::new();
+        for target in &d.targets {
+            let route = self
+                .shared
+                .directory
+                .iter()
+                .find(|(e, _)| e.as_str() == target)
+                .map(|(_, r)| r.clone());
+            match route {
+                Some(r) if &r != from => routes.entry(r).or_default().push(target.clone()),
+                Some(_) => {
+                    let why = format!("{target} is in the jurisdiction of {from} itself");
+                    self.report_up(g, &d.id, target, TargetState::Failed, &why, trace);
+                }
+                None => {
+                    let why = format!("{target} is not in the ministry's enterprise directory");
+                    self.report_up(g, &d.id, target, TargetState::Failed, &why, trace);
+                }
+            }
+        }
+        for (route, targets) in routes {
+            for t in &targets {
+                self.set_target(g, &d.id, t, TargetState::Queued, "")?;
+            }
+            if route.tier() == Tier::Province {
+                self.set_target(g, &d.id, route.as_str(), TargetState::Queued, "")?;
+            }
+            tracing::info!(directive = %d.id, requester = %from, to = %route,
+                targets = targets.len(), "relaying a request for assistance (R-6.4)");
+            self.enqueue_directive(g, &route, d, targets, trace.clone());
+        }
         Ok(())
     }
 
@@ -649,7 +703,7 @@ impl Core {
             self.forward_to_enterprises(g, d, trace)?;
             return self.record_decision(g, d, TargetState::Confirmed, "auto-confirmed", trace);
         }
-        let (deadline, detail) = match self.confirm_deadline(d, g.now) {
+        let (deadline, detail) = match self.confirm_deadline(d.urgency, g.now) {
             Ok(deadline) => (deadline, "waiting for confirmation".to_string()),
             Err(e) => {
                 tracing::error!(directive = %d.id, error = %e, "no confirmation clock");
@@ -665,8 +719,8 @@ impl Core {
 
     /// The confirmation limit of R-8.1: 2 hours for an urgent requirement, 1 working day
     /// otherwise, from `from_ms`.
-    fn confirm_deadline(&self, d: &Directive, from_ms: i64) -> Result<i64, CalendarError> {
-        if Urgency::try_from(d.urgency) == Ok(Urgency::Urgent) {
+    fn confirm_deadline(&self, urgency: i32, from_ms: i64) -> Result<i64, CalendarError> {
+        if Urgency::try_from(urgency) == Ok(Urgency::Urgent) {
             return Ok(from_ms + 2 * 3600 * 1000);
         }
         match &self.calendar {
@@ -874,10 +928,27 @@ impl Core {
     }
 
     fn stored_trace(&self, g: &Group<'_>, id: &str) -> Result<HashMap<String, String>, NodeError> {
-        let key = records::directive(id);
+        Ok(self
+            .stored_meta(g, id)?
+            .map(|m| m.trace_context)
+            .unwrap_or_default())
+    }
+
+    /// The directive's metadata as this group sees it.
+    fn stored_meta(&self, g: &Group<'_>, id: &str) -> Result<Option<DirectiveMeta>, NodeError> {
+        let key = records::directive_meta(id);
         Ok(match g.txn.get(&key)? {
-            Some(v) => decode::<StoredDirective>(&key, &v)?.trace_context,
-            None => HashMap::new(),
+            Some(v) => Some(decode(&key, &v)?),
+            None => None,
+        })
+    }
+
+    /// The directive's metadata as committed (for checks made before a group's writes).
+    fn committed_meta(&self, id: &str) -> Result<Option<DirectiveMeta>, NodeError> {
+        let key = records::directive_meta(id);
+        Ok(match self.shared.store.get(&key)? {
+            Some(v) => Some(decode(&key, &v)?),
+            None => None,
         })
     }
 
@@ -900,7 +971,7 @@ impl Core {
         report: StatusReport,
         trace: &HashMap<String, String>,
     ) -> Result<(), NodeError> {
-        let Some(stored) = self.stored_directive(g, &report.directive_id)? else {
+        let Some(meta) = self.stored_meta(g, &report.directive_id)? else {
             tracing::warn!(directive = %report.directive_id, %from, "status for an unknown directive ignored");
             return Ok(());
         };
@@ -908,12 +979,15 @@ impl Core {
         telemetry::set_parent(&span, trace);
         let _entered = span.enter();
         let trace = telemetry::inject(&span);
-        let issuer = stored.directive.map(|d| d.issuer).unwrap_or_default();
+        let relay = meta.issuer != self.shared.node_id.as_str();
         for u in report.updates {
             let state = TargetState::try_from(u.state).unwrap_or(TargetState::Unspecified);
             self.set_target(g, &report.directive_id, &u.node, state, &u.detail)?;
-            if issuer != self.shared.node_id.as_str() {
-                self.report_up(g, &report.directive_id, &u.node, state, &u.detail, &trace);
+            if u.overdue_at_ms != 0 {
+                self.set_overdue(g, &report.directive_id, &u.node, u.overdue_at_ms)?;
+            }
+            if relay {
+                self.report(g, &report.directive_id, &u, &trace);
             }
         }
         Ok(())
@@ -1029,11 +1103,25 @@ impl Core {
             g.txn.put(tkey, encode(&rec));
             tracing::warn!(directive = %directive_id, %node, deadline_ms = rec.deadline_ms,
                 "clock ran out: overdue");
+            // A relayed request's issuer learns it from here (R-6.4).
+            if let Some(meta) = self.stored_meta(g, &directive_id)?
+                && meta.issuer != self.shared.node_id.as_str()
+            {
+                let update = TargetStatus {
+                    node: node.clone(),
+                    state: rec.state,
+                    at_ms: g.now,
+                    detail: rec.detail.clone(),
+                    overdue_at_ms: rec.overdue_at_ms,
+                };
+                self.report(g, &directive_id, &update, &meta.trace_context);
+            }
         }
         Ok(())
     }
 
-    /// Queues a status update for the parent, coalesced per directive within the group.
+    /// Queues a status update towards the directive's issuer, coalesced per directive
+    /// within the group.
     fn report_up(
         &self,
         g: &mut Group<'_>,
@@ -1043,43 +1131,87 @@ impl Core {
         detail: &str,
         trace: &HashMap<String, String>,
     ) {
-        if self.parent.is_none() {
-            return;
-        }
+        let update = TargetStatus {
+            node: node.to_string(),
+            state: state as i32,
+            at_ms: g.now,
+            detail: detail.to_string(),
+            overdue_at_ms: 0,
+        };
+        self.report(g, directive_id, &update, trace);
+    }
+
+    fn report(
+        &self,
+        g: &mut Group<'_>,
+        directive_id: &str,
+        update: &TargetStatus,
+        trace: &HashMap<String, String>,
+    ) {
         let up = g.upward.entry(directive_id.to_string()).or_default();
         if up.trace.is_empty() {
             up.trace = trace.clone();
         }
-        let entry = up.updates.entry(node.to_string()).or_default();
+        let entry = up.updates.entry(update.node.clone()).or_default();
         let current = TargetState::try_from(entry.state).unwrap_or(TargetState::Unspecified);
+        let state = TargetState::try_from(update.state).unwrap_or(TargetState::Unspecified);
+        let overdue = entry.overdue_at_ms.max(update.overdue_at_ms);
         if entry.state == 0 || state_rank(state) > state_rank(current) {
-            *entry = TargetStatus {
-                node: node.to_string(),
-                state: state as i32,
-                at_ms: g.now,
-                detail: detail.to_string(),
-            };
+            *entry = update.clone();
+            entry.at_ms = g.now;
         }
+        entry.overdue_at_ms = overdue;
     }
 
-    fn flush_upward(&mut self, g: &mut Group<'_>) {
-        let Some(parent) = self.parent.clone() else {
-            return;
-        };
+    /// Statuses go back the way their directive came: to the peer it was received from
+    /// (the parent, or for an assistance request at the ministry, the requesting province).
+    fn flush_upward(&mut self, g: &mut Group<'_>) -> Result<(), NodeError> {
         let upward = std::mem::take(&mut g.upward);
         for (directive_id, up) in upward {
+            let Some(meta) = self.stored_meta(g, &directive_id)? else {
+                continue;
+            };
+            let Some(to) = meta
+                .received_from
+                .parse::<NodeId>()
+                .ok()
+                .filter(|p| self.shared.peer(p).is_some())
+            else {
+                continue; // issued here: this node is where statuses end
+            };
             let report = StatusReport {
                 directive_id,
                 updates: up.updates.into_values().collect(),
             };
             self.enqueue(
                 g,
-                &parent,
+                &to,
                 uuid::Uuid::now_v7().to_string(),
                 up.trace,
                 outbox_entry::Body::Status(report),
             );
         }
+        Ok(())
+    }
+
+    /// Records that a clock ran out on `node`, once.
+    fn set_overdue(
+        &self,
+        g: &mut Group<'_>,
+        directive_id: &str,
+        node: &str,
+        at_ms: i64,
+    ) -> Result<(), NodeError> {
+        let key = records::target(directive_id, node);
+        let Some(v) = g.txn.get(&key)? else {
+            return Ok(());
+        };
+        let mut rec: TargetRecord = decode(&key, &v)?;
+        if rec.overdue_at_ms == 0 {
+            rec.overdue_at_ms = at_ms;
+            g.txn.put(key, encode(&rec));
+        }
+        Ok(())
     }
 
     fn enqueue_directive(
@@ -1179,9 +1311,8 @@ impl Core {
         }
         if peer.tier() == Tier::Enterprise {
             let issuer = self
-                .stored_directive(g, directive_id)?
-                .and_then(|s| s.directive)
-                .map(|d| d.issuer)
+                .stored_meta(g, directive_id)?
+                .map(|m| m.issuer)
                 .unwrap_or_default();
             if issuer != self.shared.node_id.as_str() {
                 self.report_up(
@@ -1205,15 +1336,10 @@ impl Core {
         province: &NodeId,
         directive_id: &str,
     ) -> Result<(), NodeError> {
-        let Some(d) = self
-            .stored_directive(g, directive_id)?
-            .and_then(|s| s.directive)
-        else {
+        let Some(meta) = self.stored_meta(g, directive_id)? else {
             return Ok(());
         };
-        if d.issuer != self.shared.node_id.as_str()
-            || Urgency::try_from(d.urgency) == Ok(Urgency::Emergency)
-        {
+        if Urgency::try_from(meta.urgency) == Ok(Urgency::Emergency) {
             return Ok(());
         }
         let key = records::target(directive_id, province.as_str());
@@ -1225,7 +1351,7 @@ impl Core {
         if state_rank(state) >= state_rank(TargetState::Confirmed) {
             return Ok(()); // decided before the acknowledgment arrived
         }
-        match self.confirm_deadline(&d, g.now) {
+        match self.confirm_deadline(meta.urgency, g.now) {
             Ok(deadline) => self.set_deadline(g, directive_id, province.as_str(), deadline, true),
             Err(e) => {
                 tracing::error!(directive = %directive_id, %province, error = %e,
@@ -1254,7 +1380,8 @@ impl Core {
         .to_string();
         let rules = directive::normalise_rules(&req.rules)?;
         let selections = directive::parse_targets(&req.to)?;
-        let targets = directive::resolve_targets(&selections, &self.shared.directory)?;
+        let (mut targets, foreign) = self.resolve_issue_targets(selections)?;
+        targets.extend(foreign.iter().cloned());
         let kind = match DirectiveKind::try_from(req.kind) {
             Ok(DirectiveKind::Unspecified) | Err(_) => DirectiveKind::Disposal,
             Ok(k) => k,
@@ -1284,13 +1411,7 @@ impl Core {
             rules,
             issued_at_ms: g.now,
         };
-        let stored = StoredDirective {
-            directive: Some(d.clone()),
-            received_from: String::new(),
-            received_at_ms: g.now,
-            trace_context: trace.clone(),
-        };
-        g.txn.put(records::directive(&id), encode(&stored));
+        store_directive(g, &d, None, &trace);
         let mut routes: BTreeMap<NodeId, Vec<String>> = BTreeMap::new();
         for (enterprise, route) in &self.shared.directory {
             if targets.contains(enterprise) {
@@ -1299,6 +1420,19 @@ impl Core {
                     .or_default()
                     .push(enterprise.to_string());
             }
+        }
+        if !foreign.is_empty() {
+            // Enterprises of other provinces: a request for assistance, through the
+            // ministry (R-6.4). A province reaches them no other way.
+            let parent = self
+                .parent
+                .clone()
+                .ok_or_else(|| NodeError::Forbidden("no parent to ask for assistance".into()))?;
+            for t in &foreign {
+                self.set_target(g, &id, t.as_str(), TargetState::Queued, "")?;
+            }
+            let foreign: Vec<String> = foreign.iter().map(ToString::to_string).collect();
+            self.enqueue_directive(g, &parent, &d, foreign, trace.clone());
         }
         for (route, route_targets) in routes {
             for t in &route_targets {
@@ -1339,6 +1473,46 @@ impl Core {
         })
     }
 
+    /// Resolves `--to` for an issue here: the enterprises this node reaches itself, and, at a
+    /// province, the enterprises of other provinces to ask the ministry's help for (R-6.4).
+    fn resolve_issue_targets(
+        &self,
+        selections: Vec<directive::TargetSelection>,
+    ) -> Result<(BTreeSet<NodeId>, BTreeSet<NodeId>), NodeError> {
+        use directive::TargetSelection;
+        if self.tier != Tier::Province {
+            let own = directive::resolve_targets(&selections, &self.shared.directory)?;
+            return Ok((own, BTreeSet::new()));
+        }
+        let mut own = Vec::new();
+        let mut foreign = BTreeSet::new();
+        for sel in selections {
+            match sel {
+                TargetSelection::All => own.push(TargetSelection::All),
+                TargetSelection::Province(p) if p == self.shared.node_id => {
+                    own.push(TargetSelection::All);
+                }
+                TargetSelection::Province(p) => {
+                    return Err(InputError::OtherProvince(p.to_string()).into());
+                }
+                TargetSelection::Enterprise(e)
+                    if self.shared.directory.iter().any(|(d, _)| *d == e) =>
+                {
+                    own.push(TargetSelection::Enterprise(e));
+                }
+                TargetSelection::Enterprise(e) => {
+                    foreign.insert(e);
+                }
+            }
+        }
+        let own = if own.is_empty() {
+            BTreeSet::new()
+        } else {
+            directive::resolve_targets(&own, &self.shared.directory)?
+        };
+        Ok((own, foreign))
+    }
+
     /// Writes the active rule set to the rules file atomically: a temporary file in the same
     /// directory, fsync'd, renamed over the old one, and the directory fsync'd.
     fn write_rules_file(&self) -> Result<(), String> {
@@ -1347,6 +1521,32 @@ impl Core {
         };
         write_rules_file(&self.shared.store, path).map_err(|e| e.to_string())
     }
+}
+
+/// Stores a directive and its metadata; `from` is the peer it came from (none if issued
+/// here).
+fn store_directive(
+    g: &mut Group<'_>,
+    d: &Directive,
+    from: Option<&NodeId>,
+    trace: &HashMap<String, String>,
+) {
+    let received_from = from.map(ToString::to_string).unwrap_or_default();
+    let meta = DirectiveMeta {
+        issuer: d.issuer.clone(),
+        received_from: received_from.clone(),
+        urgency: d.urgency,
+        kind: d.kind,
+        trace_context: trace.clone(),
+    };
+    g.txn.put(records::directive_meta(&d.id), encode(&meta));
+    let stored = StoredDirective {
+        directive: Some(d.clone()),
+        received_from,
+        received_at_ms: g.now,
+        trace_context: trace.clone(),
+    };
+    g.txn.put(records::directive(&d.id), encode(&stored));
 }
 
 /// Records an operator action in the audit trail (R-13.1).

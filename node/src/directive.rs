@@ -34,6 +34,11 @@ pub enum InputError {
     Id(String),
     #[error("a return needs a reason (R-8.2)")]
     NoReason,
+    #[error(
+        "a province cannot direct {0}: name the enterprises instead, and the request goes \
+         to that province through the ministry as assistance (R-6.4)"
+    )]
+    OtherProvince(String),
 }
 
 /// Most rules one directive may carry (a national blacklist push is ~50,000).

@@ -96,6 +96,11 @@ pub fn directive(id: &str) -> Vec<u8> {
     key("d/", &[id.as_bytes()])
 }
 
+/// The directive's metadata (issuer, origin, urgency, trace context).
+pub fn directive_meta(id: &str) -> Vec<u8> {
+    key("m/", &[id.as_bytes()])
+}
+
 /// Per-target (and per-relaying-province) state of a directive.
 pub fn targets_prefix(directive_id: &str) -> Vec<u8> {
     let mut k = key("t/", &[directive_id.as_bytes()]);

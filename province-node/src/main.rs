@@ -28,6 +28,9 @@ enum Command {
 
 #[derive(Subcommand)]
 enum DirectiveCommand {
+    /// Issue a directive to enterprises of this province; enterprises of another
+    /// province are reached through the ministry as a request for assistance.
+    Issue(cli::IssueArgs),
     #[command(flatten)]
     Decision(cli::DecisionCommand),
     #[command(flatten)]
@@ -37,6 +40,7 @@ enum DirectiveCommand {
 fn main() {
     let code = match Args::parse().command {
         Command::Node(c) => c.run("province-node", Tier::Province),
+        Command::Directive(DirectiveCommand::Issue(a)) => cli::run_command(cli::issue(a)),
         Command::Directive(DirectiveCommand::Decision(d)) => d.run(),
         Command::Directive(DirectiveCommand::Query(q)) => q.run(),
     };
