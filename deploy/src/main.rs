@@ -298,6 +298,7 @@ fn bench(dir: &Path, count: usize) -> anyhow::Result<()> {
                     kind: RuleKind::BlockDomain as i32,
                     value: format!("b{i}.r{}.bench.example", &run[..8]),
                 }],
+                ..Default::default()
             };
             let started = Instant::now();
             let id = client.issue_directive(request).await?.into_inner().id;

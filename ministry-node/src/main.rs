@@ -29,6 +29,8 @@ enum Command {
 enum DirectiveCommand {
     /// Issue a disposal (takedown) directive.
     Issue(cli::IssueArgs),
+    /// Withdraw a directive issued here: its rules are removed at every enterprise.
+    Revoke(cli::RevokeArgs),
     #[command(flatten)]
     Query(cli::DirectiveQuery),
 }
@@ -37,6 +39,7 @@ fn main() {
     let code = match Args::parse().command {
         Command::Node(c) => c.run("ministry-node", Tier::Ministry),
         Command::Directive(DirectiveCommand::Issue(a)) => cli::run_command(cli::issue(a)),
+        Command::Directive(DirectiveCommand::Revoke(a)) => cli::run_command(cli::revoke(a)),
         Command::Directive(DirectiveCommand::Query(q)) => q.run(),
     };
     std::process::exit(code);

@@ -336,6 +336,19 @@ pub struct IssueArgs {
     pub block_ip: Vec<String>,
     #[arg(long, value_enum, default_value = "general")]
     pub urgency: UrgencyArg,
+    /// When the rules take effect (RFC 3339, e.g. 2026-11-23T09:00:00+08:00); default: at once.
+    #[arg(long, value_parser = parse_time)]
+    pub effective_at: Option<i64>,
+    /// When the rules lapse (RFC 3339); default: never.
+    #[arg(long, value_parser = parse_time)]
+    pub expires_at: Option<i64>,
+    #[command(flatten)]
+    pub follow: FollowArgs,
+}
+
+/// How `issue` and `revoke` report.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FollowArgs {
     /// Follow the directive until every target is final or `--timeout` passes.
     #[arg(long)]
     pub wait: bool,
@@ -345,6 +358,28 @@ pub struct IssueArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `directive revoke ID`: withdraw a directive issued here; its rules are removed at every
+/// enterprise that applied them.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RevokeArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The directive to withdraw.
+    pub id: String,
+    /// Only these targets (`all`, `province/NN`, `enterprise/ID`); default: every target of
+    /// the directive.
+    #[arg(long, value_delimiter = ',')]
+    pub to: Vec<String>,
+    #[command(flatten)]
+    pub follow: FollowArgs,
+}
+
+fn parse_time(s: &str) -> Result<i64, String> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time ({e}), e.g. 2026-11-23T09:00:00+08:00"))
 }
 
 /// `directive status ID`.
@@ -443,13 +478,45 @@ pub fn issue_request(args: &IssueArgs) -> anyhow::Result<IssueRequest> {
             UrgencyArg::Emergency => Urgency::Emergency,
         } as i32,
         rules,
+        revokes: String::new(),
+        effective_at_ms: args.effective_at.unwrap_or(0),
+        expires_at_ms: args.expires_at.unwrap_or(0),
     })
 }
 
 /// `directive issue`: returns the process exit code.
 pub async fn issue(args: IssueArgs) -> anyhow::Result<i32> {
     let request = issue_request(&args)?;
-    let mut client = connect(&args.client).await?;
+    issue_and_follow(&args.client, request, &args.follow).await
+}
+
+/// `directive revoke`: returns the process exit code.
+pub async fn revoke(args: RevokeArgs) -> anyhow::Result<i32> {
+    let revokes = uuid::Uuid::parse_str(&args.id)
+        .map_err(|_| directive::InputError::Id(args.id.clone()))?
+        .to_string();
+    if !args.to.is_empty() {
+        directive::parse_targets(&args.to)?;
+    }
+    let request = IssueRequest {
+        id: uuid::Uuid::now_v7().to_string(),
+        to: args.to.clone(),
+        kind: DirectiveKind::Revocation as i32,
+        urgency: Urgency::General as i32,
+        rules: Vec::new(),
+        revokes,
+        effective_at_ms: 0,
+        expires_at_ms: 0,
+    };
+    issue_and_follow(&args.client, request, &args.follow).await
+}
+
+async fn issue_and_follow(
+    client_args: &ClientArgs,
+    request: IssueRequest,
+    args: &FollowArgs,
+) -> anyhow::Result<i32> {
+    let mut client = connect(client_args).await?;
     // The ID is ours, so a retry after a lost reply cannot issue the directive twice.
     let reply = issue_with_retry(&mut client, request).await?;
     if !args.wait {

@@ -272,7 +272,10 @@ struct Group<'s> {
     now: i64,
     replies: Vec<Reply>,
     upward: BTreeMap<String, Upward>,
+    /// Directives whose execution waits for the rules file to be written.
     rules_changed: Vec<String>,
+    /// The rules file must be rewritten (a directive took effect or lapsed).
+    rules_dirty: bool,
 }
 
 impl Core {
@@ -388,6 +391,7 @@ impl Core {
             replies: Vec::new(),
             upward: BTreeMap::new(),
             rules_changed: Vec::new(),
+            rules_dirty: false,
         };
         for event in events {
             self.handle(&mut g, event)?;
@@ -397,6 +401,7 @@ impl Core {
             txn,
             replies,
             rules_changed,
+            rules_dirty,
             ..
         } = g;
         let writes = txn.into_writes();
@@ -419,6 +424,8 @@ impl Core {
                 directives: rules_changed,
                 result,
             });
+        } else if rules_dirty && let Err(e) = self.write_rules_file() {
+            tracing::error!(error = %e, "rules file not rewritten after a scheduled change");
         }
         Ok(())
     }
@@ -492,7 +499,12 @@ impl Core {
                 };
                 g.replies.push(Reply::Decide(reply, result));
             }
-            Event::Tick => self.check_clocks(g)?,
+            Event::Tick => {
+                self.check_clocks(g)?;
+                if self.tier == Tier::Enterprise {
+                    self.check_schedule(g)?;
+                }
+            }
         }
         Ok(())
     }
@@ -693,6 +705,14 @@ impl Core {
     ) -> Result<(), NodeError> {
         let me = self.shared.node_id.to_string();
         let kind = DirectiveKind::try_from(d.kind).unwrap_or(DirectiveKind::Unspecified);
+        if kind == DirectiveKind::Revocation {
+            // Withdrawing a requirement needs no confirmation; one still waiting here is
+            // withdrawn here and can no longer be confirmed.
+            self.revoke_held(g, &d.revokes, &d.id)?;
+            self.forward_to_enterprises(g, d, trace)?;
+            let detail = "revocation: passed without confirmation";
+            return self.record_decision(g, d, TargetState::Forwarded, detail, trace);
+        }
         if Urgency::try_from(d.urgency) == Ok(Urgency::Emergency) {
             let detail = "emergency: passed without confirmation (R-6.2)";
             tracing::info!(directive = %d.id, "{detail}");
@@ -714,6 +734,30 @@ impl Core {
         self.set_deadline(g, &d.id, &me, deadline, false)?;
         self.report_up(g, &d.id, &me, TargetState::Received, &detail, trace);
         tracing::info!(directive = %d.id, deadline, "requirement waits for confirmation");
+        Ok(())
+    }
+
+    /// Province: withdraws requirement `x` if it still waits here for a decision.
+    fn revoke_held(&self, g: &mut Group<'_>, x: &str, by: &str) -> Result<(), NodeError> {
+        let me = self.shared.node_id.to_string();
+        let key = records::target(x, &me);
+        let held = match g.txn.get(&key)? {
+            Some(v) => decode::<TargetRecord>(&key, &v)?.state == TargetState::Received as i32,
+            None => false,
+        };
+        if !held {
+            return Ok(());
+        }
+        let Some(original) = self.stored_directive(g, x)?.and_then(|s| s.directive) else {
+            return Ok(());
+        };
+        let trace = self.stored_trace(g, x)?;
+        let detail = format!("revoked by {by} before a decision");
+        for t in &original.targets {
+            self.report_up(g, x, t, TargetState::Revoked, &detail, &trace);
+        }
+        self.record_decision(g, &original, TargetState::Revoked, &detail, &trace)?;
+        tracing::info!(directive = %x, revocation = %by, "held requirement revoked");
         Ok(())
     }
 
@@ -857,6 +901,19 @@ impl Core {
     ) -> Result<(), NodeError> {
         let me = self.shared.node_id.to_string();
         self.report_up(g, &d.id, &me, TargetState::Acknowledged, "", trace);
+        let kind = DirectiveKind::try_from(d.kind).unwrap_or(DirectiveKind::Unspecified);
+        if let Some(by) = g.txn.get(&records::revoked(&d.id))? {
+            // Revoked before it got here: never applied.
+            let detail = format!(
+                "revoked by {} before it arrived",
+                String::from_utf8_lossy(&by)
+            );
+            self.report_up(g, &d.id, &me, TargetState::Revoked, &detail, trace);
+            return Ok(());
+        }
+        if kind == DirectiveKind::Revocation {
+            return self.revoke_at_enterprise(g, d, trace);
+        }
         let rules = match directive::normalise_rules(&d.rules) {
             Ok(r) => r,
             Err(e) => {
@@ -873,6 +930,8 @@ impl Core {
                     issuer: d.issuer.clone(),
                     kind: d.kind,
                     applied_at_ms: g.now,
+                    effective_at_ms: d.effective_at_ms,
+                    expires_at_ms: d.expires_at_ms,
                 };
                 let index = u32::try_from(i).unwrap_or(u32::MAX);
                 g.txn.put(records::rule(&d.id, index), encode(&active));
@@ -885,9 +944,84 @@ impl Core {
                 records::RULES_APPLIED_COUNTER.to_vec(),
                 records::encode_u64(counter + added),
             );
+            // The rule set changes by itself when the directive takes effect or lapses; the
+            // schedule survives restarts.
+            if d.effective_at_ms > g.now {
+                g.txn
+                    .put(records::schedule(d.effective_at_ms, &d.id), Vec::new());
+            }
+            if d.expires_at_ms > 0 {
+                g.txn
+                    .put(records::schedule(d.expires_at_ms, &d.id), Vec::new());
+            }
         }
         g.txn.put(records::pending_exec(&d.id), Vec::new());
         g.rules_changed.push(d.id.clone());
+        Ok(())
+    }
+
+    /// Enterprise: removes the revoked directive's rules; the revocation is executed once
+    /// the rules file no longer has them, and the revoked directive is reported `revoked`.
+    fn revoke_at_enterprise(
+        &mut self,
+        g: &mut Group<'_>,
+        d: &Directive,
+        trace: &HashMap<String, String>,
+    ) -> Result<(), NodeError> {
+        let me = self.shared.node_id.to_string();
+        let x = d.revokes.as_str();
+        g.txn.put(records::revoked(x), d.id.as_bytes().to_vec());
+        let mut removed = 0usize;
+        for (k, _) in g.txn.scan_prefix(&records::rules_prefix(x))? {
+            g.txn.delete(k);
+            removed += 1;
+        }
+        // Not yet confirmed in the rules file: it never will be now.
+        g.txn.delete(records::pending_exec(x));
+        if self.stored_meta(g, x)?.is_some() {
+            let x_trace = self.stored_trace(g, x)?;
+            let detail = format!("revoked by {}: {removed} rules removed", d.id);
+            self.report_up(g, x, &me, TargetState::Revoked, &detail, &x_trace);
+        }
+        tracing::info!(directive = %x, revocation = %d.id, removed, "directive revoked");
+        let _ = trace;
+        g.txn.put(records::pending_exec(&d.id), Vec::new());
+        g.rules_changed.push(d.id.clone());
+        Ok(())
+    }
+
+    /// Enterprise: directives that took effect or lapsed by now change the rules file; a
+    /// lapsed directive's rules leave the active set for good.
+    fn check_schedule(&mut self, g: &mut Group<'_>) -> Result<(), NodeError> {
+        let mut end = records::SCHEDULE_PREFIX.to_vec();
+        end.extend_from_slice(&(g.now + 1).max(0).to_be_bytes());
+        let due = self
+            .shared
+            .store
+            .range(records::SCHEDULE_PREFIX, &end)
+            .collect::<Result<Vec<_>, _>>()?;
+        for (key, _) in due {
+            g.txn.delete(key.clone());
+            let Some(id) = key
+                .get(records::SCHEDULE_PREFIX.len() + 8..)
+                .and_then(|b| std::str::from_utf8(b).ok())
+            else {
+                continue;
+            };
+            let lapsed = self
+                .stored_directive(g, id)?
+                .and_then(|s| s.directive)
+                .is_some_and(|d| d.expires_at_ms != 0 && d.expires_at_ms <= g.now);
+            if lapsed {
+                for (k, _) in g.txn.scan_prefix(&records::rules_prefix(id))? {
+                    g.txn.delete(k);
+                }
+                tracing::info!(directive = %id, "directive lapsed: its rules are inactive");
+            } else {
+                tracing::info!(directive = %id, "directive took effect");
+            }
+            g.rules_dirty = true;
+        }
         Ok(())
     }
 
@@ -1036,9 +1170,10 @@ impl Core {
             TargetState::Acknowledged | TargetState::Confirmed | TargetState::Forwarded => {
                 stamp(&mut rec.acknowledged_at_ms)
             }
-            TargetState::Executed | TargetState::Failed | TargetState::Returned => {
-                stamp(&mut rec.finished_at_ms)
-            }
+            TargetState::Executed
+            | TargetState::Failed
+            | TargetState::Returned
+            | TargetState::Revoked => stamp(&mut rec.finished_at_ms),
             TargetState::Unspecified => {}
         }
         g.txn.put(key, encode(&rec));
@@ -1378,14 +1513,40 @@ impl Core {
             uuid::Uuid::parse_str(&req.id).map_err(|_| InputError::Id(req.id.clone()))?
         }
         .to_string();
-        let rules = directive::normalise_rules(&req.rules)?;
-        let selections = directive::parse_targets(&req.to)?;
-        let (mut targets, foreign) = self.resolve_issue_targets(selections)?;
-        targets.extend(foreign.iter().cloned());
         let kind = match DirectiveKind::try_from(req.kind) {
             Ok(DirectiveKind::Unspecified) | Err(_) => DirectiveKind::Disposal,
             Ok(k) => k,
         };
+        let (rules, to, revokes) = if kind == DirectiveKind::Revocation {
+            // Only what this node issued can be withdrawn here, by default from every
+            // target it went to.
+            let revokes = uuid::Uuid::parse_str(&req.revokes)
+                .map_err(|_| InputError::Id(req.revokes.clone()))?
+                .to_string();
+            let original = self
+                .stored_directive(g, &revokes)?
+                .and_then(|s| s.directive)
+                .filter(|d| d.issuer == self.shared.node_id.as_str())
+                .ok_or_else(|| InputError::NotRevocable(revokes.clone()))?;
+            let to = if req.to.is_empty() {
+                original.targets
+            } else {
+                req.to.clone()
+            };
+            (Vec::new(), to, revokes)
+        } else {
+            (
+                directive::normalise_rules(&req.rules)?,
+                req.to.clone(),
+                String::new(),
+            )
+        };
+        if req.expires_at_ms != 0 && req.expires_at_ms <= req.effective_at_ms.max(g.now) {
+            return Err(InputError::Expiry.into());
+        }
+        let selections = directive::parse_targets(&to)?;
+        let (mut targets, foreign) = self.resolve_issue_targets(selections)?;
+        targets.extend(foreign.iter().cloned());
         let urgency = match Urgency::try_from(req.urgency) {
             Ok(Urgency::Unspecified) | Err(_) => Urgency::General,
             Ok(u) => u,
@@ -1410,6 +1571,9 @@ impl Core {
             targets: targets.iter().map(ToString::to_string).collect(),
             rules,
             issued_at_ms: g.now,
+            revokes,
+            effective_at_ms: req.effective_at_ms.max(0),
+            expires_at_ms: req.expires_at_ms.max(0),
         };
         store_directive(g, &d, None, &trace);
         let mut routes: BTreeMap<NodeId, Vec<String>> = BTreeMap::new();
@@ -1453,19 +1617,22 @@ impl Core {
                 _ => "?",
             })
             .collect();
-        audit(
-            g,
-            operator,
-            "directive.issue",
-            &id,
-            &format!(
+        let outcome = if kind == DirectiveKind::Revocation {
+            format!("revokes {}, {} targets", d.revokes, d.targets.len())
+        } else {
+            format!(
                 "{} rules ({}), {} targets, to {}",
                 d.rules.len(),
                 rule_kinds.into_iter().collect::<Vec<_>>().join(","),
                 d.targets.len(),
-                req.to.join(",")
-            ),
-        );
+                to.join(",")
+            )
+        };
+        let action = match kind {
+            DirectiveKind::Revocation => "directive.revoke",
+            _ => "directive.issue",
+        };
+        audit(g, operator, action, &id, &outcome);
         tracing::info!(directive = %id, targets = d.targets.len(), rules = d.rules.len(), "directive issued");
         Ok(IssueReply {
             id,
@@ -1519,7 +1686,7 @@ impl Core {
         let Some(path) = &self.rules_file else {
             return Ok(());
         };
-        write_rules_file(&self.shared.store, path).map_err(|e| e.to_string())
+        write_rules_file(&self.shared.store, path, self.shared.now_ms()).map_err(|e| e.to_string())
     }
 }
 
@@ -1603,12 +1770,17 @@ pub struct RuleFile {
     pub rules: Vec<RuleFileEntry>,
 }
 
-/// Reads the active rule set from the store.
-pub fn active_rules(store: &Store) -> Result<Vec<RuleFileEntry>, NodeError> {
+/// Reads the rules in force at `now_ms` from the store.
+pub fn active_rules(store: &Store, now_ms: i64) -> Result<Vec<RuleFileEntry>, NodeError> {
     let mut out = Vec::new();
     for entry in store.scan_prefix(records::RULE_PREFIX) {
         let (k, v) = entry?;
         let r: ActiveRule = decode(&k, &v)?;
+        let in_force =
+            r.effective_at_ms <= now_ms && (r.expires_at_ms == 0 || now_ms < r.expires_at_ms);
+        if !in_force {
+            continue;
+        }
         let rule = r.rule.unwrap_or_default();
         out.push(RuleFileEntry {
             directive: r.directive_id,
@@ -1627,11 +1799,11 @@ pub fn active_rules(store: &Store) -> Result<Vec<RuleFileEntry>, NodeError> {
     Ok(out)
 }
 
-fn write_rules_file(store: &Store, path: &std::path::Path) -> anyhow::Result<()> {
+fn write_rules_file(store: &Store, path: &std::path::Path, now_ms: i64) -> anyhow::Result<()> {
     use std::io::Write;
-    let rules = active_rules(store)?;
+    let rules = active_rules(store, now_ms)?;
     let file = RuleFile {
-        generated_at_ms: crate::clock::SystemClock.now_ms(),
+        generated_at_ms: now_ms,
         rules,
     };
     let dir = path

@@ -39,6 +39,10 @@ pub enum InputError {
          to that province through the ministry as assistance (R-6.4)"
     )]
     OtherProvince(String),
+    #[error("cannot revoke {0}: no directive of that ID was issued here")]
+    NotRevocable(String),
+    #[error("the expiry time must lie after the effective time and in the future")]
+    Expiry,
 }
 
 /// Most rules one directive may carry (a national blacklist push is ~50,000).
@@ -252,13 +256,15 @@ pub fn state_rank(s: TargetState) -> u8 {
         TargetState::Forwarded => 5,
         TargetState::Acknowledged => 6,
         TargetState::Executed | TargetState::Failed | TargetState::Returned => 7,
+        // An executed directive can still be revoked.
+        TargetState::Revoked => 8,
     }
 }
 
 pub fn is_final(s: TargetState) -> bool {
     matches!(
         s,
-        TargetState::Executed | TargetState::Failed | TargetState::Returned
+        TargetState::Executed | TargetState::Failed | TargetState::Returned | TargetState::Revoked
     )
 }
 
@@ -275,11 +281,12 @@ pub fn state_name(s: TargetState) -> &'static str {
         TargetState::Executed => "executed",
         TargetState::Failed => "failed",
         TargetState::Returned => "returned",
+        TargetState::Revoked => "revoked",
     }
 }
 
 /// All state names in order, for tables and counts.
-pub const STATE_NAMES: [&str; 9] = [
+pub const STATE_NAMES: [&str; 10] = [
     "queued",
     "delivered",
     "received",
@@ -289,6 +296,7 @@ pub const STATE_NAMES: [&str; 9] = [
     "executed",
     "failed",
     "returned",
+    "revoked",
 ];
 
 #[cfg(test)]

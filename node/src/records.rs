@@ -162,6 +162,22 @@ pub fn pending_exec_id(key: &[u8]) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Enterprise: a directive revoked here (even before it arrived), so it is never applied.
+pub fn revoked(directive_id: &str) -> Vec<u8> {
+    key("v/", &[directive_id.as_bytes()])
+}
+
+/// Enterprise: when the active rule set changes by itself (a directive takes effect or
+/// lapses): `s/<time ms><directive>`.
+pub const SCHEDULE_PREFIX: &[u8] = b"s/";
+
+pub fn schedule(at_ms: i64, directive_id: &str) -> Vec<u8> {
+    let mut k = SCHEDULE_PREFIX.to_vec();
+    k.extend_from_slice(&at_ms.max(0).to_be_bytes());
+    k.extend_from_slice(directive_id.as_bytes());
+    k
+}
+
 /// Audit trail of operator actions, in time order.
 pub fn audit(at_ms: i64, id: &uuid::Uuid) -> Vec<u8> {
     let mut k = b"u/".to_vec();

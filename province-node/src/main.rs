@@ -31,6 +31,8 @@ enum DirectiveCommand {
     /// Issue a directive to enterprises of this province; enterprises of another
     /// province are reached through the ministry as a request for assistance.
     Issue(cli::IssueArgs),
+    /// Withdraw a directive this province issued.
+    Revoke(cli::RevokeArgs),
     #[command(flatten)]
     Decision(cli::DecisionCommand),
     #[command(flatten)]
@@ -41,6 +43,7 @@ fn main() {
     let code = match Args::parse().command {
         Command::Node(c) => c.run("province-node", Tier::Province),
         Command::Directive(DirectiveCommand::Issue(a)) => cli::run_command(cli::issue(a)),
+        Command::Directive(DirectiveCommand::Revoke(a)) => cli::run_command(cli::revoke(a)),
         Command::Directive(DirectiveCommand::Decision(d)) => d.run(),
         Command::Directive(DirectiveCommand::Query(q)) => q.run(),
     };
