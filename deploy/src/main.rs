@@ -297,6 +297,7 @@ fn bench(dir: &Path, count: usize) -> anyhow::Result<()> {
                 rules: vec![Rule {
                     kind: RuleKind::BlockDomain as i32,
                     value: format!("b{i}.r{}.bench.example", &run[..8]),
+                    op: 0,
                 }],
                 ..Default::default()
             };

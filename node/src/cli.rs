@@ -8,7 +8,7 @@ use anyhow::Context;
 use isms_proto::v1::operator_client::OperatorClient;
 use isms_proto::v1::{
     DirectiveKind, DirectiveView, GetDirectiveRequest, IssueRequest, ListDirectivesRequest,
-    NodeStatusRequest, Rule, RuleKind, TargetState, TargetView, Urgency,
+    NodeStatusRequest, Rule, RuleKind, RuleOp, TargetState, TargetView, Urgency,
 };
 use serde_json::json;
 use tonic::transport::Channel;
@@ -311,6 +311,19 @@ pub struct ClientArgs {
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum KindArg {
+    Disposal,
+    Monitoring,
+    Drill,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum OpArg {
+    Add,
+    Delete,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum UrgencyArg {
     General,
     Urgent,
@@ -326,14 +339,28 @@ pub struct IssueArgs {
     #[arg(long, required = true, value_delimiter = ',')]
     pub to: Vec<String>,
     /// Block a domain (repeatable).
-    #[arg(long = "block-domain", value_name = "DOMAIN")]
+    #[arg(long = "block-domain", visible_alias = "domain", value_name = "DOMAIN")]
     pub block_domain: Vec<String>,
     /// Block a URL (repeatable).
-    #[arg(long = "block-url", value_name = "URL")]
+    #[arg(long = "block-url", visible_alias = "url", value_name = "URL")]
     pub block_url: Vec<String>,
     /// Block an IP address or CIDR prefix (repeatable).
-    #[arg(long = "block-ip", value_name = "IP")]
+    #[arg(long = "block-ip", visible_alias = "ip", value_name = "IP")]
     pub block_ip: Vec<String>,
+    /// Block (or, with `--kind monitoring`, watch for) a keyword (repeatable).
+    #[arg(
+        long = "block-keyword",
+        visible_alias = "keyword",
+        value_name = "KEYWORD"
+    )]
+    pub block_keyword: Vec<String>,
+    /// `disposal` blocks what the rules match; `monitoring` observes and reports it;
+    /// `drill` exercises the whole chain and is never applied (O-3).
+    #[arg(long, value_enum, default_value = "disposal")]
+    pub kind: KindArg,
+    /// `add` the rules to the active set, or `delete` them from it (blacklist changes).
+    #[arg(long, value_enum, default_value = "add")]
+    pub op: OpArg,
     #[arg(long, value_enum, default_value = "general")]
     pub urgency: UrgencyArg,
     /// When the rules take effect (RFC 3339, e.g. 2026-11-23T09:00:00+08:00); default: at once.
@@ -405,6 +432,9 @@ pub struct ListArgs {
     /// or `overdue` for those whose clock ran out.
     #[arg(long)]
     pub state: Option<String>,
+    /// Only directives of this kind (`disposal`, `monitoring`, `drill`, `revocation`, …).
+    #[arg(long)]
+    pub kind: Option<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -458,20 +488,34 @@ pub fn issue_request(args: &IssueArgs) -> anyhow::Result<IssueRequest> {
         (RuleKind::BlockDomain, &args.block_domain),
         (RuleKind::BlockUrl, &args.block_url),
         (RuleKind::BlockIp, &args.block_ip),
+        (RuleKind::Keyword, &args.block_keyword),
     ] {
         for v in values {
             rules.push(Rule {
                 kind: kind as i32,
                 value: v.clone(),
+                op: match args.op {
+                    OpArg::Add => RuleOp::Add,
+                    OpArg::Delete => RuleOp::Delete,
+                } as i32,
             });
         }
     }
-    let rules = directive::normalise_rules(&rules)?;
+    let kind = match args.kind {
+        KindArg::Disposal => DirectiveKind::Disposal,
+        KindArg::Monitoring => DirectiveKind::Monitoring,
+        KindArg::Drill => DirectiveKind::Drill,
+    };
+    let rules = if kind == DirectiveKind::Drill && rules.is_empty() {
+        rules
+    } else {
+        directive::normalise_rules(&rules)?
+    };
     directive::parse_targets(&args.to)?;
     Ok(IssueRequest {
         id: uuid::Uuid::now_v7().to_string(),
         to: args.to.clone(),
-        kind: DirectiveKind::Disposal as i32,
+        kind: kind as i32,
         urgency: match args.urgency {
             UrgencyArg::General => Urgency::General,
             UrgencyArg::Urgent => Urgency::Urgent,
@@ -645,13 +689,13 @@ pub fn view_json(view: &DirectiveView) -> serde_json::Value {
         "operator": d.operator,
         "urgency": urgency_name(d.urgency),
         "issued_at_ms": d.issued_at_ms,
+        "kind": directive::kind_name(d.kind),
+        "revokes": d.revokes,
+        "effective_at_ms": d.effective_at_ms,
+        "expires_at_ms": d.expires_at_ms,
         "rules": d.rules.iter().map(|r| json!({
-            "kind": match RuleKind::try_from(r.kind) {
-                Ok(RuleKind::BlockDomain) => "block_domain",
-                Ok(RuleKind::BlockUrl) => "block_url",
-                Ok(RuleKind::BlockIp) => "block_ip",
-                _ => "unknown",
-            },
+            "kind": directive::rule_kind_name(r.kind),
+            "op": if r.op == RuleOp::Delete as i32 { "delete" } else { "add" },
             "value": r.value,
         })).collect::<Vec<_>>(),
         "targets": view.targets.iter().map(target_json).collect::<Vec<_>>(),
@@ -728,6 +772,7 @@ pub async fn list(args: ListArgs) -> anyhow::Result<i32> {
         .list_directives(ListDirectivesRequest {
             limit: args.limit,
             state: args.state.clone().unwrap_or_default(),
+            kind: args.kind.clone().unwrap_or_default(),
         })
         .await
         .map_err(|s| anyhow::anyhow!("{}", s.message()))?
@@ -739,6 +784,7 @@ pub async fn list(args: ListArgs) -> anyhow::Result<i32> {
             .map(|d| {
                 json!({
                     "id": d.id, "issuer": d.issuer, "issued_at_ms": d.issued_at_ms,
+                    "kind": directive::kind_name(d.kind),
                     "rules": d.rules, "targets": d.targets, "counts": d.counts,
                     "overdue": d.overdue,
                 })
@@ -755,9 +801,10 @@ pub async fn list(args: ListArgs) -> anyhow::Result<i32> {
                 String::new()
             };
             println!(
-                "{}  {:<12} {:>5} rules {:>5} targets  {}{overdue}",
+                "{}  {:<12} {:<16} {:>5} rules {:>5} targets  {}{overdue}",
                 d.id,
                 d.issuer,
+                directive::kind_name(d.kind),
                 d.rules,
                 d.targets,
                 counts.join("  ")

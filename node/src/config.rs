@@ -168,15 +168,28 @@ impl Default for Telemetry {
 pub enum KindName {
     Disposal,
     Monitoring,
+    AccessLogQuery,
+    DataCorrection,
+    Drill,
 }
 
 impl KindName {
-    pub const ALL: [KindName; 2] = [KindName::Disposal, KindName::Monitoring];
+    pub const ALL: [KindName; 5] = [
+        KindName::Disposal,
+        KindName::Monitoring,
+        KindName::AccessLogQuery,
+        KindName::DataCorrection,
+        KindName::Drill,
+    ];
 
     pub fn kind(self) -> isms_proto::v1::DirectiveKind {
+        use isms_proto::v1::DirectiveKind;
         match self {
-            KindName::Disposal => isms_proto::v1::DirectiveKind::Disposal,
-            KindName::Monitoring => isms_proto::v1::DirectiveKind::Monitoring,
+            KindName::Disposal => DirectiveKind::Disposal,
+            KindName::Monitoring => DirectiveKind::Monitoring,
+            KindName::AccessLogQuery => DirectiveKind::AccessLogQuery,
+            KindName::DataCorrection => DirectiveKind::DataCorrection,
+            KindName::Drill => DirectiveKind::Drill,
         }
     }
 }

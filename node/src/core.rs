@@ -12,7 +12,7 @@
 //! its ID) is applied once; target states only move forward, so a repeated status is
 //! harmless.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,7 +22,7 @@ use isms_proto::record::{
     TargetRecord, outbox_entry,
 };
 use isms_proto::v1::{
-    DecisionReply, Directive, DirectiveKind, Envelope, IssueReply, IssueRequest, RuleKind,
+    DecisionReply, Directive, DirectiveKind, Envelope, IssueReply, IssueRequest, Rule, RuleOp,
     StatusReport, TargetState, TargetStatus, Urgency, envelope::Payload,
 };
 use isms_store::{Store, Txn};
@@ -914,6 +914,13 @@ impl Core {
         if kind == DirectiveKind::Revocation {
             return self.revoke_at_enterprise(g, d, trace);
         }
+        if kind == DirectiveKind::Drill {
+            // Exercises the whole chain (O-3); never touches a rule set.
+            let detail = "drill: carried end to end, not applied (O-3)";
+            tracing::info!(directive = %d.id, "{detail}");
+            self.report_up(g, &d.id, &me, TargetState::Executed, detail, trace);
+            return Ok(());
+        }
         let rules = match directive::normalise_rules(&d.rules) {
             Ok(r) => r,
             Err(e) => {
@@ -921,9 +928,24 @@ impl Core {
                 return Ok(());
             }
         };
-        if DirectiveKind::try_from(d.kind) == Ok(DirectiveKind::Disposal) {
-            let added = rules.len() as u64;
-            for (i, rule) in rules.into_iter().enumerate() {
+        if matches!(kind, DirectiveKind::Disposal | DirectiveKind::Monitoring) {
+            let (adds, deletes): (Vec<Rule>, Vec<Rule>) = rules
+                .into_iter()
+                .partition(|r| r.op != RuleOp::Delete as i32);
+            // A delete removes the matching rules of the same action, whoever added them.
+            if !deletes.is_empty() {
+                let doomed: HashSet<(i32, String)> =
+                    deletes.into_iter().map(|r| (r.kind, r.value)).collect();
+                for (k, v) in g.txn.scan_prefix(records::RULE_PREFIX)? {
+                    let active: ActiveRule = decode(&k, &v)?;
+                    let rule = active.rule.unwrap_or_default();
+                    if active.kind == d.kind && doomed.contains(&(rule.kind, rule.value)) {
+                        g.txn.delete(k);
+                    }
+                }
+            }
+            let added = adds.len() as u64;
+            for (i, rule) in adds.into_iter().enumerate() {
                 let active = ActiveRule {
                     directive_id: d.id.clone(),
                     rule: Some(rule),
@@ -1534,6 +1556,8 @@ impl Core {
                 req.to.clone()
             };
             (Vec::new(), to, revokes)
+        } else if kind == DirectiveKind::Drill && req.rules.is_empty() {
+            (Vec::new(), req.to.clone(), String::new())
         } else {
             (
                 directive::normalise_rules(&req.rules)?,
@@ -1610,18 +1634,14 @@ impl Core {
         let rule_kinds: BTreeSet<&str> = d
             .rules
             .iter()
-            .map(|r| match RuleKind::try_from(r.kind) {
-                Ok(RuleKind::BlockDomain) => "domain",
-                Ok(RuleKind::BlockUrl) => "url",
-                Ok(RuleKind::BlockIp) => "ip",
-                _ => "?",
-            })
+            .map(|r| directive::rule_kind_name(r.kind))
             .collect();
         let outcome = if kind == DirectiveKind::Revocation {
             format!("revokes {}, {} targets", d.revokes, d.targets.len())
         } else {
             format!(
-                "{} rules ({}), {} targets, to {}",
+                "{} {} rules ({}), {} targets, to {}",
+                directive::kind_name(d.kind),
                 d.rules.len(),
                 rule_kinds.into_iter().collect::<Vec<_>>().join(","),
                 d.targets.len(),
@@ -1757,10 +1777,16 @@ fn check_directive_shape(d: &Directive) -> Result<(), NodeError> {
 #[derive(Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct RuleFileEntry {
     pub directive: String,
+    /// `block` (disposal) or `monitor` (observe and report).
+    pub action: String,
+    /// What is matched: `domain`, `url`, `ip` or `keyword`.
     pub kind: String,
     pub value: String,
     pub issuer: String,
     pub applied_at_ms: i64,
+    /// When it took or takes effect, and when it lapses (0: never), Unix ms.
+    pub effective_at_ms: i64,
+    pub expires_at_ms: i64,
 }
 
 /// The rules file: what a filtering system reads.
@@ -1784,16 +1810,17 @@ pub fn active_rules(store: &Store, now_ms: i64) -> Result<Vec<RuleFileEntry>, No
         let rule = r.rule.unwrap_or_default();
         out.push(RuleFileEntry {
             directive: r.directive_id,
-            kind: match RuleKind::try_from(rule.kind) {
-                Ok(RuleKind::BlockDomain) => "block_domain",
-                Ok(RuleKind::BlockUrl) => "block_url",
-                Ok(RuleKind::BlockIp) => "block_ip",
-                _ => "unknown",
+            action: match DirectiveKind::try_from(r.kind) {
+                Ok(DirectiveKind::Monitoring) => "monitor",
+                _ => "block",
             }
             .to_string(),
+            kind: directive::rule_kind_name(rule.kind).to_string(),
             value: rule.value,
             issuer: r.issuer,
             applied_at_ms: r.applied_at_ms,
+            effective_at_ms: r.effective_at_ms,
+            expires_at_ms: r.expires_at_ms,
         });
     }
     Ok(out)

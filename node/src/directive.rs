@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::str::FromStr;
 
-use isms_proto::v1::{Rule, RuleKind, TargetState};
+use isms_proto::v1::{DirectiveKind, Rule, RuleKind, RuleOp, TargetState};
 
 use crate::identity::{NodeId, Tier};
 
@@ -24,6 +24,8 @@ pub enum InputError {
     TooManyRules(usize),
     #[error("a rule has no kind")]
     NoRuleKind,
+    #[error("invalid keyword {0:?}: {1}")]
+    Keyword(String, &'static str),
     #[error("invalid target {0:?}: expected `all`, `province/NN` or `enterprise/ID`")]
     Target(String),
     #[error("a directive needs at least one target")]
@@ -131,18 +133,60 @@ pub fn parse_ip(input: &str) -> Result<String, InputError> {
     }
 }
 
+/// A keyword: 1-256 characters after trimming, no control characters.
+pub fn parse_keyword(input: &str) -> Result<String, InputError> {
+    let bad = |why| InputError::Keyword(input.to_string(), why);
+    let k = input.trim();
+    if k.is_empty() {
+        return Err(bad("empty"));
+    }
+    if k.chars().count() > 256 {
+        return Err(bad("longer than 256 characters"));
+    }
+    if k.chars().any(char::is_control) {
+        return Err(bad("control characters are not allowed"));
+    }
+    Ok(k.to_string())
+}
+
 /// Validates and normalises one rule.
 pub fn normalise_rule(rule: &Rule) -> Result<Rule, InputError> {
     let value = match RuleKind::try_from(rule.kind) {
         Ok(RuleKind::BlockDomain) => parse_domain(&rule.value)?,
         Ok(RuleKind::BlockUrl) => parse_url(&rule.value)?,
         Ok(RuleKind::BlockIp) => parse_ip(&rule.value)?,
+        Ok(RuleKind::Keyword) => parse_keyword(&rule.value)?,
         Ok(RuleKind::Unspecified) | Err(_) => return Err(InputError::NoRuleKind),
     };
     Ok(Rule {
         kind: rule.kind,
         value,
+        op: RuleOp::try_from(rule.op).unwrap_or(RuleOp::Add) as i32,
     })
+}
+
+/// What a rule matches, as operators and the rules file name it.
+pub fn rule_kind_name(kind: i32) -> &'static str {
+    match RuleKind::try_from(kind) {
+        Ok(RuleKind::BlockDomain) => "domain",
+        Ok(RuleKind::BlockUrl) => "url",
+        Ok(RuleKind::BlockIp) => "ip",
+        Ok(RuleKind::Keyword) => "keyword",
+        Ok(RuleKind::Unspecified) | Err(_) => "unknown",
+    }
+}
+
+/// A directive kind as operators name it.
+pub fn kind_name(kind: i32) -> &'static str {
+    match DirectiveKind::try_from(kind) {
+        Ok(DirectiveKind::Disposal) => "disposal",
+        Ok(DirectiveKind::Monitoring) => "monitoring",
+        Ok(DirectiveKind::AccessLogQuery) => "access_log_query",
+        Ok(DirectiveKind::DataCorrection) => "data_correction",
+        Ok(DirectiveKind::Revocation) => "revocation",
+        Ok(DirectiveKind::Drill) => "drill",
+        Ok(DirectiveKind::Unspecified) | Err(_) => "unknown",
+    }
 }
 
 /// Validates and normalises a rule list: non-empty, bounded, duplicates dropped (a rule
@@ -158,7 +202,7 @@ pub fn normalise_rules(rules: &[Rule]) -> Result<Vec<Rule>, InputError> {
     let mut out = Vec::with_capacity(rules.len());
     for r in rules {
         let r = normalise_rule(r)?;
-        if seen.insert((r.kind, r.value.clone())) {
+        if seen.insert((r.kind, r.op, r.value.clone())) {
             out.push(r);
         }
     }
@@ -333,11 +377,20 @@ mod tests {
     }
 
     #[test]
+    fn keywords() {
+        assert_eq!(parse_keyword("  赌博  "), Ok("赌博".into()));
+        assert!(parse_keyword(" ").is_err());
+        assert!(parse_keyword("a\u{7}b").is_err());
+        assert!(parse_keyword(&"x".repeat(257)).is_err());
+    }
+
+    #[test]
     fn rule_lists_are_non_empty_and_deduplicated() {
         assert_eq!(normalise_rules(&[]), Err(InputError::NoRules));
         let r = |v: &str| Rule {
             kind: RuleKind::BlockDomain as i32,
             value: v.into(),
+            op: 0,
         };
         let rules = normalise_rules(&[r("a.example"), r("A.example")]).expect("valid");
         assert_eq!(rules.len(), 1);

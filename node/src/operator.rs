@@ -137,6 +137,7 @@ impl Operator for OperatorService {
             n => n as usize,
         };
         let wanted = request.state.trim().to_string();
+        let kind = request.kind.trim().to_string();
         if !wanted.is_empty()
             && wanted != "overdue"
             && !crate::directive::STATE_NAMES.contains(&wanted.as_str())
@@ -170,7 +171,7 @@ impl Operator for OperatorService {
                     state_name(TargetState::try_from(t.state).unwrap_or_default()) == name
                 }),
             };
-            if !matches {
+            if !matches || (!kind.is_empty() && crate::directive::kind_name(d.kind) != kind) {
                 continue;
             }
             directives.push(DirectiveSummary {

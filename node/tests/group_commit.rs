@@ -44,6 +44,7 @@ async fn concurrent_issues_share_fsyncs_and_all_survive_a_reopen() {
                     rules: vec![Rule {
                         kind: RuleKind::BlockDomain as i32,
                         value: format!("d{i}.example"),
+                        op: 0,
                     }],
                     ..Default::default()
                 };

@@ -66,6 +66,7 @@ async fn a_large_blacklist_reaches_every_enterprise() {
             .map(|i| Rule {
                 kind: RuleKind::BlockDomain as i32,
                 value: format!("bl{i:05}.blacklist.example"),
+                op: 0,
             })
             .collect(),
         ..Default::default()
