@@ -284,6 +284,7 @@ pub fn generate(root: &Path, topology: &Topology, options: &Options) -> anyhow::
             children: children.clone(),
             rules_file: (id.tier() == Tier::Enterprise).then(|| "rules.json".into()),
             calendar_dir: (id.tier() != Tier::Enterprise).then(|| "../calendar".into()),
+            access_log: None,
             auto_confirm: match id.as_str().strip_prefix("province/") {
                 Some(code) if !options.manual_confirm.iter().any(|m| m == code) => {
                     KindName::ALL.to_vec()

@@ -1,8 +1,8 @@
 //! `enterprise-node`: the enterprise tier of the ISMS directive network. Acknowledges every
-//! directive on receipt, applies its rules to the active rule set and the rules file, and
-//! reports the outcome up.
+//! directive on receipt, applies its rules to the active rule set and the rules file, answers
+//! access-log queries, and reports the outcome up.
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use isms_node::cli;
 use isms_node::identity::Tier;
 
@@ -14,13 +14,22 @@ use isms_node::identity::Tier;
 )]
 struct Args {
     #[command(subcommand)]
-    command: cli::NodeCommand,
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    #[command(flatten)]
+    Node(cli::NodeCommand),
+    /// Data-correction demands from the authorities.
+    #[command(subcommand)]
+    Directive(cli::CorrectionCommand),
 }
 
 fn main() {
-    std::process::exit(
-        Args::parse()
-            .command
-            .run("enterprise-node", Tier::Enterprise),
-    );
+    let code = match Args::parse().command {
+        Command::Node(c) => c.run("enterprise-node", Tier::Enterprise),
+        Command::Directive(c) => c.run(),
+    };
+    std::process::exit(code);
 }

@@ -29,18 +29,24 @@ enum Command {
 enum DirectiveCommand {
     /// Issue a disposal (takedown) directive.
     Issue(cli::IssueArgs),
+    /// Ask enterprises for access-log records.
+    Query(cli::QueryArgs),
+    /// Order enterprises to correct and re-report data.
+    Correct(cli::CorrectArgs),
     /// Withdraw a directive issued here: its rules are removed at every enterprise.
     Revoke(cli::RevokeArgs),
     #[command(flatten)]
-    Query(cli::DirectiveQuery),
+    View(cli::DirectiveQuery),
 }
 
 fn main() {
     let code = match Args::parse().command {
         Command::Node(c) => c.run("ministry-node", Tier::Ministry),
         Command::Directive(DirectiveCommand::Issue(a)) => cli::run_command(cli::issue(a)),
+        Command::Directive(DirectiveCommand::Query(a)) => cli::run_command(cli::query(a)),
+        Command::Directive(DirectiveCommand::Correct(a)) => cli::run_command(cli::correct(a)),
         Command::Directive(DirectiveCommand::Revoke(a)) => cli::run_command(cli::revoke(a)),
-        Command::Directive(DirectiveCommand::Query(q)) => q.run(),
+        Command::Directive(DirectiveCommand::View(q)) => q.run(),
     };
     std::process::exit(code);
 }

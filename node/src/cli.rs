@@ -525,7 +525,212 @@ pub fn issue_request(args: &IssueArgs) -> anyhow::Result<IssueRequest> {
         revokes: String::new(),
         effective_at_ms: args.effective_at.unwrap_or(0),
         expires_at_ms: args.expires_at.unwrap_or(0),
+        query: None,
+        correction: None,
     })
+}
+
+/// `directive query`: ask enterprises for access-log records; each answers within
+/// 2 hours, and the answers come back with their statuses.
+#[derive(Debug, Clone, clap::Args)]
+pub struct QueryArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Targets: a comma list of `all`, `province/NN`, `enterprise/ID`.
+    #[arg(long, required = true, value_delimiter = ',')]
+    pub to: Vec<String>,
+    /// Start of the time range (RFC 3339, inclusive).
+    #[arg(long, value_parser = parse_time)]
+    pub from: i64,
+    /// End of the time range (RFC 3339, exclusive).
+    #[arg(long, value_parser = parse_time)]
+    pub until: i64,
+    /// Source address or prefix (repeatable).
+    #[arg(long)]
+    pub src: Vec<String>,
+    /// Destination address or prefix (repeatable).
+    #[arg(long)]
+    pub dst: Vec<String>,
+    /// Destination port (repeatable).
+    #[arg(long)]
+    pub port: Vec<u32>,
+    /// Protocol, e.g. `tcp`.
+    #[arg(long)]
+    pub protocol: Option<String>,
+    /// Part of the URL.
+    #[arg(long)]
+    pub url_contains: Option<String>,
+    /// Most records each enterprise returns.
+    #[arg(long, default_value_t = crate::access_log::DEFAULT_LIMIT)]
+    pub limit: u32,
+    #[arg(long, value_enum, default_value = "general")]
+    pub urgency: UrgencyArg,
+    #[command(flatten)]
+    pub follow: FollowArgs,
+}
+
+/// `directive correct`: order enterprises to correct and re-report data,
+/// within 5 working days.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CorrectArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Targets: a comma list of `all`, `province/NN`, `enterprise/ID`.
+    #[arg(long, required = true, value_delimiter = ',')]
+    pub to: Vec<String>,
+    /// The data concerned, e.g. a record ID or a domain.
+    #[arg(long)]
+    pub subject: String,
+    /// `missing`, `wrong` or `inconsistent`.
+    #[arg(long)]
+    pub reason: String,
+    /// What is wrong, in words.
+    #[arg(long, default_value = "")]
+    pub detail: String,
+    #[arg(long, value_enum, default_value = "general")]
+    pub urgency: UrgencyArg,
+    #[command(flatten)]
+    pub follow: FollowArgs,
+}
+
+fn urgency_of(u: UrgencyArg) -> Urgency {
+    match u {
+        UrgencyArg::General => Urgency::General,
+        UrgencyArg::Urgent => Urgency::Urgent,
+        UrgencyArg::Emergency => Urgency::Emergency,
+    }
+}
+
+/// `directive query`: returns the process exit code.
+pub async fn query(args: QueryArgs) -> anyhow::Result<i32> {
+    directive::parse_targets(&args.to)?;
+    let q = crate::access_log::validate_query(&isms_proto::v1::AccessLogQuery {
+        from_ms: args.from,
+        until_ms: args.until,
+        src: args.src.clone(),
+        dst: args.dst.clone(),
+        ports: args.port.clone(),
+        protocol: args.protocol.clone().unwrap_or_default(),
+        url_contains: args.url_contains.clone().unwrap_or_default(),
+        limit: args.limit,
+    })?;
+    let request = IssueRequest {
+        id: uuid::Uuid::now_v7().to_string(),
+        to: args.to.clone(),
+        kind: DirectiveKind::AccessLogQuery as i32,
+        urgency: urgency_of(args.urgency) as i32,
+        query: Some(q),
+        ..IssueRequest::default()
+    };
+    issue_and_follow(&args.client, request, &args.follow).await
+}
+
+/// `directive correct`: returns the process exit code.
+pub async fn correct(args: CorrectArgs) -> anyhow::Result<i32> {
+    directive::parse_targets(&args.to)?;
+    let c = crate::access_log::validate_correction(&isms_proto::v1::DataCorrection {
+        subject: args.subject.clone(),
+        reason_code: args.reason.clone(),
+        detail: args.detail.clone(),
+    })?;
+    let request = IssueRequest {
+        id: uuid::Uuid::now_v7().to_string(),
+        to: args.to.clone(),
+        kind: DirectiveKind::DataCorrection as i32,
+        urgency: urgency_of(args.urgency) as i32,
+        correction: Some(c),
+        ..IssueRequest::default()
+    };
+    issue_and_follow(&args.client, request, &args.follow).await
+}
+
+/// An enterprise's operator on data-correction demands.
+#[derive(Debug, clap::Subcommand)]
+pub enum CorrectionCommand {
+    /// Data-correction demands not yet reported done.
+    Corrections(PendingArgs),
+    /// Report that the data a demand names is corrected and re-reported.
+    Corrected(CorrectedArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct CorrectedArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The demand's directive ID.
+    pub id: String,
+    /// What was done.
+    #[arg(long, default_value = "")]
+    pub note: String,
+}
+
+impl CorrectionCommand {
+    pub fn run(self) -> i32 {
+        match self {
+            CorrectionCommand::Corrections(a) => run_command(corrections(a)),
+            CorrectionCommand::Corrected(a) => run_command(corrected(a)),
+        }
+    }
+}
+
+async fn corrections(args: PendingArgs) -> anyhow::Result<i32> {
+    let mut client = connect(&args.client).await?;
+    let list = client
+        .list_pending(isms_proto::v1::ListPendingRequest {})
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .into_inner();
+    let items: Vec<_> = list
+        .directives
+        .iter()
+        .map(|p| {
+            let d = p.directive.clone().unwrap_or_default();
+            let c = d.correction.clone().unwrap_or_default();
+            (d, c, p.received_at_ms)
+        })
+        .collect();
+    if args.json {
+        let json_items: Vec<_> = items
+            .iter()
+            .map(|(d, c, at)| {
+                json!({
+                    "id": d.id, "issuer": d.issuer, "subject": c.subject,
+                    "reason_code": c.reason_code, "detail": c.detail, "received_at_ms": at,
+                })
+            })
+            .collect();
+        println!("{}", json!({ "corrections": json_items }));
+        return Ok(exit::OK);
+    }
+    if items.is_empty() {
+        println!("no data-correction demand waits");
+    }
+    for (d, c, at) in items {
+        println!(
+            "{}  from {:<12} {:<12} {}  received {}  {}",
+            d.id,
+            d.issuer,
+            c.reason_code,
+            c.subject,
+            format_ms(at),
+            c.detail
+        );
+    }
+    Ok(exit::OK)
+}
+
+async fn corrected(args: CorrectedArgs) -> anyhow::Result<i32> {
+    let mut client = connect(&args.client).await?;
+    let r = client
+        .report_corrected(isms_proto::v1::DecisionRequest {
+            id: args.id,
+            reason: args.note,
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .into_inner();
+    println!("{} reported corrected", r.id);
+    Ok(exit::OK)
 }
 
 /// `directive issue`: returns the process exit code.
@@ -549,8 +754,7 @@ pub async fn revoke(args: RevokeArgs) -> anyhow::Result<i32> {
         urgency: Urgency::General as i32,
         rules: Vec::new(),
         revokes,
-        effective_at_ms: 0,
-        expires_at_ms: 0,
+        ..IssueRequest::default()
     };
     issue_and_follow(&args.client, request, &args.follow).await
 }
@@ -666,7 +870,19 @@ async fn follow(
 }
 
 fn target_json(t: &TargetView) -> serde_json::Value {
+    let result = t.result.as_ref().map(|r| {
+        json!({
+            "matched": r.matched,
+            "truncated": r.truncated,
+            "source": r.source,
+            "records": r.records.iter().map(|x| json!({
+                "at_ms": x.at_ms, "src": x.src, "src_port": x.src_port, "dst": x.dst,
+                "dst_port": x.dst_port, "protocol": x.protocol, "url": x.url,
+            })).collect::<Vec<_>>(),
+        })
+    });
     json!({
+        "result": result,
         "deadline_ms": t.deadline_ms,
         "overdue_at_ms": t.overdue_at_ms,
         "node": t.node,
@@ -736,6 +952,26 @@ fn print_view(view: &DirectiveView) {
     for t in &view.targets {
         let name = state_name(state_of(t));
         println!("  {:<28} {name:<13}{}{}", t.node, detail(t), clock(t));
+        if let Some(r) = &t.result {
+            for x in &r.records {
+                println!(
+                    "      {}  {}:{} -> {}:{} {} {}",
+                    format_ms(x.at_ms),
+                    x.src,
+                    x.src_port,
+                    x.dst,
+                    x.dst_port,
+                    x.protocol,
+                    x.url
+                );
+            }
+            if r.truncated {
+                println!(
+                    "      … {} more (raise --limit)",
+                    r.matched - r.records.len() as u64
+                );
+            }
+        }
     }
     let c = counts(&view.targets);
     let summary: Vec<String> = STATE_NAMES

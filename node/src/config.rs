@@ -39,6 +39,10 @@ pub struct Config {
     /// (atomically) for the filtering system.
     #[serde(default)]
     pub rules_file: Option<PathBuf>,
+    /// Enterprise only: the access log (JSON lines) access-log queries are answered from
+    /// . Default: none; queries are answered with no records, saying so.
+    #[serde(default)]
+    pub access_log: Option<PathBuf>,
     /// Ministry and province, required there: the directory of the working-day calendar
     /// (`YYYY.toml` per year) the regulation's clocks run on.
     #[serde(default)]
@@ -265,6 +269,9 @@ impl Config {
         if let Some(c) = &mut self.calendar_dir {
             fix(c);
         }
+        if let Some(a) = &mut self.access_log {
+            fix(a);
+        }
         if let Some(op) = &mut self.operator_client {
             fix(&mut op.cert);
             fix(&mut op.key);
@@ -387,6 +394,12 @@ impl Config {
                 ));
             }
             _ => {}
+        }
+        if self.access_log.is_some() && tier != Tier::Enterprise {
+            return Err(invalid(
+                "access_log",
+                "only an enterprise keeps an access log",
+            ));
         }
         if !self.auto_confirm.is_empty() && tier != Tier::Province {
             return Err(invalid(

@@ -118,7 +118,8 @@ pub enum Event {
     Acked { peer: NodeId, up_to: u64 },
     /// An operator issues a directive here.
     Issue {
-        request: IssueRequest,
+        /// Boxed: a request can carry a whole blacklist.
+        request: Box<IssueRequest>,
         operator: String,
         reply: oneshot::Sender<Result<IssueReply, NodeError>>,
     },
@@ -139,12 +140,16 @@ pub enum Event {
     Tick,
 }
 
-/// A province operator's decision on a received requirement.
+/// An operator's decision on a directive waiting at this node.
 #[derive(Debug, Clone)]
 pub enum Decision {
+    /// Province: forward a received requirement.
     Confirm,
-    /// Send it back; the reason is mandatory.
+    /// Province: send it back; the reason is mandatory.
     Return(String),
+    /// Enterprise: the data a correction demand names is corrected and re-reported
+    /// the note says what was done.
+    Corrected(String),
 }
 
 /// Sends events to the core.
@@ -205,7 +210,7 @@ impl CoreHandle {
     ) -> Result<IssueReply, NodeError> {
         let (reply, rx) = oneshot::channel();
         self.send(Event::Issue {
-            request,
+            request: Box::new(request),
             operator,
             reply,
         })
@@ -228,6 +233,8 @@ pub struct CoreOptions {
     pub calendar: Option<Arc<Calendar>>,
     /// Province: kinds confirmed on receipt without an operator.
     pub auto_confirm: Vec<DirectiveKind>,
+    /// Enterprise: the access log queries are answered from.
+    pub access_log: Option<PathBuf>,
 }
 
 pub struct Core {
@@ -236,6 +243,7 @@ pub struct Core {
     parent: Option<NodeId>,
     calendar: Option<Arc<Calendar>>,
     auto_confirm: Vec<DirectiveKind>,
+    access_log: Option<PathBuf>,
     next_seq: HashMap<NodeId, u64>,
     applied: HashMap<NodeId, u64>,
     acked: HashMap<NodeId, u64>,
@@ -293,6 +301,7 @@ impl Core {
             parent: options.parent,
             calendar: options.calendar,
             auto_confirm: options.auto_confirm,
+            access_log: options.access_log,
             next_seq: HashMap::new(),
             applied: HashMap::new(),
             acked: HashMap::new(),
@@ -477,7 +486,7 @@ impl Core {
                 operator,
                 reply,
             } => {
-                let result = self.issue(g, request, &operator);
+                let result = self.issue(g, *request, &operator);
                 let result = match result {
                     Err(NodeError::Store(e)) => return Err(NodeError::Store(e)),
                     r => r,
@@ -737,6 +746,41 @@ impl Core {
         Ok(())
     }
 
+    /// Enterprise: the operator reports a data-correction demand done.
+    fn corrected(
+        &mut self,
+        g: &mut Group<'_>,
+        id: &str,
+        operator: &str,
+        note: &str,
+    ) -> Result<DecisionReply, NodeError> {
+        if self.tier != Tier::Enterprise {
+            return Err(NodeError::Forbidden(
+                "only an enterprise reports data corrected".into(),
+            ));
+        }
+        let key = records::correction(id);
+        if !g.txn.contains(&key)? {
+            return Err(NodeError::State(format!(
+                "directive {id} is not a data-correction demand waiting here"
+            )));
+        }
+        g.txn.delete(key);
+        let me = self.shared.node_id.to_string();
+        let trace = self.stored_trace(g, id)?;
+        let detail = if note.trim().is_empty() {
+            format!("corrected by {operator}")
+        } else {
+            format!("corrected by {operator}: {}", note.trim())
+        };
+        self.report_up(g, id, &me, TargetState::Executed, &detail, &trace);
+        audit(g, operator, "correction.report", id, &detail);
+        Ok(DecisionReply {
+            id: id.to_string(),
+            targets: 1,
+        })
+    }
+
     /// Province: withdraws requirement `x` if it still waits here for a decision.
     fn revoke_held(&self, g: &mut Group<'_>, x: &str, by: &str) -> Result<(), NodeError> {
         let me = self.shared.node_id.to_string();
@@ -828,6 +872,9 @@ impl Core {
         operator: &str,
         decision: Decision,
     ) -> Result<DecisionReply, NodeError> {
+        if let Decision::Corrected(note) = &decision {
+            return self.corrected(g, id, operator, note);
+        }
         if self.tier != Tier::Province {
             return Err(NodeError::Forbidden(
                 "only a province confirms or returns requirements".into(),
@@ -869,6 +916,12 @@ impl Core {
                     "directive.confirm",
                     format!("forwarded to {n} enterprises"),
                 )
+            }
+            Decision::Corrected(_) => {
+                // Handled by `corrected` before this match.
+                return Err(NodeError::State(
+                    "a correction is not a province's decision".into(),
+                ));
             }
             Decision::Return(reason) => {
                 let reason = reason.trim().to_string();
@@ -913,6 +966,39 @@ impl Core {
         }
         if kind == DirectiveKind::Revocation {
             return self.revoke_at_enterprise(g, d, trace);
+        }
+        if kind == DirectiveKind::AccessLogQuery {
+            // Answered at once from what this enterprise has.
+            let q = d.query.clone().unwrap_or_default();
+            let update = match crate::access_log::answer(self.access_log.as_deref(), &q) {
+                Ok(result) => {
+                    tracing::info!(directive = %d.id, matched = result.matched, "access-log query answered");
+                    TargetStatus {
+                        node: me.clone(),
+                        state: TargetState::Executed as i32,
+                        at_ms: g.now,
+                        detail: format!("{} records matched", result.matched),
+                        overdue_at_ms: 0,
+                        result: Some(result),
+                    }
+                }
+                Err(why) => TargetStatus {
+                    node: me.clone(),
+                    state: TargetState::Failed as i32,
+                    at_ms: g.now,
+                    detail: why,
+                    overdue_at_ms: 0,
+                    result: None,
+                },
+            };
+            self.report(g, &d.id, &update, trace);
+            return Ok(());
+        }
+        if kind == DirectiveKind::DataCorrection {
+            // Waits for this enterprise's operator to correct the data.
+            g.txn.put(records::correction(&d.id), Vec::new());
+            tracing::info!(directive = %d.id, "data-correction demand received");
+            return Ok(());
         }
         if kind == DirectiveKind::Drill {
             // Exercises the whole chain (O-3); never touches a rule set.
@@ -1142,6 +1228,12 @@ impl Core {
             if u.overdue_at_ms != 0 {
                 self.set_overdue(g, &report.directive_id, &u.node, u.overdue_at_ms)?;
             }
+            if let Some(result) = &u.result {
+                self.set_result(g, &report.directive_id, &u.node, result)?;
+            }
+            if !relay && state == TargetState::Acknowledged {
+                self.start_answer_clock(g, &meta, &report.directive_id, &u.node)?;
+            }
             if relay {
                 self.report(g, &report.directive_id, &u, &trace);
             }
@@ -1167,12 +1259,9 @@ impl Core {
         if state_rank(state) <= state_rank(current) && rec.state != 0 {
             return Ok(());
         }
-        // A relay that decided stops its confirmation clock; a late decision keeps the
-        // lateness (overdue_at_ms) on record.
-        if state_rank(state) >= state_rank(TargetState::Confirmed)
-            && rec.deadline_ms != 0
-            && rec.overdue_at_ms == 0
-        {
+        // A relay that decided, or an enterprise that finished, stops its clock; a late one
+        // keeps the lateness (overdue_at_ms) on record.
+        if clock_satisfied(node, state) && rec.deadline_ms != 0 && rec.overdue_at_ms == 0 {
             g.txn
                 .delete(records::clock(rec.deadline_ms, directive_id, node));
         }
@@ -1253,7 +1342,7 @@ impl Core {
             };
             let mut rec: TargetRecord = decode(&tkey, &v)?;
             let state = TargetState::try_from(rec.state).unwrap_or(TargetState::Unspecified);
-            if state_rank(state) >= state_rank(TargetState::Confirmed) || rec.overdue_at_ms != 0 {
+            if clock_satisfied(&node, state) || rec.overdue_at_ms != 0 {
                 continue;
             }
             rec.overdue_at_ms = rec.deadline_ms;
@@ -1270,6 +1359,7 @@ impl Core {
                     at_ms: g.now,
                     detail: rec.detail.clone(),
                     overdue_at_ms: rec.overdue_at_ms,
+                    result: None,
                 };
                 self.report(g, &directive_id, &update, &meta.trace_context);
             }
@@ -1294,6 +1384,7 @@ impl Core {
             at_ms: g.now,
             detail: detail.to_string(),
             overdue_at_ms: 0,
+            result: None,
         };
         self.report(g, directive_id, &update, trace);
     }
@@ -1313,11 +1404,15 @@ impl Core {
         let current = TargetState::try_from(entry.state).unwrap_or(TargetState::Unspecified);
         let state = TargetState::try_from(update.state).unwrap_or(TargetState::Unspecified);
         let overdue = entry.overdue_at_ms.max(update.overdue_at_ms);
+        let result = entry.result.take().or_else(|| update.result.clone());
         if entry.state == 0 || state_rank(state) > state_rank(current) {
             *entry = update.clone();
             entry.at_ms = g.now;
         }
         entry.overdue_at_ms = overdue;
+        if entry.result.is_none() {
+            entry.result = result;
+        }
     }
 
     /// Statuses go back the way their directive came: to the peer it was received from
@@ -1349,6 +1444,51 @@ impl Core {
             );
         }
         Ok(())
+    }
+
+    /// Keeps an enterprise's answer to an access-log query with its target.
+    fn set_result(
+        &self,
+        g: &mut Group<'_>,
+        directive_id: &str,
+        node: &str,
+        result: &isms_proto::v1::QueryResult,
+    ) -> Result<(), NodeError> {
+        let key = records::target(directive_id, node);
+        let mut rec = match g.txn.get(&key)? {
+            Some(v) => decode::<TargetRecord>(&key, &v)?,
+            None => TargetRecord::default(),
+        };
+        rec.result = Some(result.clone());
+        g.txn.put(key, encode(&rec));
+        Ok(())
+    }
+
+    /// The issuer starts an enterprise's clock when it has the directive: an access-log
+    /// query is answered within 2 hours, data corrected within 5 working days
+    ///
+    fn start_answer_clock(
+        &self,
+        g: &mut Group<'_>,
+        meta: &DirectiveMeta,
+        directive_id: &str,
+        node: &str,
+    ) -> Result<(), NodeError> {
+        let deadline = match DirectiveKind::try_from(meta.kind) {
+            Ok(DirectiveKind::AccessLogQuery) => Ok(g.now + 2 * 3600 * 1000),
+            Ok(DirectiveKind::DataCorrection) => match &self.calendar {
+                Some(c) => c.add_working_days(g.now, 5),
+                None => Err(CalendarError::MissingYear(0)),
+            },
+            _ => return Ok(()),
+        };
+        match deadline {
+            Ok(deadline) => self.set_deadline(g, directive_id, node, deadline, true),
+            Err(e) => {
+                tracing::error!(directive = %directive_id, %node, error = %e, "cannot start the clock");
+                Ok(())
+            }
+        }
     }
 
     /// Records that a clock ran out on `node`, once.
@@ -1556,7 +1696,12 @@ impl Core {
                 req.to.clone()
             };
             (Vec::new(), to, revokes)
-        } else if kind == DirectiveKind::Drill && req.rules.is_empty() {
+        } else if (kind == DirectiveKind::Drill && req.rules.is_empty())
+            || matches!(
+                kind,
+                DirectiveKind::AccessLogQuery | DirectiveKind::DataCorrection
+            )
+        {
             (Vec::new(), req.to.clone(), String::new())
         } else {
             (
@@ -1568,6 +1713,22 @@ impl Core {
         if req.expires_at_ms != 0 && req.expires_at_ms <= req.effective_at_ms.max(g.now) {
             return Err(InputError::Expiry.into());
         }
+        let query = match (kind, &req.query) {
+            (DirectiveKind::AccessLogQuery, Some(q)) => Some(crate::access_log::validate_query(q)?),
+            (DirectiveKind::AccessLogQuery, None) => {
+                return Err(InputError::Query("no query given".into()).into());
+            }
+            _ => None,
+        };
+        let correction = match (kind, &req.correction) {
+            (DirectiveKind::DataCorrection, Some(c)) => {
+                Some(crate::access_log::validate_correction(c)?)
+            }
+            (DirectiveKind::DataCorrection, None) => {
+                return Err(InputError::Correction("nothing named to correct".into()).into());
+            }
+            _ => None,
+        };
         let selections = directive::parse_targets(&to)?;
         let (mut targets, foreign) = self.resolve_issue_targets(selections)?;
         targets.extend(foreign.iter().cloned());
@@ -1598,6 +1759,8 @@ impl Core {
             revokes,
             effective_at_ms: req.effective_at_ms.max(0),
             expires_at_ms: req.expires_at_ms.max(0),
+            query,
+            correction,
         };
         store_directive(g, &d, None, &trace);
         let mut routes: BTreeMap<NodeId, Vec<String>> = BTreeMap::new();
@@ -1707,6 +1870,15 @@ impl Core {
             return Ok(());
         };
         write_rules_file(&self.shared.store, path, self.shared.now_ms()).map_err(|e| e.to_string())
+    }
+}
+
+/// Whether a target's clock is satisfied: a province has decided, an enterprise finished.
+fn clock_satisfied(node: &str, state: TargetState) -> bool {
+    if node.starts_with("province/") {
+        state_rank(state) >= state_rank(TargetState::Confirmed)
+    } else {
+        directive::is_final(state)
     }
 }
 

@@ -41,6 +41,10 @@ pub enum InputError {
          to that province through the ministry as assistance (R-6.4)"
     )]
     OtherProvince(String),
+    #[error("invalid access-log query: {0}")]
+    Query(String),
+    #[error("invalid data-correction demand: {0}")]
+    Correction(String),
     #[error("cannot revoke {0}: no directive of that ID was issued here")]
     NotRevocable(String),
     #[error("the expiry time must lie after the effective time and in the future")]

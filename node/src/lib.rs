@@ -2,6 +2,7 @@
 //! `config` → `tls` → `records` (keyspace over `isms_store`) → `core` (the state machine) →
 //! `link` and `operator` (gRPC at the edge) → `node` (wiring) → `cli` (operator commands).
 
+pub mod access_log;
 pub mod calendar;
 pub mod cli;
 pub mod clock;

@@ -86,6 +86,7 @@ pub async fn run_with_clock(
         rules_file: config.rules_file.clone(),
         calendar,
         auto_confirm: config.auto_confirm.iter().map(|k| k.kind()).collect(),
+        access_log: config.access_log.clone(),
     };
     let (core, core_thread) = Core::start(shared.clone(), options, fatal.clone())?;
     // The regulation's clocks are checked every second; a tick on a busy core is dropped.

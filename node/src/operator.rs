@@ -81,6 +81,7 @@ pub fn directive_view(shared: &Shared, id: &str) -> Result<DirectiveView, NodeEr
             finished_at_ms: rec.finished_at_ms,
             deadline_ms: rec.deadline_ms,
             overdue_at_ms: rec.overdue_at_ms,
+            result: rec.result,
         };
         if node.starts_with("province/") {
             view.hops.push(t);
@@ -227,13 +228,44 @@ impl Operator for OperatorService {
         self.operator(&request)?;
         Ok(Response::new(pending(&self.shared)?))
     }
+
+    async fn report_corrected(
+        &self,
+        request: Request<DecisionRequest>,
+    ) -> Result<Response<DecisionReply>, Status> {
+        let operator = self.operator(&request)?;
+        let r = request.into_inner();
+        let reply = self
+            .core
+            .decide(r.id, operator, Decision::Corrected(r.reason))
+            .await?;
+        Ok(Response::new(reply))
+    }
 }
 
-/// Province: requirements waiting here for a decision, oldest first.
+/// What waits for this node's operator, oldest first: at a province, requirements to
+/// confirm or return; at an enterprise, data-correction demands to carry out.
 pub fn pending(shared: &Shared) -> Result<PendingList, NodeError> {
     let now = shared.now_ms();
     let me = shared.node_id.to_string();
     let mut directives = Vec::new();
+    if shared.node_id.tier() == Tier::Enterprise {
+        for entry in shared.store.scan_prefix(records::CORRECTION_PREFIX) {
+            let (k, _) = entry?;
+            let id = String::from_utf8_lossy(&k[records::CORRECTION_PREFIX.len()..]).into_owned();
+            let key = records::directive(&id);
+            let Some(v) = shared.store.get(&key)? else {
+                continue;
+            };
+            let stored: StoredDirective = decode(&key, &v)?;
+            directives.push(PendingDirective {
+                received_at_ms: stored.received_at_ms,
+                directive: stored.directive,
+                ..PendingDirective::default()
+            });
+        }
+        return Ok(PendingList { directives });
+    }
     for entry in shared.store.scan_prefix(records::DIRECTIVE_PREFIX) {
         let (k, v) = entry?;
         let stored: StoredDirective = decode(&k, &v)?;

@@ -162,6 +162,13 @@ pub fn pending_exec_id(key: &[u8]) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Enterprise: a data-correction demand waiting for the operator.
+pub const CORRECTION_PREFIX: &[u8] = b"c/d/";
+
+pub fn correction(directive_id: &str) -> Vec<u8> {
+    key("c/d/", &[directive_id.as_bytes()])
+}
+
 /// Enterprise: a directive revoked here (even before it arrived), so it is never applied.
 pub fn revoked(directive_id: &str) -> Vec<u8> {
     key("v/", &[directive_id.as_bytes()])

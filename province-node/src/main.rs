@@ -31,21 +31,27 @@ enum DirectiveCommand {
     /// Issue a directive to enterprises of this province; enterprises of another
     /// province are reached through the ministry as a request for assistance.
     Issue(cli::IssueArgs),
+    /// Ask enterprises for access-log records.
+    Query(cli::QueryArgs),
+    /// Order enterprises to correct and re-report data.
+    Correct(cli::CorrectArgs),
     /// Withdraw a directive this province issued.
     Revoke(cli::RevokeArgs),
     #[command(flatten)]
     Decision(cli::DecisionCommand),
     #[command(flatten)]
-    Query(cli::DirectiveQuery),
+    View(cli::DirectiveQuery),
 }
 
 fn main() {
     let code = match Args::parse().command {
         Command::Node(c) => c.run("province-node", Tier::Province),
         Command::Directive(DirectiveCommand::Issue(a)) => cli::run_command(cli::issue(a)),
+        Command::Directive(DirectiveCommand::Query(a)) => cli::run_command(cli::query(a)),
+        Command::Directive(DirectiveCommand::Correct(a)) => cli::run_command(cli::correct(a)),
         Command::Directive(DirectiveCommand::Revoke(a)) => cli::run_command(cli::revoke(a)),
         Command::Directive(DirectiveCommand::Decision(d)) => d.run(),
-        Command::Directive(DirectiveCommand::Query(q)) => q.run(),
+        Command::Directive(DirectiveCommand::View(q)) => q.run(),
     };
     std::process::exit(code);
 }

@@ -1,0 +1,251 @@
+//! Queries and data upward (R-9.2, R-5.2, R-5.3): an access-log query travels down, each
+//! enterprise answers from the log it has, and the answers come back up with the statuses; a
+//! data-correction demand waits for the enterprise's operator, on a 5-working-day clock.
+
+use std::time::Duration;
+
+use isms_e2e::isms_deploy::{Options, Topology};
+use isms_e2e::{TestNet, eventually, states};
+use serde_json::Value;
+
+const T: Duration = Duration::from_secs(30);
+
+/// Points an enterprise's config at an access log (next to its config), restarting it.
+fn give_access_log(net: &TestNet, enterprise: &str, lines: Option<&str>) {
+    let node = net.node(enterprise);
+    if let Some(lines) = lines {
+        std::fs::write(node.dir.join("access.jsonl"), lines).expect("write log");
+    }
+    let text = std::fs::read_to_string(&node.config_path).expect("config");
+    let (comment, rest) = text.split_once('\n').expect("header line");
+    std::fs::write(
+        &node.config_path,
+        format!("{comment}\naccess_log = \"access.jsonl\"\n{rest}"),
+    )
+    .expect("write config");
+    net.stop(enterprise);
+    net.spawn(enterprise);
+    net.wait_linked();
+}
+
+fn target<'a>(view: &'a Value, node: &str) -> &'a Value {
+    view["targets"]
+        .as_array()
+        .and_then(|ts| ts.iter().find(|t| t["node"] == node))
+        .unwrap_or_else(|| panic!("no target {node} in {view}"))
+}
+
+#[test]
+fn an_access_log_query_is_answered_by_every_enterprise_and_the_answers_come_back() {
+    let net = TestNet::start(&Topology::uniform(&["44"], 2, 1));
+    give_access_log(
+        &net,
+        "enterprise/e4401",
+        Some(concat!(
+            r#"{"at": "2026-11-20T10:00:00+08:00", "src": "198.51.100.7", "src_port": 50001, "dst": "203.0.113.5", "dst_port": 443, "protocol": "tcp", "url": "https://bad.example/a"}"#,
+            "\n",
+            r#"{"at": "2026-11-20T10:05:00+08:00", "src": "198.51.100.9", "src_port": 50002, "dst": "203.0.113.5", "dst_port": 443, "protocol": "tcp", "url": "https://bad.example/b"}"#,
+            "\n",
+            r#"{"at": "2026-11-20T10:06:00+08:00", "src": "192.0.2.1", "src_port": 50003, "dst": "203.0.113.5", "dst_port": 443, "protocol": "tcp", "url": "https://bad.example/c"}"#,
+            "\n",
+            r#"{"at": "2026-11-21T10:00:00+08:00", "src": "198.51.100.7", "src_port": 50004, "dst": "203.0.113.5", "dst_port": 443, "protocol": "tcp", "url": "https://bad.example/d"}"#,
+            "\n",
+        )),
+    );
+    // Configured, but the log is missing: the answer says why.
+    give_access_log(&net, "enterprise/e0001", None);
+
+    let out = net.cli(
+        "ministry",
+        &[
+            "directive",
+            "query",
+            "--to",
+            "all",
+            "--from",
+            "2026-11-20T00:00:00+08:00",
+            "--until",
+            "2026-11-21T00:00:00+08:00",
+            "--src",
+            "198.51.100.0/24",
+            "--port",
+            "443",
+            "--protocol",
+            "tcp",
+            "--url-contains",
+            "bad.example",
+            "--wait",
+            "--json",
+            "--timeout",
+            "30s",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "one enterprise failed: exit 2");
+    let view: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(view["kind"], "access_log_query");
+
+    let e4401 = target(&view, "enterprise/e4401");
+    assert_eq!(e4401["state"], "executed");
+    assert_eq!(e4401["result"]["matched"], 2);
+    let urls: Vec<&str> = e4401["result"]["records"]
+        .as_array()
+        .map(|rs| rs.iter().filter_map(|r| r["url"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(urls, vec!["https://bad.example/a", "https://bad.example/b"]);
+
+    let e4402 = target(&view, "enterprise/e4402");
+    assert_eq!(e4402["state"], "executed");
+    assert_eq!(e4402["result"]["matched"], 0);
+    assert!(
+        e4402["result"]["source"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no access log")
+    );
+
+    let e0001 = target(&view, "enterprise/e0001");
+    assert_eq!(e0001["state"], "failed");
+    assert!(
+        e0001["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unreadable")
+    );
+
+    // The province relayed the answers and keeps them too.
+    let at_province = net
+        .directive("province/44", view["id"].as_str().expect("id"))
+        .expect("view");
+    assert_eq!(
+        target(&at_province, "enterprise/e4401")["result"]["matched"],
+        2
+    );
+
+    // A malformed query is refused before anything is sent.
+    let out = net.cli(
+        "ministry",
+        &[
+            "directive",
+            "query",
+            "--to",
+            "all",
+            "--from",
+            "2026-11-21T00:00:00+08:00",
+            "--until",
+            "2026-11-20T00:00:00+08:00",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid access-log query"));
+}
+
+#[test]
+fn a_data_correction_waits_for_the_enterprise_on_a_five_working_day_clock() {
+    let options = Options {
+        clock_files: true,
+        ..Options::default()
+    };
+    let net = TestNet::start_with(&Topology::uniform(&["44"], 1, 0), &options);
+    for n in net.net.nodes.clone() {
+        let out = net.cli(
+            n.id.as_str(),
+            &["clock", "set", "2026-11-20T10:00:00+08:00"],
+        );
+        assert!(out.status.success());
+    }
+    let out = net.cli(
+        "ministry",
+        &[
+            "directive",
+            "correct",
+            "--to",
+            "enterprise/e4401",
+            "--subject",
+            "record 42",
+            "--reason",
+            "wrong",
+            "--detail",
+            "IP address does not match the filing",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+
+    let deadline = eventually(T, "acknowledged, with its clock running", || {
+        let v = net.directive("ministry", &id)?;
+        let t = target(&v, "enterprise/e4401").clone();
+        (t["state"] == "acknowledged" && t["deadline_ms"].as_i64()? != 0)
+            .then(|| t["deadline_ms"].as_i64())
+            .flatten()
+    });
+    // Friday 20 November 10:00 + 5 working days = Friday 27 November 10:00.
+    let expected = chrono::DateTime::parse_from_rfc3339("2026-11-27T10:00:00+08:00")
+        .expect("time")
+        .timestamp_millis();
+    assert_eq!(deadline, expected);
+
+    let pending = net
+        .cli_json("enterprise/e4401", &["directive", "corrections", "--json"])
+        .expect("corrections");
+    let items = pending["corrections"].as_array().expect("list");
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["subject"], "record 42");
+    assert_eq!(items[0]["reason_code"], "wrong");
+
+    // A week passes: overdue at the issuer.
+    let out = net.cli("ministry", &["clock", "advance", "7days 1m"]);
+    assert!(out.status.success());
+    eventually(T, "the correction to be overdue", || {
+        let v = net.directive("ministry", &id)?;
+        (target(&v, "enterprise/e4401")["overdue_at_ms"] == expected).then_some(())
+    });
+
+    let out = net.cli(
+        "enterprise/e4401",
+        &[
+            "directive",
+            "corrected",
+            &id,
+            "--note",
+            "re-reported with the filed address",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let view = net.wait_all(&id, "executed", T);
+    let t = target(&view, "enterprise/e4401");
+    assert!(
+        t["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("re-reported")
+    );
+    assert_eq!(t["overdue_at_ms"], expected, "the lateness is kept");
+    assert_eq!(states(&view["targets"]).len(), 1);
+
+    // Reported once only; and nothing to correct elsewhere.
+    let out = net.cli("enterprise/e4401", &["directive", "corrected", &id]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = net.cli(
+        "ministry",
+        &[
+            "directive",
+            "correct",
+            "--to",
+            "all",
+            "--subject",
+            "x",
+            "--reason",
+            "odd",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reason code"));
+}
