@@ -120,6 +120,8 @@ impl NodeCommand {
 pub enum DirectiveQuery {
     /// Show one directive's state per target.
     Status(StatusArgs),
+    /// Follow one directive live: a line per change, until every target is final.
+    Watch(WatchArgs),
     /// List directives, newest first.
     List(ListArgs),
 }
@@ -128,6 +130,7 @@ impl DirectiveQuery {
     pub fn run(self) -> i32 {
         match self {
             DirectiveQuery::Status(a) => run_command(status(a)),
+            DirectiveQuery::Watch(a) => run_command(watch(a)),
             DirectiveQuery::List(a) => run_command(list(a)),
         }
     }
@@ -416,6 +419,21 @@ pub struct StatusArgs {
     pub client: ClientArgs,
     /// The directive ID.
     pub id: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `directive watch ID`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The directive ID.
+    pub id: String,
+    /// Stop after this long even if targets are still open, e.g. `10m`.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// One JSON object per change instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -999,6 +1017,52 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<i32> {
         print_view(&view);
     }
     Ok(exit::OK)
+}
+
+/// `directive watch`: prints every change of a target's or relay's state (and clock) as it
+/// happens; exits like `issue --wait`.
+pub async fn watch(args: WatchArgs) -> anyhow::Result<i32> {
+    let mut client = connect(&args.client).await?;
+    let deadline = tokio::time::Instant::now() + args.timeout;
+    let mut seen: std::collections::HashMap<String, (i32, String, i64)> = Default::default();
+    loop {
+        let view = get(&mut client, &args.id).await?;
+        for t in view.hops.iter().chain(view.targets.iter()) {
+            let now = (t.state, t.detail.clone(), t.overdue_at_ms);
+            if seen.get(&t.node) == Some(&now) {
+                continue;
+            }
+            seen.insert(t.node.clone(), now);
+            let state = state_name(TargetState::try_from(t.state).unwrap_or_default());
+            if args.json {
+                println!("{}", target_json(t));
+            } else {
+                let overdue = if t.overdue_at_ms != 0 {
+                    "  OVERDUE"
+                } else {
+                    ""
+                };
+                let detail = if t.detail.is_empty() {
+                    String::new()
+                } else {
+                    format!("  {}", t.detail)
+                };
+                println!(
+                    "{}  {:<28} {state}{detail}{overdue}",
+                    format_ms(t.updated_at_ms),
+                    t.node
+                );
+            }
+        }
+        let done = view
+            .targets
+            .iter()
+            .all(|t| is_final(TargetState::try_from(t.state).unwrap_or_default()));
+        if done || tokio::time::Instant::now() >= deadline {
+            return Ok(outcome(&view, done));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// `directive list`.

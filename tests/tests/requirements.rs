@@ -301,3 +301,47 @@ fn confirmation_clocks_run_on_the_working_day_calendar_and_raise_overdue_once() 
         assert_eq!(raised, 1, "overdue raised {raised} times for {id}");
     }
 }
+
+#[test]
+fn watch_follows_a_directive_live_until_every_target_is_final() {
+    let net = network(false);
+    let id = net.issue(&["--to", "province/44", "--block-domain", "watched.example"]);
+    wait_received(&net, &id);
+    let node = net.node("ministry");
+    let mut watcher = std::process::Command::new(isms_e2e::bin_dir().join("ministry-node"))
+        .args([
+            "directive",
+            "watch",
+            &id,
+            "--json",
+            "--timeout",
+            "60s",
+            "--config",
+        ])
+        .arg(&node.config_path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("watch");
+    // Confirm only once the watcher has shown the state it started from.
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(
+        watcher.stdout.take().expect("stdout"),
+    ));
+    let first = lines.next().expect("a first change").expect("read");
+    ok(net.cli("province/44", &["directive", "confirm", &id]));
+    let mut changes: Vec<Value> = vec![serde_json::from_str(&first).expect("JSON")];
+    for line in lines {
+        changes.push(serde_json::from_str(&line.expect("read")).expect("one JSON object per line"));
+    }
+    let status = watcher.wait().expect("watch ends by itself");
+    assert_eq!(status.code(), Some(0));
+    let saw = |node: &str, state: &str| {
+        changes
+            .iter()
+            .any(|c| c["node"] == node && c["state"] == state)
+    };
+    assert!(saw("province/44", "received"), "{changes:?}");
+    assert!(saw("province/44", "confirmed"), "{changes:?}");
+    assert!(saw("enterprise/e4401", "executed"), "{changes:?}");
+    assert!(saw("enterprise/e4402", "executed"), "{changes:?}");
+}
