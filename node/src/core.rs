@@ -1602,6 +1602,10 @@ impl Core {
         directive_id: &str,
         trace: &HashMap<String, String>,
     ) -> Result<(), NodeError> {
+        // The parent only relays an assistance request; it is never a target.
+        if self.parent.as_ref() == Some(peer) {
+            return Ok(());
+        }
         self.set_target(g, directive_id, peer.as_str(), TargetState::Delivered, "")?;
         if peer.tier() == Tier::Province {
             self.start_confirm_clock(g, peer, directive_id)?;

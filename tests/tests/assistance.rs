@@ -134,6 +134,18 @@ fn assistance_goes_through_the_ministry_and_is_confirmed_by_the_holding_province
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // The requesting province's operator can follow it to the end like any directive.
+    let out = net.cli(
+        "province/44",
+        &["directive", "watch", &id, "--timeout", "30s", "--json"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
     // The requesting province learns the outcome…
     let at_requester = wait_states(
         &net,
@@ -146,6 +158,11 @@ fn assistance_goes_through_the_ministry_and_is_confirmed_by_the_holding_province
         ],
     );
     assert_eq!(detail(&at_requester, "province/11"), "confirmed by admin");
+    assert_eq!(
+        at_requester["targets"].as_array().map(Vec::len),
+        Some(2),
+        "only the two enterprises are targets: {at_requester}"
+    );
     // …the ministry saw the whole exchange…
     let at_ministry = wait_states(
         &net,
