@@ -965,7 +965,7 @@ impl Core {
             return Ok(());
         }
         if kind == DirectiveKind::Revocation {
-            return self.revoke_at_enterprise(g, d, trace);
+            return self.revoke_at_enterprise(g, d);
         }
         if kind == DirectiveKind::AccessLogQuery {
             // Answered at once from what this enterprise has.
@@ -1070,12 +1070,7 @@ impl Core {
 
     /// Enterprise: removes the revoked directive's rules; the revocation is executed once
     /// the rules file no longer has them, and the revoked directive is reported `revoked`.
-    fn revoke_at_enterprise(
-        &mut self,
-        g: &mut Group<'_>,
-        d: &Directive,
-        trace: &HashMap<String, String>,
-    ) -> Result<(), NodeError> {
+    fn revoke_at_enterprise(&mut self, g: &mut Group<'_>, d: &Directive) -> Result<(), NodeError> {
         let me = self.shared.node_id.to_string();
         let x = d.revokes.as_str();
         g.txn.put(records::revoked(x), d.id.as_bytes().to_vec());
@@ -1092,7 +1087,6 @@ impl Core {
             self.report_up(g, x, &me, TargetState::Revoked, &detail, &x_trace);
         }
         tracing::info!(directive = %x, revocation = %d.id, removed, "directive revoked");
-        let _ = trace;
         g.txn.put(records::pending_exec(&d.id), Vec::new());
         g.rules_changed.push(d.id.clone());
         Ok(())
@@ -1101,14 +1095,7 @@ impl Core {
     /// Enterprise: directives that took effect or lapsed by now change the rules file; a
     /// lapsed directive's rules leave the active set for good.
     fn check_schedule(&mut self, g: &mut Group<'_>) -> Result<(), NodeError> {
-        let mut end = records::SCHEDULE_PREFIX.to_vec();
-        end.extend_from_slice(&(g.now + 1).max(0).to_be_bytes());
-        let due = self
-            .shared
-            .store
-            .range(records::SCHEDULE_PREFIX, &end)
-            .collect::<Result<Vec<_>, _>>()?;
-        for (key, _) in due {
+        for (key, _) in self.due(records::SCHEDULE_PREFIX, g.now)? {
             g.txn.delete(key.clone());
             let Some(id) = key
                 .get(records::SCHEDULE_PREFIX.len() + 8..)
@@ -1318,17 +1305,21 @@ impl Core {
         Ok(())
     }
 
+    /// Committed entries of a time-ordered index (`prefix` + big-endian ms) due by `now_ms`.
+    fn due(&self, prefix: &[u8], now_ms: i64) -> Result<Vec<isms_store::Entry>, NodeError> {
+        let mut end = prefix.to_vec();
+        end.extend_from_slice(&(now_ms + 1).max(0).to_be_bytes());
+        Ok(self
+            .shared
+            .store
+            .range(prefix, &end)
+            .collect::<Result<Vec<_>, _>>()?)
+    }
+
     /// Marks every target whose clock ran out `overdue`, once: the clock's index entry goes
     /// in the same batch.
     fn check_clocks(&mut self, g: &mut Group<'_>) -> Result<(), NodeError> {
-        let mut end = records::CLOCK_PREFIX.to_vec();
-        end.extend_from_slice(&(g.now + 1).max(0).to_be_bytes());
-        let due = self
-            .shared
-            .store
-            .range(records::CLOCK_PREFIX, &end)
-            .collect::<Result<Vec<_>, _>>()?;
-        for (key, _) in due {
+        for (key, _) in self.due(records::CLOCK_PREFIX, g.now)? {
             if g.txn.get(&key)?.is_none() {
                 continue; // stopped earlier in this group
             }
