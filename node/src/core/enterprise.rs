@@ -1,0 +1,350 @@
+//! The enterprise's part of the state machine: acknowledging on receipt, the active rule
+//! set and its rules file, revocation, scheduled effect and expiry, access-log answers and
+//! data corrections.
+
+use super::*;
+
+impl Core {
+    /// Enterprise: acknowledge on receipt and add the rules to the active set; the rules
+    /// file is written after the commit, and `executed` follows.
+    pub(super) fn accept_at_enterprise(
+        &mut self,
+        g: &mut Group<'_>,
+        d: &Directive,
+        trace: &HashMap<String, String>,
+    ) -> Result<(), NodeError> {
+        let me = self.shared.node_id.to_string();
+        self.report_up(g, &d.id, &me, TargetState::Acknowledged, "", trace);
+        let kind = DirectiveKind::try_from(d.kind).unwrap_or(DirectiveKind::Unspecified);
+        if let Some(by) = g.txn.get(&records::revoked(&d.id))? {
+            // Revoked before it got here: never applied.
+            let detail = format!(
+                "revoked by {} before it arrived",
+                String::from_utf8_lossy(&by)
+            );
+            self.report_up(g, &d.id, &me, TargetState::Revoked, &detail, trace);
+            return Ok(());
+        }
+        if kind == DirectiveKind::Revocation {
+            return self.revoke_at_enterprise(g, d);
+        }
+        if kind == DirectiveKind::AccessLogQuery {
+            // Answered at once from what this enterprise has.
+            let q = d.query.clone().unwrap_or_default();
+            let update = match crate::access_log::answer(self.access_log.as_deref(), &q) {
+                Ok(result) => {
+                    tracing::info!(directive = %d.id, matched = result.matched, "access-log query answered");
+                    TargetStatus {
+                        node: me.clone(),
+                        state: TargetState::Executed as i32,
+                        at_ms: g.now,
+                        detail: format!("{} records matched", result.matched),
+                        overdue_at_ms: 0,
+                        result: Some(result),
+                    }
+                }
+                Err(why) => TargetStatus {
+                    node: me.clone(),
+                    state: TargetState::Failed as i32,
+                    at_ms: g.now,
+                    detail: why,
+                    overdue_at_ms: 0,
+                    result: None,
+                },
+            };
+            self.report(g, &d.id, &update, trace);
+            return Ok(());
+        }
+        if kind == DirectiveKind::DataCorrection {
+            // Waits for this enterprise's operator to correct the data.
+            g.txn.put(records::correction(&d.id), Vec::new());
+            tracing::info!(directive = %d.id, "data-correction demand received");
+            return Ok(());
+        }
+        if kind == DirectiveKind::Drill {
+            // Exercises the whole chain (O-3); never touches a rule set.
+            let detail = "drill: carried end to end, not applied (O-3)";
+            tracing::info!(directive = %d.id, "{detail}");
+            self.report_up(g, &d.id, &me, TargetState::Executed, detail, trace);
+            return Ok(());
+        }
+        let rules = match directive::normalise_rules(&d.rules) {
+            Ok(r) => r,
+            Err(e) => {
+                self.report_up(g, &d.id, &me, TargetState::Failed, &e.to_string(), trace);
+                return Ok(());
+            }
+        };
+        if matches!(kind, DirectiveKind::Disposal | DirectiveKind::Monitoring) {
+            let (adds, deletes): (Vec<Rule>, Vec<Rule>) = rules
+                .into_iter()
+                .partition(|r| r.op != RuleOp::Delete as i32);
+            // A delete removes the matching rules of the same action, whoever added them.
+            if !deletes.is_empty() {
+                let doomed: HashSet<(i32, String)> =
+                    deletes.into_iter().map(|r| (r.kind, r.value)).collect();
+                for (k, v) in g.txn.scan_prefix(records::RULE_PREFIX)? {
+                    let active: ActiveRule = decode(&k, &v)?;
+                    let rule = active.rule.unwrap_or_default();
+                    if active.kind == d.kind && doomed.contains(&(rule.kind, rule.value)) {
+                        g.txn.delete(k);
+                    }
+                }
+            }
+            let added = adds.len() as u64;
+            for (i, rule) in adds.into_iter().enumerate() {
+                let active = ActiveRule {
+                    directive_id: d.id.clone(),
+                    rule: Some(rule),
+                    issuer: d.issuer.clone(),
+                    kind: d.kind,
+                    applied_at_ms: g.now,
+                    effective_at_ms: d.effective_at_ms,
+                    expires_at_ms: d.expires_at_ms,
+                };
+                let index = u32::try_from(i).unwrap_or(u32::MAX);
+                g.txn.put(records::rule(&d.id, index), encode(&active));
+            }
+            let counter = match g.txn.get(records::RULES_APPLIED_COUNTER)? {
+                Some(v) => records::decode_u64(records::RULES_APPLIED_COUNTER, &v)?,
+                None => 0,
+            };
+            g.txn.put(
+                records::RULES_APPLIED_COUNTER.to_vec(),
+                records::encode_u64(counter + added),
+            );
+            // The rule set changes by itself when the directive takes effect or lapses; the
+            // schedule survives restarts.
+            if d.effective_at_ms > g.now {
+                g.txn
+                    .put(records::schedule(d.effective_at_ms, &d.id), Vec::new());
+            }
+            if d.expires_at_ms > 0 {
+                g.txn
+                    .put(records::schedule(d.expires_at_ms, &d.id), Vec::new());
+            }
+        }
+        g.txn.put(records::pending_exec(&d.id), Vec::new());
+        g.rules_changed.push(d.id.clone());
+        Ok(())
+    }
+
+    /// Enterprise: removes the revoked directive's rules; the revocation is executed once
+    /// the rules file no longer has them, and the revoked directive is reported `revoked`.
+    pub(super) fn revoke_at_enterprise(
+        &mut self,
+        g: &mut Group<'_>,
+        d: &Directive,
+    ) -> Result<(), NodeError> {
+        let me = self.shared.node_id.to_string();
+        let x = d.revokes.as_str();
+        g.txn.put(records::revoked(x), d.id.as_bytes().to_vec());
+        let mut removed = 0usize;
+        for (k, _) in g.txn.scan_prefix(&records::rules_prefix(x))? {
+            g.txn.delete(k);
+            removed += 1;
+        }
+        // Not yet confirmed in the rules file: it never will be now.
+        g.txn.delete(records::pending_exec(x));
+        if self.stored_meta(g, x)?.is_some() {
+            let x_trace = self.stored_trace(g, x)?;
+            let detail = format!("revoked by {}: {removed} rules removed", d.id);
+            self.report_up(g, x, &me, TargetState::Revoked, &detail, &x_trace);
+        }
+        tracing::info!(directive = %x, revocation = %d.id, removed, "directive revoked");
+        g.txn.put(records::pending_exec(&d.id), Vec::new());
+        g.rules_changed.push(d.id.clone());
+        Ok(())
+    }
+
+    /// Enterprise: directives that took effect or lapsed by now change the rules file; a
+    /// lapsed directive's rules leave the active set for good.
+    pub(super) fn check_schedule(&mut self, g: &mut Group<'_>) -> Result<(), NodeError> {
+        for (key, _) in self.due(records::SCHEDULE_PREFIX, g.now)? {
+            g.txn.delete(key.clone());
+            let Some(id) = key
+                .get(records::SCHEDULE_PREFIX.len() + 8..)
+                .and_then(|b| std::str::from_utf8(b).ok())
+            else {
+                continue;
+            };
+            let lapsed = self
+                .stored_directive(g, id)?
+                .and_then(|s| s.directive)
+                .is_some_and(|d| d.expires_at_ms != 0 && d.expires_at_ms <= g.now);
+            if lapsed {
+                for (k, _) in g.txn.scan_prefix(&records::rules_prefix(id))? {
+                    g.txn.delete(k);
+                }
+                tracing::info!(directive = %id, "directive lapsed: its rules are inactive");
+            } else {
+                tracing::info!(directive = %id, "directive took effect");
+            }
+            g.rules_dirty = true;
+        }
+        Ok(())
+    }
+
+    /// Enterprise: the operator reports a data-correction demand done.
+    pub(super) fn corrected(
+        &mut self,
+        g: &mut Group<'_>,
+        id: &str,
+        operator: &str,
+        note: &str,
+    ) -> Result<DecisionReply, NodeError> {
+        if self.tier != Tier::Enterprise {
+            return Err(NodeError::Forbidden(
+                "only an enterprise reports data corrected".into(),
+            ));
+        }
+        let key = records::correction(id);
+        if !g.txn.contains(&key)? {
+            return Err(NodeError::State(format!(
+                "directive {id} is not a data-correction demand waiting here"
+            )));
+        }
+        g.txn.delete(key);
+        let me = self.shared.node_id.to_string();
+        let trace = self.stored_trace(g, id)?;
+        let detail = if note.trim().is_empty() {
+            format!("corrected by {operator}")
+        } else {
+            format!("corrected by {operator}: {}", note.trim())
+        };
+        self.report_up(g, id, &me, TargetState::Executed, &detail, &trace);
+        audit(g, operator, "correction.report", id, &detail);
+        Ok(DecisionReply {
+            id: id.to_string(),
+            targets: 1,
+        })
+    }
+
+    pub(super) fn rules_written(
+        &mut self,
+        g: &mut Group<'_>,
+        directives: Vec<String>,
+        result: Result<(), String>,
+    ) -> Result<(), NodeError> {
+        let me = self.shared.node_id.to_string();
+        for id in directives {
+            let pending = records::pending_exec(&id);
+            if !g.txn.contains(&pending)? {
+                continue; // reported already (recovery and a normal write raced)
+            }
+            g.txn.delete(pending);
+            let trace = self.stored_trace(g, &id)?;
+            let span = tracing::info_span!("directive.execute", directive = %id, node = %me);
+            telemetry::set_parent(&span, &trace);
+            let _entered = span.enter();
+            let trace = telemetry::inject(&span);
+            match &result {
+                Ok(()) => {
+                    tracing::info!(directive = %id, "directive executed");
+                    self.report_up(g, &id, &me, TargetState::Executed, "", &trace);
+                }
+                Err(why) => {
+                    tracing::error!(directive = %id, error = %why, "directive failed");
+                    for (k, _) in g.txn.scan_prefix(&records::rules_prefix(&id))? {
+                        g.txn.delete(k);
+                    }
+                    let detail = format!("rules file not written: {why}");
+                    self.report_up(g, &id, &me, TargetState::Failed, &detail, &trace);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the active rule set to the rules file atomically: a temporary file in the same
+    /// directory, fsync'd, renamed over the old one, and the directory fsync'd.
+    pub(super) fn write_rules_file(&self) -> Result<(), String> {
+        let Some(path) = &self.rules_file else {
+            return Ok(());
+        };
+        write_rules_file(&self.shared.store, path, self.shared.now_ms()).map_err(|e| e.to_string())
+    }
+}
+
+/// One line of the rules file.
+#[derive(Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct RuleFileEntry {
+    pub directive: String,
+    /// `block` (disposal) or `monitor` (observe and report).
+    pub action: String,
+    /// What is matched: `domain`, `url`, `ip` or `keyword`.
+    pub kind: String,
+    pub value: String,
+    pub issuer: String,
+    pub applied_at_ms: i64,
+    /// When it took or takes effect, and when it lapses (0: never), Unix ms.
+    pub effective_at_ms: i64,
+    pub expires_at_ms: i64,
+}
+
+/// The rules file: what a filtering system reads.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct RuleFile {
+    pub generated_at_ms: i64,
+    pub rules: Vec<RuleFileEntry>,
+}
+
+/// Reads the rules in force at `now_ms` from the store.
+pub fn active_rules(store: &Store, now_ms: i64) -> Result<Vec<RuleFileEntry>, NodeError> {
+    let mut out = Vec::new();
+    for entry in store.scan_prefix(records::RULE_PREFIX) {
+        let (k, v) = entry?;
+        let r: ActiveRule = decode(&k, &v)?;
+        let in_force =
+            r.effective_at_ms <= now_ms && (r.expires_at_ms == 0 || now_ms < r.expires_at_ms);
+        if !in_force {
+            continue;
+        }
+        let rule = r.rule.unwrap_or_default();
+        out.push(RuleFileEntry {
+            directive: r.directive_id,
+            action: match DirectiveKind::try_from(r.kind) {
+                Ok(DirectiveKind::Monitoring) => "monitor",
+                _ => "block",
+            }
+            .to_string(),
+            kind: directive::rule_kind_name(rule.kind).to_string(),
+            value: rule.value,
+            issuer: r.issuer,
+            applied_at_ms: r.applied_at_ms,
+            effective_at_ms: r.effective_at_ms,
+            expires_at_ms: r.expires_at_ms,
+        });
+    }
+    Ok(out)
+}
+
+fn write_rules_file(store: &Store, path: &std::path::Path, now_ms: i64) -> anyhow::Result<()> {
+    use std::io::Write;
+    let rules = active_rules(store, now_ms)?;
+    let file = RuleFile {
+        generated_at_ms: now_ms,
+        rules,
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("rules")
+    ));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        let mut w = std::io::BufWriter::new(&mut f);
+        serde_json::to_writer_pretty(&mut w, &file)?;
+        w.write_all(b"\n")?;
+        w.flush()?;
+        drop(w);
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
