@@ -180,6 +180,16 @@ pub fn rule_kind_name(kind: i32) -> &'static str {
     }
 }
 
+/// Every directive kind's name, for filters and errors.
+pub const KIND_NAMES: [&str; 6] = [
+    "disposal",
+    "monitoring",
+    "access_log_query",
+    "data_correction",
+    "revocation",
+    "drill",
+];
+
 /// A directive kind as operators name it.
 pub fn kind_name(kind: i32) -> &'static str {
     match DirectiveKind::try_from(kind) {
@@ -378,6 +388,14 @@ mod tests {
         for bad in ["300.1.1.1", "1.2.3.4/33", "1.2.3.4/x", "host"] {
             assert!(parse_ip(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn every_kind_has_a_listed_name() {
+        for k in 1..=6 {
+            assert!(KIND_NAMES.contains(&kind_name(k)), "kind {k}");
+        }
+        assert_eq!(kind_name(99), "unknown");
     }
 
     #[test]

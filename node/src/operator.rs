@@ -38,6 +38,18 @@ impl OperatorService {
         }
     }
 
+    /// An operator's decision on a directive waiting here; `decision` gets the reason.
+    async fn decide(
+        &self,
+        request: Request<DecisionRequest>,
+        decision: fn(String) -> Decision,
+    ) -> Result<Response<DecisionReply>, Status> {
+        let operator = self.operator(&request)?;
+        let r = request.into_inner();
+        let reply = self.core.decide(r.id, operator, decision(r.reason)).await?;
+        Ok(Response::new(reply))
+    }
+
     /// The calling operator's name, if they are an operator of this node.
     fn operator<T>(&self, request: &Request<T>) -> Result<String, Status> {
         match tls::peer_identity(request, &self.trust_domain) {
@@ -139,6 +151,12 @@ impl Operator for OperatorService {
         };
         let wanted = request.state.trim().to_string();
         let kind = request.kind.trim().to_string();
+        if !kind.is_empty() && !crate::directive::KIND_NAMES.contains(&kind.as_str()) {
+            return Err(Status::invalid_argument(format!(
+                "unknown kind {kind:?}: expected one of {}",
+                crate::directive::KIND_NAMES.join(", ")
+            )));
+        }
         if !wanted.is_empty()
             && wanted != "overdue"
             && !crate::directive::STATE_NAMES.contains(&wanted.as_str())
@@ -202,23 +220,14 @@ impl Operator for OperatorService {
         &self,
         request: Request<DecisionRequest>,
     ) -> Result<Response<DecisionReply>, Status> {
-        let operator = self.operator(&request)?;
-        let id = request.into_inner().id;
-        let reply = self.core.decide(id, operator, Decision::Confirm).await?;
-        Ok(Response::new(reply))
+        self.decide(request, |_| Decision::Confirm).await
     }
 
     async fn return_directive(
         &self,
         request: Request<DecisionRequest>,
     ) -> Result<Response<DecisionReply>, Status> {
-        let operator = self.operator(&request)?;
-        let r = request.into_inner();
-        let reply = self
-            .core
-            .decide(r.id, operator, Decision::Return(r.reason))
-            .await?;
-        Ok(Response::new(reply))
+        self.decide(request, Decision::Return).await
     }
 
     async fn list_pending(
@@ -233,13 +242,7 @@ impl Operator for OperatorService {
         &self,
         request: Request<DecisionRequest>,
     ) -> Result<Response<DecisionReply>, Status> {
-        let operator = self.operator(&request)?;
-        let r = request.into_inner();
-        let reply = self
-            .core
-            .decide(r.id, operator, Decision::Corrected(r.reason))
-            .await?;
-        Ok(Response::new(reply))
+        self.decide(request, Decision::Corrected).await
     }
 }
 

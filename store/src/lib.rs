@@ -197,11 +197,6 @@ impl Store {
         self.syncs.load(Ordering::Relaxed)
     }
 
-    /// Bytes the store occupies on disk.
-    pub fn size_on_disk(&self) -> Result<u64> {
-        Ok(self.db.size_on_disk()?)
-    }
-
     /// Starts an overlay transaction reading through to this store.
     pub fn txn(&self) -> Txn<'_> {
         Txn {
@@ -226,10 +221,6 @@ pub struct Writes {
 impl Writes {
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
-    }
-
-    pub fn len(&self) -> usize {
-        self.ops.len()
     }
 }
 

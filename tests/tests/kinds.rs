@@ -135,4 +135,7 @@ fn a_drill_runs_end_to_end_and_is_never_applied() {
         )
         .expect("list");
     assert_eq!(disposals["directives"].as_array().map(Vec::len), Some(1));
+    let out = net.cli("ministry", &["directive", "list", "--kind", "drills"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown kind \"drills\""));
 }

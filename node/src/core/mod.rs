@@ -357,12 +357,13 @@ impl Core {
     /// Directives whose rules were stored before a crash but not confirmed in the rules
     /// file: write the file again and report them.
     fn recover_pending_execution(&mut self) -> Result<(), NodeError> {
-        let pending: Vec<String> = self
-            .shared
-            .store
-            .scan_prefix(records::PENDING_EXEC_PREFIX)
-            .filter_map(|r| r.ok().and_then(|(k, _)| records::pending_exec_id(&k)))
-            .collect();
+        let mut pending = Vec::new();
+        // A read error stops the start: skipping an entry would leave a directive applied
+        // but never reported.
+        for entry in self.shared.store.scan_prefix(records::PENDING_EXEC_PREFIX) {
+            let (key, _) = entry?;
+            pending.extend(records::pending_exec_id(&key));
+        }
         if !pending.is_empty() {
             tracing::info!(count = pending.len(), "re-writing rules file after restart");
             let result = self.write_rules_file();
