@@ -1248,7 +1248,7 @@ fn audit(g: &mut Group<'_>, operator: &str, action: &str, subject: &str, outcome
 
 /// Cheap structural checks of a directive from a parent; rule contents are checked where
 /// they are applied, and a bad rule fails the directive rather than the link.
-fn check_directive_shape(d: &Directive) -> Result<(), NodeError> {
+pub fn check_directive_shape(d: &Directive) -> Result<(), NodeError> {
     if uuid::Uuid::parse_str(&d.id).is_err() {
         return Err(NodeError::Protocol(format!(
             "directive ID {:?} is not a UUID",

@@ -1,0 +1,543 @@
+//! Simulated enterprises: thousands of enterprise links in one process, each with its own
+//! certificate and TLS connection to its province, speaking the real link protocol and
+//! doing what `enterprise-node` does for every message: check sequence and shape, store
+//! the receipt durably (fsync'd group commit) before acknowledging, report `acknowledged`,
+//! validate and record the rules, report `executed`, and resend unacknowledged reports
+//! after a reconnect.
+//!
+//! Where it differs from `enterprise-node` (stated in BENCHMARKS.md): all simulated
+//! enterprises share one store and one commit thread, so one fsync covers many of them
+//! (one machine cannot give each its own disk); a directive's body is written to that
+//! store once, not once per simulated enterprise; and the rules are recorded per
+//! enterprise as one record per directive instead of one per rule, with no rules file.
+//! A real `enterprise-node` runs in the same network and pays those costs in full.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use isms_node::identity::{Identity, NodeId};
+use isms_node::proto::v1::link_client::LinkClient;
+use isms_node::proto::v1::{
+    Ack, Batch, DirectiveKind, Envelope, Frame, Hello, StatusReport, TargetState, TargetStatus,
+    envelope::Payload, frame,
+};
+use isms_node::records;
+use isms_node::tls;
+use isms_store::Store;
+use prost::Message;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_stream::wrappers::ReceiverStream;
+
+/// One simulated enterprise.
+pub struct Enterprise {
+    pub id: NodeId,
+    /// Its province's link address.
+    pub parent_address: String,
+    client: rustls::ClientConfig,
+    /// Highest sequence number from the province durably applied.
+    applied: AtomicU64,
+    /// Highest own sequence number durably in the outbox.
+    durable_out: watch::Sender<u64>,
+    /// Reports not yet acknowledged by the province, by sequence number.
+    outbox: Mutex<BTreeMap<u64, Envelope>>,
+    pub linked: AtomicBool,
+}
+
+/// Counters over every simulated enterprise.
+#[derive(Default)]
+pub struct Counters {
+    /// Directives received and stored (each once per enterprise).
+    pub received: AtomicU64,
+    /// Directives that arrived again after being stored (must stay 0).
+    pub duplicates: AtomicU64,
+    /// Rules validated and recorded.
+    pub rules: AtomicU64,
+    /// `executed` reports made durable.
+    pub executed: AtomicU64,
+    /// Batches refused (bad sequence or shape).
+    pub refused: AtomicU64,
+    /// Group commits (each one fsync).
+    pub commits: AtomicU64,
+}
+
+enum Event {
+    Inbound {
+        ent: usize,
+        envelopes: Vec<Envelope>,
+        reply: oneshot::Sender<Result<u64, String>>,
+    },
+    Acked {
+        ent: usize,
+        up_to: u64,
+    },
+}
+
+/// The simulated enterprises and their shared commit thread.
+pub struct Sim {
+    pub enterprises: Vec<Arc<Enterprise>>,
+    pub counters: Arc<Counters>,
+    tx: mpsc::Sender<Event>,
+    window: u64,
+    batch: usize,
+    max_frame: usize,
+}
+
+impl Sim {
+    /// Loads each enterprise's certificate from its generated directory and starts the
+    /// commit thread over a store in `data_dir`.
+    pub fn new(
+        net: &isms_deploy::Network,
+        ids: &[NodeId],
+        data_dir: &std::path::Path,
+    ) -> anyhow::Result<Arc<Sim>> {
+        let store = Store::open(data_dir)?;
+        let mut enterprises = Vec::with_capacity(ids.len());
+        let mut link = None;
+        for id in ids {
+            let node = net
+                .node(id.as_str())
+                .ok_or_else(|| anyhow::anyhow!("{id} is not in the network"))?;
+            let parent = node
+                .config
+                .parent
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("{id} has no parent"))?;
+            let paths = tls::TlsPaths {
+                ca: &node.dir.join(&node.config.tls.ca),
+                cert: &node.dir.join(&node.config.tls.cert),
+                key: &node.dir.join(&node.config.tls.key),
+            };
+            let client = tls::client_config(
+                &paths,
+                Identity::Node(parent.id.clone()),
+                &node.config.trust_domain,
+            )?;
+            link.get_or_insert_with(|| node.config.link.clone());
+            enterprises.push(Arc::new(Enterprise {
+                id: id.clone(),
+                parent_address: parent.address.clone(),
+                client,
+                applied: AtomicU64::new(0),
+                durable_out: watch::channel(0).0,
+                outbox: Mutex::new(BTreeMap::new()),
+                linked: AtomicBool::new(false),
+            }));
+        }
+        let link = link.unwrap_or_default();
+        let counters = Arc::new(Counters::default());
+        let (tx, rx) = mpsc::channel(65_536);
+        let committer = Committer {
+            store: Arc::new(store),
+            enterprises: enterprises.clone(),
+            counters: counters.clone(),
+            state: ids.iter().map(|_| EntState::default()).collect(),
+            bodies: HashSet::new(),
+            pending_exec: Vec::new(),
+        };
+        std::thread::Builder::new()
+            .name("sim-commit".into())
+            .spawn(move || committer.run(rx))?;
+        Ok(Arc::new(Sim {
+            enterprises,
+            counters,
+            tx,
+            window: u64::from(link.window),
+            batch: link.batch as usize,
+            max_frame: link.max_frame_bytes,
+        }))
+    }
+
+    /// Starts every enterprise's link task on the current runtime.
+    pub fn start(self: &Arc<Self>) {
+        for i in 0..self.enterprises.len() {
+            let sim = self.clone();
+            tokio::spawn(async move { sim.keep_linked(i).await });
+        }
+    }
+
+    pub fn linked(&self) -> usize {
+        self.enterprises
+            .iter()
+            .filter(|e| e.linked.load(Ordering::Relaxed))
+            .count()
+    }
+
+    async fn keep_linked(self: Arc<Self>, i: usize) {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let ent = &self.enterprises[i];
+            if let Err(e) = self.session(i).await {
+                tracing_free_log(&format!("{}: link ended: {e}", ent.id));
+            }
+            ent.linked.store(false, Ordering::Relaxed);
+            let jitter = rand::random_range(0.5..1.0);
+            tokio::time::sleep(delay.mul_f64(jitter)).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    async fn session(&self, i: usize) -> anyhow::Result<()> {
+        let ent = &self.enterprises[i];
+        let channel = tls::channel(&ent.parent_address, ent.client.clone())?;
+        let mut client = LinkClient::new(channel)
+            .max_decoding_message_size(self.max_frame)
+            .max_encoding_message_size(self.max_frame);
+        let (out, rx) = mpsc::channel::<Frame>(64);
+        out.send(body(frame::Body::Hello(Hello {
+            applied: ent.applied.load(Ordering::SeqCst),
+        })))
+        .await?;
+        let mut inbound = client.open(ReceiverStream::new(rx)).await?.into_inner();
+        let peer_applied = match inbound.next().await {
+            Some(Ok(Frame {
+                body: Some(frame::Body::Hello(h)),
+            })) => h.applied,
+            other => anyhow::bail!("expected Hello, got {other:?}"),
+        };
+        ent.linked.store(true, Ordering::Relaxed);
+        let (acked_tx, acked_rx) = watch::channel(peer_applied);
+        let writer = tokio::spawn(write_loop(
+            ent.clone(),
+            peer_applied + 1,
+            acked_rx,
+            out.clone(),
+            self.window,
+            self.batch,
+        ));
+        let result = async {
+            while let Some(frame) = inbound.next().await {
+                match frame?.body {
+                    Some(frame::Body::Batch(Batch { envelopes })) => {
+                        let (reply, answer) = oneshot::channel();
+                        self.tx
+                            .send(Event::Inbound {
+                                ent: i,
+                                envelopes,
+                                reply,
+                            })
+                            .await?;
+                        let applied = answer.await?.map_err(anyhow::Error::msg)?;
+                        out.send(body(frame::Body::Ack(Ack { applied }))).await?;
+                    }
+                    Some(frame::Body::Ack(Ack { applied })) => {
+                        acked_tx.send_if_modified(|v| {
+                            let newer = applied > *v;
+                            *v = (*v).max(applied);
+                            newer
+                        });
+                        self.tx
+                            .send(Event::Acked {
+                                ent: i,
+                                up_to: applied,
+                            })
+                            .await?;
+                    }
+                    other => anyhow::bail!("unexpected frame {other:?}"),
+                }
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        writer.abort();
+        result
+    }
+}
+
+fn body(b: frame::Body) -> Frame {
+    Frame { body: Some(b) }
+}
+
+/// Errors of individual links are expected while a province restarts; they go to stderr
+/// only when asked for.
+fn tracing_free_log(line: &str) {
+    if std::env::var_os("ISMS_BENCH_VERBOSE").is_some() {
+        eprintln!("{line}");
+    }
+}
+
+/// Sends durable, unacknowledged reports, at most `window` beyond the last acknowledgment.
+async fn write_loop(
+    ent: Arc<Enterprise>,
+    mut next: u64,
+    mut acked: watch::Receiver<u64>,
+    out: mpsc::Sender<Frame>,
+    window: u64,
+    batch: usize,
+) {
+    let mut durable = ent.durable_out.subscribe();
+    loop {
+        let top = *durable.borrow_and_update();
+        let acked_now = *acked.borrow_and_update();
+        next = next.max(acked_now + 1);
+        let limit = top.min(acked_now + window);
+        if next <= limit {
+            let envelopes: Vec<Envelope> = {
+                let outbox = ent.outbox.lock().unwrap_or_else(|p| p.into_inner());
+                outbox
+                    .range(next..=limit)
+                    .take(batch)
+                    .map(|(_, e)| e.clone())
+                    .collect()
+            };
+            if let Some(last) = envelopes.last() {
+                next = last.seq + 1;
+                if out
+                    .send(body(frame::Body::Batch(Batch { envelopes })))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                continue;
+            }
+        }
+        tokio::select! {
+            r = durable.changed() => if r.is_err() { return },
+            r = acked.changed() => if r.is_err() { return },
+        }
+    }
+}
+
+#[derive(Default)]
+struct EntState {
+    applied: u64,
+    next_seq: u64,
+    acked: u64,
+}
+
+/// The one writer: groups whatever arrived, one atomic batch and one fsync per group, and
+/// only then answers (acks) and publishes reports.
+struct Committer {
+    store: Arc<Store>,
+    enterprises: Vec<Arc<Enterprise>>,
+    counters: Arc<Counters>,
+    state: Vec<EntState>,
+    /// Directive bodies already in the store.
+    bodies: HashSet<String>,
+    /// Received directives whose `executed` goes out in the next group.
+    pending_exec: Vec<(usize, String)>,
+}
+
+/// What a group decided, applied after its commit.
+#[derive(Default)]
+struct Outcome {
+    replies: Vec<(oneshot::Sender<Result<u64, String>>, Result<u64, String>)>,
+    reports: Vec<(usize, Envelope)>,
+}
+
+impl Committer {
+    fn run(mut self, mut rx: mpsc::Receiver<Event>) {
+        loop {
+            let mut events = Vec::new();
+            if self.pending_exec.is_empty() {
+                match rx.blocking_recv() {
+                    Some(e) => events.push(e),
+                    None => return,
+                }
+            }
+            while events.len() < 4096 {
+                match rx.try_recv() {
+                    Ok(e) => events.push(e),
+                    Err(_) => break,
+                }
+            }
+            if let Err(e) = self.group(events) {
+                eprintln!("simulated enterprises: store failed: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+
+    fn group(&mut self, events: Vec<Event>) -> anyhow::Result<()> {
+        let now = now_ms();
+        let store = self.store.clone();
+        let mut txn = store.txn();
+        let mut outcome = Outcome::default();
+        // Execution of what the previous group acknowledged (enterprise-node reports
+        // `executed` after the rules are durable, in the next commit).
+        for (ent, id) in std::mem::take(&mut self.pending_exec) {
+            txn.put(receipt_key(ent, &id), vec![TargetState::Executed as u8]);
+            let report = self.report(&mut txn, ent, &id, TargetState::Executed, now);
+            outcome.reports.push((ent, report));
+            self.counters.executed.fetch_add(1, Ordering::Relaxed);
+        }
+        for event in events {
+            match event {
+                Event::Inbound {
+                    ent,
+                    envelopes,
+                    reply,
+                } => {
+                    let r = self.inbound(&mut txn, ent, envelopes, now, &mut outcome);
+                    if r.is_err() {
+                        self.counters.refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                    outcome.replies.push((reply, r));
+                }
+                Event::Acked { ent, up_to } => {
+                    let st = &mut self.state[ent];
+                    let up_to = up_to.min(st.next_seq);
+                    for seq in st.acked + 1..=up_to {
+                        txn.delete(outbox_key(ent, seq));
+                    }
+                    if up_to > st.acked {
+                        let mut outbox = self.enterprises[ent]
+                            .outbox
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner());
+                        *outbox = outbox.split_off(&(up_to + 1));
+                        st.acked = up_to;
+                    }
+                }
+            }
+        }
+        let writes = txn.into_writes();
+        if !writes.is_empty() {
+            store.apply(writes)?;
+            store.sync()?;
+            self.counters.commits.fetch_add(1, Ordering::Relaxed);
+        }
+        for (ent, env) in outcome.reports {
+            let e = &self.enterprises[ent];
+            let seq = env.seq;
+            e.outbox
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(seq, env);
+            e.durable_out.send_replace(seq);
+        }
+        for (ent, st) in self.state.iter().enumerate() {
+            self.enterprises[ent]
+                .applied
+                .store(st.applied, Ordering::SeqCst);
+        }
+        for (reply, r) in outcome.replies {
+            let _ = reply.send(r);
+        }
+        Ok(())
+    }
+
+    fn inbound(
+        &mut self,
+        txn: &mut isms_store::Txn<'_>,
+        ent: usize,
+        envelopes: Vec<Envelope>,
+        now: i64,
+        outcome: &mut Outcome,
+    ) -> Result<u64, String> {
+        let me = self.enterprises[ent].id.as_str().to_string();
+        // Everything that can be refused is checked before the first write.
+        let mut expect = self.state[ent].applied + 1;
+        for env in &envelopes {
+            if env.seq < expect {
+                continue;
+            }
+            if env.seq != expect {
+                return Err(format!("sequence gap: expected {expect}, got {}", env.seq));
+            }
+            expect += 1;
+            match &env.payload {
+                Some(Payload::Directive(d)) => {
+                    isms_node::core::check_directive_shape(d).map_err(|e| e.to_string())?;
+                    if !d.targets.iter().any(|t| *t == me) {
+                        return Err(format!("directive {} is not for {me}", d.id));
+                    }
+                }
+                _ => return Err("only directives come down to an enterprise".into()),
+            }
+        }
+        for env in envelopes {
+            if env.seq <= self.state[ent].applied {
+                continue;
+            }
+            self.state[ent].applied = env.seq;
+            let Some(Payload::Directive(d)) = env.payload else {
+                continue;
+            };
+            let key = receipt_key(ent, &d.id);
+            if txn.contains(&key).map_err(|e| e.to_string())? {
+                self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let applies_rules = matches!(
+                DirectiveKind::try_from(d.kind),
+                Ok(DirectiveKind::Disposal | DirectiveKind::Monitoring)
+            );
+            let rules = if applies_rules {
+                match isms_node::directive::normalise_rules(&d.rules) {
+                    Ok(r) => r.len() as u64,
+                    Err(e) => return Err(e.to_string()),
+                }
+            } else {
+                0
+            };
+            self.counters.rules.fetch_add(rules, Ordering::Relaxed);
+            if self.bodies.insert(d.id.clone()) {
+                txn.put(format!("d/{}", d.id).into_bytes(), d.encode_to_vec());
+            }
+            txn.put(key, vec![TargetState::Acknowledged as u8]);
+            let report = self.report(txn, ent, &d.id, TargetState::Acknowledged, now);
+            outcome.reports.push((ent, report));
+            self.pending_exec.push((ent, d.id));
+            self.counters.received.fetch_add(1, Ordering::Relaxed);
+        }
+        let applied = self.state[ent].applied;
+        txn.put(applied_key(ent), records::encode_u64(applied));
+        Ok(applied)
+    }
+
+    /// Appends a report to the enterprise's outbox, in this group's batch.
+    fn report(
+        &mut self,
+        txn: &mut isms_store::Txn<'_>,
+        ent: usize,
+        directive_id: &str,
+        state: TargetState,
+        now: i64,
+    ) -> Envelope {
+        let st = &mut self.state[ent];
+        st.next_seq += 1;
+        let seq = st.next_seq;
+        let env = Envelope {
+            seq,
+            id: uuid::Uuid::now_v7().to_string(),
+            trace_context: Default::default(),
+            payload: Some(Payload::Status(StatusReport {
+                directive_id: directive_id.to_string(),
+                updates: vec![TargetStatus {
+                    node: self.enterprises[ent].id.as_str().to_string(),
+                    state: state as i32,
+                    at_ms: now,
+                    detail: String::new(),
+                    overdue_at_ms: 0,
+                    result: None,
+                }],
+            })),
+        };
+        txn.put(outbox_key(ent, seq), env.encode_to_vec());
+        env
+    }
+}
+
+fn receipt_key(ent: usize, id: &str) -> Vec<u8> {
+    format!("r/{ent}\0{id}").into_bytes()
+}
+
+fn applied_key(ent: usize) -> Vec<u8> {
+    format!("a/{ent}").into_bytes()
+}
+
+fn outbox_key(ent: usize, seq: u64) -> Vec<u8> {
+    let mut k = format!("o/{ent}\0").into_bytes();
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
