@@ -222,6 +222,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     args.runs, args.latency_count
                 );
                 let mut samples = Vec::new();
+                let cpu_before = cpu_split(&bench, &provinces, &real_enterprise);
                 for run in 0..args.runs {
                     for i in 0..args.latency_count {
                         let id = issue(&mut client, &format!("l{run}-{i}.{tag}"), 1).await?;
@@ -229,6 +230,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
                         samples.push(done as f64);
                     }
                 }
+                let n = (args.runs * args.latency_count) as f64;
+                let cpu_after = cpu_split(&bench, &provinces, &real_enterprise);
+                let per = |i: usize| (cpu_after[i] - cpu_before[i]) as f64 / n;
+                println!(
+                    "  CPU per directive: ministry {:.0} ms, provinces {:.0} ms, enterprise-node {:.0} ms, simulated enterprises {:.0} ms",
+                    per(0),
+                    per(1),
+                    per(2),
+                    per(3)
+                );
                 figures.add(
                     &format!("full-ack latency, N = {total_enterprises}"),
                     "ms",
@@ -429,6 +440,17 @@ fn print_table(args: &Args, n: usize, figures: &Figures) {
     for (name, unit, p50, p99, samples) in &figures.rows {
         println!("| {name} | {p50:.2} {unit} | {p99:.2} {unit} | {samples} |");
     }
+}
+
+/// CPU ms used so far by the ministry, all provinces, the real enterprise and this process.
+fn cpu_split(bench: &BenchNet, provinces: &[String], enterprise: &str) -> [u64; 4] {
+    let of = |id: &str| bench.pid(id).map_or(0, net::cpu_ms);
+    [
+        of("ministry"),
+        provinces.iter().map(|p| of(p)).sum(),
+        of(enterprise),
+        net::cpu_ms(std::process::id()),
+    ]
 }
 
 async fn issue(

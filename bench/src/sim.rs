@@ -1,9 +1,8 @@
 //! Simulated enterprises: thousands of enterprise links in one process, each with its own
 //! certificate and TLS connection to its province, speaking the real link protocol and
 //! doing what `enterprise-node` does for every message: check sequence and shape, store
-//! the receipt durably (fsync'd group commit) before acknowledging, report `acknowledged`,
-//! validate and record the rules, report `executed`, and resend unacknowledged reports
-//! after a reconnect.
+//! the receipt, the rules and the `executed` report durably in one fsync'd group commit
+//! before acknowledging, and resend unacknowledged reports after a reconnect.
 //!
 //! Where it differs from `enterprise-node` (stated in BENCHMARKS.md): all simulated
 //! enterprises share one store and one commit thread, so one fsync covers many of them
@@ -135,7 +134,6 @@ impl Sim {
             counters: counters.clone(),
             state: ids.iter().map(|_| EntState::default()).collect(),
             bodies: HashSet::new(),
-            pending_exec: Vec::new(),
         };
         std::thread::Builder::new()
             .name("sim-commit".into())
@@ -317,8 +315,6 @@ struct Committer {
     state: Vec<EntState>,
     /// Directive bodies already in the store.
     bodies: HashSet<String>,
-    /// Received directives whose `executed` goes out in the next group.
-    pending_exec: Vec<(usize, String)>,
 }
 
 /// What a group decided, applied after its commit.
@@ -332,11 +328,9 @@ impl Committer {
     fn run(mut self, mut rx: mpsc::Receiver<Event>) {
         loop {
             let mut events = Vec::new();
-            if self.pending_exec.is_empty() {
-                match rx.blocking_recv() {
-                    Some(e) => events.push(e),
-                    None => return,
-                }
+            match rx.blocking_recv() {
+                Some(e) => events.push(e),
+                None => return,
             }
             while events.len() < 4096 {
                 match rx.try_recv() {
@@ -356,14 +350,6 @@ impl Committer {
         let store = self.store.clone();
         let mut txn = store.txn();
         let mut outcome = Outcome::default();
-        // Execution of what the previous group acknowledged (enterprise-node reports
-        // `executed` after the rules are durable, in the next commit).
-        for (ent, id) in std::mem::take(&mut self.pending_exec) {
-            txn.put(receipt_key(ent, &id), vec![TargetState::Executed as u8]);
-            let report = self.report(&mut txn, ent, &id, TargetState::Executed, now);
-            outcome.reports.push((ent, report));
-            self.counters.executed.fetch_add(1, Ordering::Relaxed);
-        }
         for event in events {
             match event {
                 Event::Inbound {
@@ -478,11 +464,12 @@ impl Committer {
             if self.bodies.insert(d.id.clone()) {
                 txn.put(format!("d/{}", d.id).into_bytes(), d.encode_to_vec());
             }
-            txn.put(key, vec![TargetState::Acknowledged as u8]);
-            let report = self.report(txn, ent, &d.id, TargetState::Acknowledged, now);
+            // As enterprise-node: receipt, rules and `executed` in one commit, one report.
+            txn.put(key, vec![TargetState::Executed as u8]);
+            let report = self.report(txn, ent, &d.id, TargetState::Executed, now);
             outcome.reports.push((ent, report));
-            self.pending_exec.push((ent, d.id));
             self.counters.received.fetch_add(1, Ordering::Relaxed);
+            self.counters.executed.fetch_add(1, Ordering::Relaxed);
         }
         let applied = self.state[ent].applied;
         txn.put(applied_key(ent), records::encode_u64(applied));

@@ -1,6 +1,7 @@
 //! A node's TOML configuration: every field typed, documented with its default, and
 //! validated once at start with an error that names the field.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -441,14 +442,16 @@ impl Config {
 
     /// Every enterprise this node can reach through its children, with the child that leads
     /// to it (the ministry's directory; a province's own jurisdiction).
-    pub fn directory(&self) -> Vec<(NodeId, NodeId)> {
-        let mut out = Vec::new();
+    pub fn directory(&self) -> BTreeMap<NodeId, NodeId> {
+        let mut out = BTreeMap::new();
         for child in &self.children {
             match child.id.tier() {
-                Tier::Enterprise => out.push((child.id.clone(), child.id.clone())),
+                Tier::Enterprise => {
+                    out.insert(child.id.clone(), child.id.clone());
+                }
                 _ => {
                     for e in &child.enterprises {
-                        out.push((e.clone(), child.id.clone()));
+                        out.insert(e.clone(), child.id.clone());
                     }
                 }
             }

@@ -267,7 +267,7 @@ pub fn parse_targets<S: AsRef<str>>(items: &[S]) -> Result<Vec<TargetSelection>,
 /// Resolves selections to enterprise targets through `directory` (enterprise, route).
 pub fn resolve_targets(
     selections: &[TargetSelection],
-    directory: &[(NodeId, NodeId)],
+    directory: &std::collections::BTreeMap<NodeId, NodeId>,
 ) -> Result<std::collections::BTreeSet<NodeId>, InputError> {
     let mut out = std::collections::BTreeSet::new();
     for sel in selections {
@@ -287,7 +287,7 @@ pub fn resolve_targets(
                 }
             }
             TargetSelection::Enterprise(e) => {
-                if !directory.iter().any(|(d, _)| d == e) {
+                if !directory.contains_key(e) {
                     return Err(InputError::UnknownTarget(e.to_string()));
                 }
                 out.insert(e.clone());
@@ -421,11 +421,11 @@ mod tests {
     #[test]
     fn targets_resolve_through_the_directory() {
         let n = |s: &str| s.parse::<NodeId>().expect("id");
-        let dir = vec![
+        let dir = std::collections::BTreeMap::from([
             (n("enterprise/a"), n("province/11")),
             (n("enterprise/b"), n("province/44")),
             (n("enterprise/c"), n("enterprise/c")),
-        ];
+        ]);
         let all = resolve_targets(&parse_targets(&["all"]).expect("p"), &dir).expect("r");
         assert_eq!(all.len(), 3);
         let some = resolve_targets(

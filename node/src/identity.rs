@@ -108,6 +108,14 @@ impl From<NodeId> for String {
     }
 }
 
+// Lookups by the string form (`directory.get("enterprise/x")`) agree with NodeId's
+// ordering, which is the string's.
+impl std::borrow::Borrow<str> for NodeId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

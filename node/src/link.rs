@@ -6,7 +6,7 @@
 //! and acknowledges cumulatively what it has durably applied. Only one session per peer is
 //! live: a newer connection from the same child replaces the older one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,7 +39,13 @@ pub struct LinkContext {
     pub trust_domain: String,
     pub shutdown: CancellationToken,
     sessions: Arc<std::sync::Mutex<HashMap<NodeId, CancellationToken>>>,
+    /// Directives recently sent, decoded once for every session: a province sends each
+    /// directive to all its enterprises, and a blacklist can hold 50,000 rules.
+    recent: Arc<std::sync::Mutex<VecDeque<Arc<Directive>>>>,
 }
+
+/// How many decoded directives the link writers keep between them.
+const RECENT_DIRECTIVES: usize = 32;
 
 impl LinkContext {
     pub fn new(
@@ -56,6 +62,7 @@ impl LinkContext {
             trust_domain,
             shutdown,
             sessions: Arc::default(),
+            recent: Arc::default(),
         }
     }
 
@@ -256,14 +263,13 @@ async fn write_loop(
     let window = u64::from(ctx.tuning.window);
     let batch_max = u64::from(ctx.tuning.batch);
     let byte_budget = ctx.tuning.max_frame_bytes / 2;
-    let mut cache: Option<Directive> = None;
     loop {
         let top = *durable.borrow_and_update();
         let acked_now = *acked.borrow_and_update();
         next = next.max(acked_now + 1);
         let limit = top.min(acked_now + window).min(next + batch_max - 1);
         if next <= limit {
-            match read_batch(&ctx.shared, &peer.id, next, limit, byte_budget, &mut cache) {
+            match read_batch(&ctx, &peer.id, next, limit, byte_budget) {
                 Ok(envelopes) if !envelopes.is_empty() => {
                     next = envelopes.last().map_or(next, |e| e.seq + 1);
                     let frame = Frame {
@@ -296,13 +302,13 @@ async fn write_loop(
 
 /// Reads outbox entries `from..=to` as envelopes, stopping early at `byte_budget`.
 fn read_batch(
-    shared: &Shared,
+    ctx: &LinkContext,
     peer: &NodeId,
     from: u64,
     to: u64,
     byte_budget: usize,
-    cache: &mut Option<Directive>,
 ) -> Result<Vec<Envelope>, NodeError> {
+    let shared = &ctx.shared;
     let mut envelopes = Vec::new();
     let mut bytes = 0usize;
     let range = shared
@@ -315,7 +321,7 @@ fn read_batch(
             // A hole: the entry was deleted under us, which only an acknowledgment does.
             break;
         }
-        let env = envelope(shared, entry, cache)?;
+        let env = envelope(ctx, entry)?;
         bytes += env.encoded_len();
         envelopes.push(env);
         if bytes >= byte_budget {
@@ -325,28 +331,37 @@ fn read_batch(
     Ok(envelopes)
 }
 
-fn envelope(
-    shared: &Shared,
-    entry: OutboxEntry,
-    cache: &mut Option<Directive>,
-) -> Result<Envelope, NodeError> {
+/// The stored directive `id`, from the writers' shared cache or decoded from the store.
+fn recent_directive(ctx: &LinkContext, id: &str) -> Result<Arc<Directive>, NodeError> {
+    let lock = || ctx.recent.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(d) = lock().iter().find(|d| d.id == id) {
+        return Ok(d.clone());
+    }
+    let key = records::directive(id);
+    let value = ctx
+        .shared
+        .store
+        .get(&key)?
+        .ok_or_else(|| NodeError::NotFound(format!("directive {id}")))?;
+    let stored: StoredDirective = decode(&key, &value)?;
+    // Kept without its targets: each copy sent carries only its own.
+    let d = Arc::new(Directive {
+        targets: Vec::new(),
+        ..stored.directive.unwrap_or_default()
+    });
+    let mut recent = lock();
+    if recent.len() == RECENT_DIRECTIVES {
+        recent.pop_front();
+    }
+    recent.push_back(d.clone());
+    Ok(d)
+}
+
+fn envelope(ctx: &LinkContext, entry: OutboxEntry) -> Result<Envelope, NodeError> {
     let payload = match entry.body {
         Some(outbox_entry::Body::Status(s)) => Payload::Status(s),
         Some(outbox_entry::Body::Directive(r)) => {
-            let mut d = match cache.as_ref().filter(|d| d.id == r.id) {
-                Some(d) => d.clone(),
-                None => {
-                    let key = records::directive(&r.id);
-                    let value = shared
-                        .store
-                        .get(&key)?
-                        .ok_or_else(|| NodeError::NotFound(format!("directive {}", r.id)))?;
-                    let stored: StoredDirective = decode(&key, &value)?;
-                    let d = stored.directive.unwrap_or_default();
-                    *cache = Some(d.clone());
-                    d
-                }
-            };
+            let mut d = Directive::clone(&*recent_directive(ctx, &r.id)?);
             d.targets = r.targets;
             Payload::Directive(d)
         }

@@ -149,19 +149,6 @@ pub fn rule(directive_id: &str, index: u32) -> Vec<u8> {
     k
 }
 
-/// Enterprise: directives whose rules are stored but not yet confirmed in the rules file.
-pub const PENDING_EXEC_PREFIX: &[u8] = b"x/";
-
-pub fn pending_exec(directive_id: &str) -> Vec<u8> {
-    key("x/", &[directive_id.as_bytes()])
-}
-
-pub fn pending_exec_id(key: &[u8]) -> Option<String> {
-    key.strip_prefix(PENDING_EXEC_PREFIX)
-        .and_then(|id| std::str::from_utf8(id).ok())
-        .map(str::to_string)
-}
-
 /// Enterprise: a data-correction demand waiting for the operator.
 pub const CORRECTION_PREFIX: &[u8] = b"c/d/";
 

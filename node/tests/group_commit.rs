@@ -26,7 +26,7 @@ async fn concurrent_issues_share_fsyncs_and_all_survive_a_reopen() {
                 child.clone(),
                 Arc::new(PeerState::new(child.clone(), Role::Child)),
             )]),
-            directory: vec![(child.clone(), child.clone())],
+            directory: BTreeMap::from([(child.clone(), child.clone())]),
             clock: Arc::new(SystemClock),
             started_at_ms: 0,
             failed: AtomicBool::new(false),

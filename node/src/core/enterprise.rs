@@ -124,7 +124,6 @@ impl Core {
                     .put(records::schedule(d.expires_at_ms, &d.id), Vec::new());
             }
         }
-        g.txn.put(records::pending_exec(&d.id), Vec::new());
         g.rules_changed.push(d.id.clone());
         Ok(())
     }
@@ -144,15 +143,12 @@ impl Core {
             g.txn.delete(k);
             removed += 1;
         }
-        // Not yet confirmed in the rules file: it never will be now.
-        g.txn.delete(records::pending_exec(x));
         if self.stored_meta(g, x)?.is_some() {
             let x_trace = self.stored_trace(g, x)?;
             let detail = format!("revoked by {}: {removed} rules removed", d.id);
             self.report_up(g, x, &me, TargetState::Revoked, &detail, &x_trace);
         }
         tracing::info!(directive = %x, revocation = %d.id, removed, "directive revoked");
-        g.txn.put(records::pending_exec(&d.id), Vec::new());
         g.rules_changed.push(d.id.clone());
         Ok(())
     }
@@ -220,19 +216,27 @@ impl Core {
         })
     }
 
-    pub(super) fn rules_written(
-        &mut self,
-        g: &mut Group<'_>,
-        directives: Vec<String>,
-        result: Result<(), String>,
-    ) -> Result<(), NodeError> {
+    /// Writes the rules file as this group leaves the rule set, before the group commits,
+    /// and reports the group's directives executed (or failed, their rules taken out again)
+    /// in the same commit: receipt, rules and report are durable together, and one status
+    /// report carries both. A crash before the commit leaves the file ahead of the store
+    /// until the parent resends and the start rewrites it.
+    pub(super) fn execute_rules(&mut self, g: &mut Group<'_>) -> Result<(), NodeError> {
+        let result = match &self.rules_file {
+            Some(path) => {
+                let rules = rules_in_force(g.txn.scan_prefix(records::RULE_PREFIX)?, g.now)?;
+                write_rules_file(path, rules, g.now).map_err(|e| e.to_string())
+            }
+            None => Ok(()),
+        };
+        let directives = std::mem::take(&mut g.rules_changed);
+        if directives.is_empty()
+            && let Err(e) = &result
+        {
+            tracing::error!(error = %e, "rules file not rewritten after a scheduled change");
+        }
         let me = self.shared.node_id.to_string();
         for id in directives {
-            let pending = records::pending_exec(&id);
-            if !g.txn.contains(&pending)? {
-                continue; // reported already (recovery and a normal write raced)
-            }
-            g.txn.delete(pending);
             let trace = self.stored_trace(g, &id)?;
             let span = tracing::info_span!("directive.execute", directive = %id, node = %me);
             telemetry::set_parent(&span, &trace);
@@ -256,13 +260,15 @@ impl Core {
         Ok(())
     }
 
-    /// Writes the active rule set to the rules file atomically: a temporary file in the same
-    /// directory, fsync'd, renamed over the old one, and the directory fsync'd.
+    /// Writes the committed rule set to the rules file.
     pub(super) fn write_rules_file(&self) -> Result<(), String> {
         let Some(path) = &self.rules_file else {
             return Ok(());
         };
-        write_rules_file(&self.shared.store, path, self.shared.now_ms()).map_err(|e| e.to_string())
+        let now = self.shared.now_ms();
+        active_rules(&self.shared.store, now)
+            .map_err(|e| e.to_string())
+            .and_then(|rules| write_rules_file(path, rules, now).map_err(|e| e.to_string()))
     }
 }
 
@@ -291,9 +297,19 @@ pub struct RuleFile {
 
 /// Reads the rules in force at `now_ms` from the store.
 pub fn active_rules(store: &Store, now_ms: i64) -> Result<Vec<RuleFileEntry>, NodeError> {
+    let entries = store
+        .scan_prefix(records::RULE_PREFIX)
+        .collect::<Result<Vec<_>, _>>()?;
+    rules_in_force(entries, now_ms)
+}
+
+/// The rules in force at `now_ms` among stored active-rule records.
+fn rules_in_force(
+    entries: Vec<(Vec<u8>, Vec<u8>)>,
+    now_ms: i64,
+) -> Result<Vec<RuleFileEntry>, NodeError> {
     let mut out = Vec::new();
-    for entry in store.scan_prefix(records::RULE_PREFIX) {
-        let (k, v) = entry?;
+    for (k, v) in entries {
         let r: ActiveRule = decode(&k, &v)?;
         let in_force =
             r.effective_at_ms <= now_ms && (r.expires_at_ms == 0 || now_ms < r.expires_at_ms);
@@ -319,9 +335,14 @@ pub fn active_rules(store: &Store, now_ms: i64) -> Result<Vec<RuleFileEntry>, No
     Ok(out)
 }
 
-fn write_rules_file(store: &Store, path: &std::path::Path, now_ms: i64) -> anyhow::Result<()> {
+/// Writes the rules file atomically: a temporary file in the same directory, fsync'd,
+/// renamed over the old one, and the directory fsync'd.
+fn write_rules_file(
+    path: &std::path::Path,
+    rules: Vec<RuleFileEntry>,
+    now_ms: i64,
+) -> anyhow::Result<()> {
     use std::io::Write;
-    let rules = active_rules(store, now_ms)?;
     let file = RuleFile {
         generated_at_ms: now_ms,
         rules,

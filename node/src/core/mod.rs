@@ -12,7 +12,7 @@
 //! its ID) is applied once; target states only move forward, so a repeated status is
 //! harmless.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -94,7 +94,7 @@ pub struct Shared {
     pub store: Arc<Store>,
     pub peers: BTreeMap<NodeId, Arc<PeerState>>,
     /// Enterprises this node can reach, with the child that leads to each.
-    pub directory: Vec<(NodeId, NodeId)>,
+    pub directory: BTreeMap<NodeId, NodeId>,
     pub clock: Arc<dyn Clock>,
     pub started_at_ms: i64,
     /// Set when the core stopped on a store failure: the node must exit.
@@ -129,12 +129,6 @@ pub enum Event {
         request: Box<IssueRequest>,
         operator: String,
         reply: oneshot::Sender<Result<IssueReply, NodeError>>,
-    },
-    /// Enterprise: the rules file now reflects these directives' rules (or could not be
-    /// written).
-    RulesWritten {
-        directives: Vec<String>,
-        result: Result<(), String>,
     },
     /// Province: an operator confirms or returns a received requirement.
     Decide {
@@ -255,8 +249,6 @@ pub struct Core {
     applied: HashMap<NodeId, u64>,
     acked: HashMap<NodeId, u64>,
     rules_file: Option<PathBuf>,
-    /// Events the core gives itself (rules file written), handled before new input.
-    internal: VecDeque<Event>,
     fatal: CancellationToken,
 }
 
@@ -287,7 +279,7 @@ struct Group<'s> {
     now: i64,
     replies: Vec<Reply>,
     upward: BTreeMap<String, Upward>,
-    /// Directives whose execution waits for the rules file to be written.
+    /// Directives executed once the rules file is written, before this group commits.
     rules_changed: Vec<String>,
     /// The rules file must be rewritten (a directive took effect or lapsed).
     rules_dirty: bool,
@@ -313,7 +305,6 @@ impl Core {
             applied: HashMap::new(),
             acked: HashMap::new(),
             rules_file: options.rules_file,
-            internal: VecDeque::new(),
             fatal,
         };
         for (id, peer) in &shared.peers {
@@ -339,7 +330,11 @@ impl Core {
             peer.acked.store(acked, Ordering::SeqCst);
         }
         if core.tier == Tier::Enterprise {
-            core.recover_pending_execution()?;
+            // The store is the truth; a crash between writing the file and committing the
+            // group may have left the file ahead of it (or behind, for a revocation).
+            if let Err(e) = core.write_rules_file() {
+                tracing::error!(error = %e, "rules file not rewritten at start");
+            }
         }
         let (tx, rx) = mpsc::channel(8192);
         let thread = std::thread::Builder::new()
@@ -354,35 +349,12 @@ impl Core {
         Ok((CoreHandle { tx }, thread))
     }
 
-    /// Directives whose rules were stored before a crash but not confirmed in the rules
-    /// file: write the file again and report them.
-    fn recover_pending_execution(&mut self) -> Result<(), NodeError> {
-        let mut pending = Vec::new();
-        // A read error stops the start: skipping an entry would leave a directive applied
-        // but never reported.
-        for entry in self.shared.store.scan_prefix(records::PENDING_EXEC_PREFIX) {
-            let (key, _) = entry?;
-            pending.extend(records::pending_exec_id(&key));
-        }
-        if !pending.is_empty() {
-            tracing::info!(count = pending.len(), "re-writing rules file after restart");
-            let result = self.write_rules_file();
-            self.internal.push_back(Event::RulesWritten {
-                directives: pending,
-                result,
-            });
-        }
-        Ok(())
-    }
-
     fn run(mut self, mut rx: mpsc::Receiver<Event>) {
         loop {
-            let mut events: Vec<Event> = self.internal.drain(..).collect();
-            if events.is_empty() {
-                match rx.blocking_recv() {
-                    Some(e) => events.push(e),
-                    None => break,
-                }
+            let mut events: Vec<Event> = Vec::new();
+            match rx.blocking_recv() {
+                Some(e) => events.push(e),
+                None => break,
             }
             while events.len() < MAX_GROUP {
                 match rx.try_recv() {
@@ -413,14 +385,11 @@ impl Core {
         for event in events {
             self.handle(&mut g, event)?;
         }
+        if g.rules_dirty || !g.rules_changed.is_empty() {
+            self.execute_rules(&mut g)?;
+        }
         self.flush_upward(&mut g)?;
-        let Group {
-            txn,
-            replies,
-            rules_changed,
-            rules_dirty,
-            ..
-        } = g;
+        let Group { txn, replies, .. } = g;
         let writes = txn.into_writes();
         if !writes.is_empty() {
             store.apply(writes)?;
@@ -434,15 +403,6 @@ impl Core {
                 Reply::Issue(tx, r) => drop(tx.send(r)),
                 Reply::Decide(tx, r) => drop(tx.send(r)),
             }
-        }
-        if !rules_changed.is_empty() {
-            let result = self.write_rules_file();
-            self.internal.push_back(Event::RulesWritten {
-                directives: rules_changed,
-                result,
-            });
-        } else if rules_dirty && let Err(e) = self.write_rules_file() {
-            tracing::error!(error = %e, "rules file not rewritten after a scheduled change");
         }
         Ok(())
     }
@@ -500,9 +460,6 @@ impl Core {
                     r => r,
                 };
                 g.replies.push(Reply::Issue(reply, result));
-            }
-            Event::RulesWritten { directives, result } => {
-                self.rules_written(g, directives, result)?;
             }
             Event::Decide {
                 id,
@@ -598,8 +555,8 @@ impl Core {
                     && self
                         .shared
                         .directory
-                        .iter()
-                        .any(|(e, route)| route == child && e.as_str() == u.node));
+                        .get(u.node.as_str())
+                        .is_some_and(|route| route == child));
             if !allowed {
                 return Err(NodeError::Forbidden(format!(
                     "{child} may not report on {}",
@@ -773,16 +730,22 @@ impl Core {
         };
         // For a relaying province, "acknowledged" is when it decided (confirmed, or passed
         // an emergency on) and "finished" when it returned the requirement.
+        // Reports are coalesced per group on the way up, so a target can jump past a phase
+        // (an enterprise reports `executed` with its acknowledgment); the phase it passed
+        // happened no later than now.
         match state {
             TargetState::Queued => stamp(&mut rec.queued_at_ms),
             TargetState::Delivered | TargetState::Received => stamp(&mut rec.delivered_at_ms),
             TargetState::Acknowledged | TargetState::Confirmed | TargetState::Forwarded => {
-                stamp(&mut rec.acknowledged_at_ms)
+                stamp(&mut rec.delivered_at_ms);
+                stamp(&mut rec.acknowledged_at_ms);
             }
-            TargetState::Executed
-            | TargetState::Failed
-            | TargetState::Returned
-            | TargetState::Revoked => stamp(&mut rec.finished_at_ms),
+            TargetState::Executed | TargetState::Failed => {
+                stamp(&mut rec.delivered_at_ms);
+                stamp(&mut rec.acknowledged_at_ms);
+                stamp(&mut rec.finished_at_ms);
+            }
+            TargetState::Returned | TargetState::Revoked => stamp(&mut rec.finished_at_ms),
             TargetState::Unspecified => {}
         }
         g.txn.put(key, encode(&rec));
@@ -1188,9 +1151,7 @@ impl Core {
                 TargetSelection::Province(p) => {
                     return Err(InputError::OtherProvince(p.to_string()).into());
                 }
-                TargetSelection::Enterprise(e)
-                    if self.shared.directory.iter().any(|(d, _)| *d == e) =>
-                {
+                TargetSelection::Enterprise(e) if self.shared.directory.contains_key(&e) => {
                     own.push(TargetSelection::Enterprise(e));
                 }
                 TargetSelection::Enterprise(e) => {
