@@ -272,7 +272,7 @@ pub fn resolve_targets(
     let mut out = std::collections::BTreeSet::new();
     for sel in selections {
         match sel {
-            TargetSelection::All => out.extend(directory.iter().map(|(e, _)| e.clone())),
+            TargetSelection::All => out.extend(directory.keys().cloned()),
             TargetSelection::Province(p) => {
                 let before = out.len();
                 let mut known = false;
