@@ -317,10 +317,12 @@ struct Committer {
     bodies: HashSet<String>,
 }
 
+type Reply = oneshot::Sender<Result<u64, String>>;
+
 /// What a group decided, applied after its commit.
 #[derive(Default)]
 struct Outcome {
-    replies: Vec<(oneshot::Sender<Result<u64, String>>, Result<u64, String>)>,
+    replies: Vec<(Reply, Result<u64, String>)>,
     reports: Vec<(usize, Envelope)>,
 }
 
@@ -428,7 +430,7 @@ impl Committer {
             match &env.payload {
                 Some(Payload::Directive(d)) => {
                     isms_node::core::check_directive_shape(d).map_err(|e| e.to_string())?;
-                    if !d.targets.iter().any(|t| *t == me) {
+                    if !d.targets.contains(&me) {
                         return Err(format!("directive {} is not for {me}", d.id));
                     }
                 }
