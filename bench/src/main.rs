@@ -263,8 +263,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     // The last one first, polled slowly: reads of 4,991 targets cost the
                     // ministry CPU; the figure comes from the ministry's own timestamps.
                     for id in ids.iter().rev() {
-                        let done =
-                            wait_done(&mut client, id, total_enterprises, SLOW_POLL).await?;
+                        let done = wait_done(&mut client, id, total_enterprises, SLOW_POLL).await?;
                         last = last.max(issued_at(&mut client, id).await? + done);
                     }
                     let secs = (last - first) as f64 / 1000.0;
@@ -284,8 +283,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 let mut samples = Vec::new();
                 for run in 0..args.runs {
                     let id = issue(&mut client, &format!("b{run}.{tag}"), args.bulk_rules).await?;
-                    let done =
-                        wait_done(&mut client, &id, total_enterprises, SLOW_POLL).await?;
+                    let done = wait_done(&mut client, &id, total_enterprises, SLOW_POLL).await?;
                     samples.push(done as f64 / 1000.0);
                 }
                 figures.add(

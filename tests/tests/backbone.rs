@@ -28,6 +28,19 @@ fn a_directive_to_all_reaches_every_enterprise_once() {
     let view = net.wait_all(&id, "executed", T);
     assert_eq!(view["targets"].as_array().map(Vec::len), Some(7));
     assert_eq!(view["counts"]["executed"], 7);
+    // Reports are coalesced on the way up (the enterprise reports `executed` with its
+    // acknowledgment), but every phase keeps a time, in order.
+    for t in view["targets"].as_array().into_iter().flatten() {
+        let at = |f: &str| t[f].as_i64().unwrap_or(0);
+        let phases = [
+            at("queued_at_ms"),
+            at("delivered_at_ms"),
+            at("acknowledged_at_ms"),
+            at("finished_at_ms"),
+        ];
+        assert!(phases.iter().all(|&p| p > 0), "{t}");
+        assert!(phases.windows(2).all(|w| w[0] <= w[1]), "{t}");
+    }
     let hops = isms_e2e::states(&view["hops"]);
     assert_eq!(hops.len(), 3, "three relaying provinces: {hops:?}");
     // The generated provinces auto-confirm; that is recorded as such.
