@@ -381,6 +381,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .max()
         .unwrap_or_default();
     let (_, enterprise_peak) = net::memory(real_pid).unwrap_or_default();
+    let (_, generator_peak) = net::memory(std::process::id()).unwrap_or_default();
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
     figures.add("peak RSS ministry-node", "MiB", vec![mib(ministry_peak)]);
     figures.add(
