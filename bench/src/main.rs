@@ -395,6 +395,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "MiB",
         vec![mib(enterprise_peak)],
     );
+    figures.add(
+        "peak RSS load generator (simulated enterprises)",
+        "MiB",
+        vec![mib(generator_peak)],
+    );
     let c = &sim.counters;
     println!(
         "simulated enterprises: {} directives received, {} duplicates, {} executed, {} rules validated, {} refused batches, {} commits",
