@@ -228,7 +228,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                         let id = issue(&mut client, &format!("l{run}-{i}.{tag}"), 1).await?;
                         let done =
                             wait_done(&mut client, &id, total_enterprises, FAST_POLL).await?;
-                        samples.push(done as f64);
+                        samples.push(done.latency_ms() as f64);
                     }
                 }
                 let n = (args.runs * args.latency_count) as f64;
@@ -258,13 +258,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     for i in 0..args.throughput_count {
                         ids.push(issue(&mut client, &format!("t{run}-{i}.{tag}"), 1).await?);
                     }
-                    let first = issued_at(&mut client, &ids[0]).await?;
-                    let mut last = 0;
+                    let (mut first, mut last) = (i64::MAX, 0);
                     // The last one first, polled slowly: reads of 4,991 targets cost the
                     // ministry CPU; the figure comes from the ministry's own timestamps.
                     for id in ids.iter().rev() {
                         let done = wait_done(&mut client, id, total_enterprises, SLOW_POLL).await?;
-                        last = last.max(issued_at(&mut client, id).await? + done);
+                        first = first.min(done.issued_ms);
+                        last = last.max(done.finished_ms);
                     }
                     let secs = (last - first) as f64 / 1000.0;
                     samples.push(args.throughput_count as f64 / secs);
@@ -284,7 +284,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 for run in 0..args.runs {
                     let id = issue(&mut client, &format!("b{run}.{tag}"), args.bulk_rules).await?;
                     let done = wait_done(&mut client, &id, total_enterprises, SLOW_POLL).await?;
-                    samples.push(done as f64 / 1000.0);
+                    samples.push(done.latency_ms() as f64 / 1000.0);
                 }
                 figures.add(
                     &format!("bulk {} rules to N = {total_enterprises}", args.bulk_rules),
@@ -462,14 +462,11 @@ fn cpu_split(bench: &BenchNet, provinces: &[String], enterprise: &str) -> [u64; 
     ]
 }
 
-async fn issue(
-    client: &mut OperatorClient<Channel>,
-    tag: &str,
-    rules: usize,
-) -> anyhow::Result<String> {
-    let request = IssueRequest {
+/// A disposal directive to `to` blocking `rules` domains named after `tag`.
+fn request(to: &str, tag: &str, rules: usize) -> IssueRequest {
+    IssueRequest {
         id: uuid::Uuid::now_v7().to_string(),
-        to: vec!["all".into()],
+        to: vec![to.into()],
         kind: DirectiveKind::Disposal as i32,
         urgency: Urgency::General as i32,
         rules: (0..rules)
@@ -480,7 +477,15 @@ async fn issue(
             })
             .collect(),
         ..Default::default()
-    };
+    }
+}
+
+async fn issue(
+    client: &mut OperatorClient<Channel>,
+    tag: &str,
+    rules: usize,
+) -> anyhow::Result<String> {
+    let request = request("all", tag, rules);
     Ok(client.issue_directive(request).await?.into_inner().id)
 }
 
@@ -500,18 +505,7 @@ async fn issue_many(
             let targets = targets.clone();
             let tag = tag.to_string();
             async move {
-                let request = IssueRequest {
-                    id: uuid::Uuid::now_v7().to_string(),
-                    to: vec![targets[i % targets.len()].clone()],
-                    kind: DirectiveKind::Disposal as i32,
-                    urgency: Urgency::General as i32,
-                    rules: vec![Rule {
-                        kind: RuleKind::BlockDomain as i32,
-                        value: format!("r{i}.{tag}.bench.example"),
-                        op: 0,
-                    }],
-                    ..Default::default()
-                };
+                let request = request(&targets[i % targets.len()], &format!("{i}.{tag}"), 1);
                 client.issue_directive(request).await.map(|_| ())
             }
         })
@@ -534,27 +528,31 @@ async fn backlog_of(client: &mut OperatorClient<Channel>, peer: &str) -> anyhow:
         .with_context(|| format!("{peer} not among the ministry's peers"))
 }
 
-async fn issued_at(client: &mut OperatorClient<Channel>, id: &str) -> anyhow::Result<i64> {
-    let view = client
-        .get_directive(GetDirectiveRequest { id: id.into() })
-        .await?
-        .into_inner();
-    Ok(view.directive.map_or(0, |d| d.issued_at_ms))
-}
-
-/// Waits until the ministry holds `executed` for all `n` targets; returns the ministry's
-/// own time from accepting the directive to the last `executed`, in ms.
 /// Poll intervals: a directive's full view is 4,991 target records, so reading it is not
 /// free for the ministry; latency is measured on the ministry's clock, not by the poll.
 const FAST_POLL: Duration = Duration::from_millis(25);
 const SLOW_POLL: Duration = Duration::from_millis(250);
 
+/// A fully executed directive, on the ministry's clock: when it accepted the directive and
+/// when the last target's `executed` arrived.
+struct Done {
+    issued_ms: i64,
+    finished_ms: i64,
+}
+
+impl Done {
+    fn latency_ms(&self) -> i64 {
+        self.finished_ms - self.issued_ms
+    }
+}
+
+/// Waits until the ministry holds `executed` for all `n` targets.
 async fn wait_done(
     client: &mut OperatorClient<Channel>,
     id: &str,
     n: usize,
     poll: Duration,
-) -> anyhow::Result<i64> {
+) -> anyhow::Result<Done> {
     let started = Instant::now();
     loop {
         let view = client
@@ -567,14 +565,15 @@ async fn wait_done(
             .filter(|t| t.state == TargetState::Executed as i32)
             .count();
         if executed == n && view.targets.len() == n {
-            let issued = view.directive.map_or(0, |d| d.issued_at_ms);
-            let last = view
-                .targets
-                .iter()
-                .map(|t| t.finished_at_ms)
-                .max()
-                .unwrap_or(0);
-            return Ok(last - issued);
+            return Ok(Done {
+                issued_ms: view.directive.map_or(0, |d| d.issued_at_ms),
+                finished_ms: view
+                    .targets
+                    .iter()
+                    .map(|t| t.finished_at_ms)
+                    .max()
+                    .unwrap_or(0),
+            });
         }
         if let Some(bad) = view.targets.iter().find(|t| {
             t.state == TargetState::Failed as i32 || t.state == TargetState::Returned as i32

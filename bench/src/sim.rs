@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
+use isms_node::clock::{Clock, SystemClock};
 use isms_node::identity::{Identity, NodeId};
 use isms_node::proto::v1::link_client::LinkClient;
 use isms_node::proto::v1::{
@@ -168,7 +169,7 @@ impl Sim {
         loop {
             let ent = &self.enterprises[i];
             if let Err(e) = self.session(i).await {
-                tracing_free_log(&format!("{}: link ended: {e}", ent.id));
+                verbose(&format!("{}: link ended: {e}", ent.id));
             }
             ent.linked.store(false, Ordering::Relaxed);
             let jitter = rand::random_range(0.5..1.0);
@@ -250,7 +251,7 @@ fn body(b: frame::Body) -> Frame {
 
 /// Errors of individual links are expected while a province restarts; they go to stderr
 /// only when asked for.
-fn tracing_free_log(line: &str) {
+fn verbose(line: &str) {
     if std::env::var_os("ISMS_BENCH_VERBOSE").is_some() {
         eprintln!("{line}");
     }
@@ -322,7 +323,7 @@ type Reply = oneshot::Sender<Result<u64, String>>;
 /// What a group decided, applied after its commit.
 #[derive(Default)]
 struct Outcome {
-    replies: Vec<(Reply, Result<u64, String>)>,
+    replies: Vec<(usize, Reply, Result<u64, String>)>,
     reports: Vec<(usize, Envelope)>,
 }
 
@@ -348,7 +349,7 @@ impl Committer {
     }
 
     fn group(&mut self, events: Vec<Event>) -> anyhow::Result<()> {
-        let now = now_ms();
+        let now = SystemClock.now_ms();
         let store = self.store.clone();
         let mut txn = store.txn();
         let mut outcome = Outcome::default();
@@ -363,7 +364,7 @@ impl Committer {
                     if r.is_err() {
                         self.counters.refused.fetch_add(1, Ordering::Relaxed);
                     }
-                    outcome.replies.push((reply, r));
+                    outcome.replies.push((ent, reply, r));
                 }
                 Event::Acked { ent, up_to } => {
                     let st = &mut self.state[ent];
@@ -397,12 +398,12 @@ impl Committer {
                 .insert(seq, env);
             e.durable_out.send_replace(seq);
         }
-        for (ent, st) in self.state.iter().enumerate() {
-            self.enterprises[ent]
-                .applied
-                .store(st.applied, Ordering::SeqCst);
-        }
-        for (reply, r) in outcome.replies {
+        for (ent, reply, r) in outcome.replies {
+            if let Ok(applied) = r {
+                self.enterprises[ent]
+                    .applied
+                    .store(applied, Ordering::SeqCst);
+            }
             let _ = reply.send(r);
         }
         Ok(())
@@ -523,10 +524,4 @@ fn outbox_key(ent: usize, seq: u64) -> Vec<u8> {
     let mut k = format!("o/{ent}\0").into_bytes();
     k.extend_from_slice(&seq.to_be_bytes());
     k
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -260,15 +260,20 @@ impl Core {
         Ok(())
     }
 
-    /// Writes the committed rule set to the rules file.
-    pub(super) fn write_rules_file(&self) -> Result<(), String> {
+    /// At start: the store is the truth, and a crash between writing the file and
+    /// committing the group may have left the file ahead of it (or behind, for a
+    /// revocation). A store read error stops the start; a file that cannot be written is
+    /// logged, and the next change tries again.
+    pub(super) fn rewrite_rules_file(&self) -> Result<(), NodeError> {
         let Some(path) = &self.rules_file else {
             return Ok(());
         };
         let now = self.shared.now_ms();
-        active_rules(&self.shared.store, now)
-            .map_err(|e| e.to_string())
-            .and_then(|rules| write_rules_file(path, rules, now).map_err(|e| e.to_string()))
+        let rules = active_rules(&self.shared.store, now)?;
+        if let Err(e) = write_rules_file(path, rules, now) {
+            tracing::error!(error = %e, "rules file not rewritten at start");
+        }
+        Ok(())
     }
 }
 

@@ -330,11 +330,7 @@ impl Core {
             peer.acked.store(acked, Ordering::SeqCst);
         }
         if core.tier == Tier::Enterprise {
-            // The store is the truth; a crash between writing the file and committing the
-            // group may have left the file ahead of it (or behind, for a revocation).
-            if let Err(e) = core.write_rules_file() {
-                tracing::error!(error = %e, "rules file not rewritten at start");
-            }
+            core.rewrite_rules_file()?;
         }
         let (tx, rx) = mpsc::channel(8192);
         let thread = std::thread::Builder::new()
