@@ -83,6 +83,7 @@ pub struct Sim {
     window: u64,
     batch: usize,
     max_frame: usize,
+    ack_delay: Duration,
 }
 
 impl Sim {
@@ -146,6 +147,7 @@ impl Sim {
             window: u64::from(link.window),
             batch: link.batch as usize,
             max_frame: link.max_frame_bytes,
+            ack_delay: link.ack_delay,
         }))
     }
 
@@ -185,8 +187,9 @@ impl Sim {
             .max_decoding_message_size(self.max_frame)
             .max_encoding_message_size(self.max_frame);
         let (out, rx) = mpsc::channel::<Frame>(64);
+        let hello_applied = ent.applied.load(Ordering::SeqCst);
         out.send(body(frame::Body::Hello(Hello {
-            applied: ent.applied.load(Ordering::SeqCst),
+            applied: hello_applied,
         })))
         .await?;
         let mut inbound = client.open(ReceiverStream::new(rx)).await?.into_inner();
@@ -198,43 +201,47 @@ impl Sim {
         };
         ent.linked.store(true, Ordering::Relaxed);
         let (acked_tx, acked_rx) = watch::channel(peer_applied);
+        let (owed_tx, owed_rx) = watch::channel(hello_applied);
         let writer = tokio::spawn(write_loop(
             ent.clone(),
             peer_applied + 1,
             acked_rx,
+            owed_rx,
             out.clone(),
-            self.window,
-            self.batch,
+            Tuning {
+                window: self.window,
+                batch: self.batch,
+                ack_delay: self.ack_delay,
+            },
         ));
         let result = async {
             while let Some(frame) = inbound.next().await {
-                match frame?.body {
-                    Some(frame::Body::Batch(Batch { envelopes })) => {
-                        let (reply, answer) = oneshot::channel();
-                        self.tx
-                            .send(Event::Inbound {
-                                ent: i,
-                                envelopes,
-                                reply,
-                            })
-                            .await?;
-                        let applied = answer.await?.map_err(anyhow::Error::msg)?;
-                        out.send(body(frame::Body::Ack(Ack { applied }))).await?;
-                    }
-                    Some(frame::Body::Ack(Ack { applied })) => {
-                        acked_tx.send_if_modified(|v| {
-                            let newer = applied > *v;
-                            *v = (*v).max(applied);
-                            newer
-                        });
-                        self.tx
-                            .send(Event::Acked {
-                                ent: i,
-                                up_to: applied,
-                            })
-                            .await?;
-                    }
+                // As enterprise-node: an acknowledgment comes alone or carried by a batch.
+                let (envelopes, acked) = match frame?.body {
+                    Some(frame::Body::Batch(Batch { envelopes, applied })) => (envelopes, applied),
+                    Some(frame::Body::Ack(Ack { applied })) => (Vec::new(), applied),
                     other => anyhow::bail!("unexpected frame {other:?}"),
+                };
+                if acked != 0 {
+                    raise(&acked_tx, acked);
+                    self.tx
+                        .send(Event::Acked {
+                            ent: i,
+                            up_to: acked,
+                        })
+                        .await?;
+                }
+                if !envelopes.is_empty() {
+                    let (reply, answer) = oneshot::channel();
+                    self.tx
+                        .send(Event::Inbound {
+                            ent: i,
+                            envelopes,
+                            reply,
+                        })
+                        .await?;
+                    let applied = answer.await?.map_err(anyhow::Error::msg)?;
+                    raise(&owed_tx, applied);
                 }
             }
             anyhow::Ok(())
@@ -257,45 +264,100 @@ fn verbose(line: &str) {
     }
 }
 
-/// Sends durable, unacknowledged reports, at most `window` beyond the last acknowledgment.
+fn raise(w: &watch::Sender<u64>, to: u64) {
+    w.send_if_modified(|v| {
+        let newer = to > *v;
+        *v = (*v).max(to);
+        newer
+    });
+}
+
+struct Tuning {
+    window: u64,
+    batch: usize,
+    ack_delay: Duration,
+}
+
+/// Sends durable, unacknowledged reports, at most `window` beyond the last acknowledgment,
+/// and acknowledgments as enterprise-node does: carried by a report batch, else alone
+/// after `ack_delay` (at once when a quarter of the window is owed).
 async fn write_loop(
     ent: Arc<Enterprise>,
     mut next: u64,
     mut acked: watch::Receiver<u64>,
+    mut owed: watch::Receiver<u64>,
     out: mpsc::Sender<Frame>,
-    window: u64,
-    batch: usize,
+    tuning: Tuning,
 ) {
     let mut durable = ent.durable_out.subscribe();
+    let eager = (tuning.window / 4).max(1);
+    let mut ack_sent = *owed.borrow_and_update();
+    let mut ack_due: Option<tokio::time::Instant> = None;
+    let applied_now =
+        |owed: &watch::Receiver<u64>| (*owed.borrow()).max(ent.applied.load(Ordering::SeqCst));
     loop {
         let top = *durable.borrow_and_update();
         let acked_now = *acked.borrow_and_update();
         next = next.max(acked_now + 1);
-        let limit = top.min(acked_now + window);
+        let limit = top.min(acked_now + tuning.window);
         if next <= limit {
             let envelopes: Vec<Envelope> = {
                 let outbox = ent.outbox.lock().unwrap_or_else(|p| p.into_inner());
                 outbox
                     .range(next..=limit)
-                    .take(batch)
+                    .take(tuning.batch)
                     .map(|(_, e)| e.clone())
                     .collect()
             };
             if let Some(last) = envelopes.last() {
                 next = last.seq + 1;
-                if out
-                    .send(body(frame::Body::Batch(Batch { envelopes })))
-                    .await
-                    .is_err()
-                {
+                let applied = applied_now(&owed);
+                let carried = if applied > ack_sent {
+                    ack_sent = applied;
+                    ack_due = None;
+                    applied
+                } else {
+                    0
+                };
+                let batch = Batch {
+                    envelopes,
+                    applied: carried,
+                };
+                if out.send(body(frame::Body::Batch(batch))).await.is_err() {
                     return;
                 }
                 continue;
             }
         }
+        owed.mark_unchanged();
+        let applied = applied_now(&owed);
+        if applied > ack_sent {
+            let now = tokio::time::Instant::now();
+            let due = *ack_due.get_or_insert(now + tuning.ack_delay);
+            if applied - ack_sent >= eager || due <= now {
+                if out
+                    .send(body(frame::Body::Ack(Ack { applied })))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                ack_sent = applied;
+                ack_due = None;
+                continue;
+            }
+        }
+        let ack_timer = async {
+            match ack_due {
+                Some(due) => tokio::time::sleep_until(due).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             r = durable.changed() => if r.is_err() { return },
             r = acked.changed() => if r.is_err() { return },
+            r = owed.changed() => if r.is_err() { return },
+            () = ack_timer => {}
         }
     }
 }
@@ -389,6 +451,15 @@ impl Committer {
             store.sync()?;
             self.counters.commits.fetch_add(1, Ordering::Relaxed);
         }
+        // As enterprise-node: what was applied is published before the reports go out, so
+        // they carry its acknowledgment.
+        for (ent, _, r) in &outcome.replies {
+            if let Ok(applied) = r {
+                self.enterprises[*ent]
+                    .applied
+                    .store(*applied, Ordering::SeqCst);
+            }
+        }
         for (ent, env) in outcome.reports {
             let e = &self.enterprises[ent];
             let seq = env.seq;
@@ -398,12 +469,7 @@ impl Committer {
                 .insert(seq, env);
             e.durable_out.send_replace(seq);
         }
-        for (ent, reply, r) in outcome.replies {
-            if let Ok(applied) = r {
-                self.enterprises[ent]
-                    .applied
-                    .store(applied, Ordering::SeqCst);
-            }
+        for (_, reply, r) in outcome.replies {
             let _ = reply.send(r);
         }
         Ok(())

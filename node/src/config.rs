@@ -132,6 +132,10 @@ pub struct LinkTuning {
     pub reconnect_max: Duration,
     /// Largest frame accepted, bytes. Default 64 MiB (a 50,000-rule blacklist fits).
     pub max_frame_bytes: usize,
+    /// How long an acknowledgment may wait for a batch going the other way to carry it,
+    /// before it is sent on its own. Default 200ms; 0 sends every acknowledgment at once.
+    #[serde(with = "humantime_serde")]
+    pub ack_delay: Duration,
 }
 
 impl Default for LinkTuning {
@@ -142,6 +146,7 @@ impl Default for LinkTuning {
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
             max_frame_bytes: 64 << 20,
+            ack_delay: Duration::from_millis(200),
         }
     }
 }
@@ -419,6 +424,10 @@ impl Config {
                 "link.reconnect_min",
                 "must be non-zero and at most link.reconnect_max",
             ));
+        }
+        if self.link.ack_delay > Duration::from_secs(10) {
+            // The peer's window stalls while it waits; longer than a Hello timeout is a typo.
+            return Err(invalid("link.ack_delay", "must be at most 10s"));
         }
         if self.link.max_frame_bytes < 64 << 10 {
             return Err(invalid("link.max_frame_bytes", "must be at least 64 KiB"));

@@ -117,11 +117,12 @@ async fn run_session(
     out: mpsc::Sender<Result<Frame, Status>>,
 ) -> SessionEnd {
     let (cancel, session) = ctx.begin_session(&peer);
+    let hello_applied = peer
+        .durable_applied
+        .load(std::sync::atomic::Ordering::SeqCst);
     let hello = Frame {
         body: Some(frame::Body::Hello(Hello {
-            applied: peer
-                .durable_applied
-                .load(std::sync::atomic::Ordering::SeqCst),
+            applied: hello_applied,
         })),
     };
     let result = async {
@@ -158,15 +159,21 @@ async fn run_session(
             return SessionEnd::Node(e);
         }
         let (acked_tx, acked_rx) = watch::channel(peer_applied);
+        let (owed_tx, owed_rx) = watch::channel(hello_applied);
         let writer = tokio::spawn(write_loop(
             ctx.clone(),
             peer.clone(),
             peer_applied + 1,
             acked_rx,
+            owed_rx,
             out.clone(),
             cancel.clone(),
         ));
-        let end = read_loop(&ctx, &peer, &mut inbound, &out, &acked_tx, &cancel).await;
+        let watches = Watches {
+            acked: acked_tx,
+            owed: owed_tx,
+        };
+        let end = read_loop(&ctx, &peer, &mut inbound, &out, &watches, &cancel).await;
         cancel.cancel();
         let _ = writer.await;
         end
@@ -177,12 +184,30 @@ async fn run_session(
     result
 }
 
+/// What the reader tells the writer of the same session.
+struct Watches {
+    /// Highest sequence number the peer acknowledged: the writer's window moves on.
+    acked: watch::Sender<u64>,
+    /// Highest sequence number applied from the peer: an acknowledgment is owed.
+    owed: watch::Sender<u64>,
+}
+
+fn raise(w: &watch::Sender<u64>, to: u64) {
+    w.send_if_modified(|v| {
+        let newer = to > *v;
+        if newer {
+            *v = to;
+        }
+        newer
+    });
+}
+
 async fn read_loop(
     ctx: &LinkContext,
     peer: &PeerState,
     inbound: &mut FrameStream,
     out: &mpsc::Sender<Result<Frame, Status>>,
-    acked_tx: &watch::Sender<u64>,
+    watches: &Watches,
     cancel: &CancellationToken,
 ) -> SessionEnd {
     loop {
@@ -201,16 +226,21 @@ async fn read_loop(
             Some(Ok(Frame { body })) => body,
         };
         match body {
-            Some(frame::Body::Batch(batch)) => {
-                match ctx.core.inbound(peer.id.clone(), batch.envelopes).await {
-                    Ok(applied) => {
-                        let ack = Frame {
-                            body: Some(frame::Body::Ack(Ack { applied })),
-                        };
-                        if out.send(Ok(ack)).await.is_err() {
-                            return SessionEnd::Closed;
-                        }
+            Some(frame::Body::Batch(Batch {
+                envelopes,
+                applied: acked,
+            })) => {
+                raise(&watches.acked, acked);
+                if envelopes.is_empty() {
+                    if let Err(e) = ctx.core.acked(peer.id.clone(), acked).await {
+                        return SessionEnd::Node(e);
                     }
+                    continue;
+                }
+                // The acknowledgment the batch carries is applied in the same group as the
+                // envelopes, so a report that answers a directive moves it on once.
+                match ctx.core.inbound(peer.id.clone(), envelopes, acked).await {
+                    Ok(applied) => raise(&watches.owed, applied),
                     Err(e) => {
                         tracing::warn!(peer = %peer.id, error = %e, "refusing batch; closing link");
                         let status = Status::from(clone_error(&e));
@@ -220,13 +250,7 @@ async fn read_loop(
                 }
             }
             Some(frame::Body::Ack(Ack { applied })) => {
-                acked_tx.send_if_modified(|v| {
-                    let newer = applied > *v;
-                    if newer {
-                        *v = applied;
-                    }
-                    newer
-                });
+                raise(&watches.acked, applied);
                 if let Err(e) = ctx.core.acked(peer.id.clone(), applied).await {
                     return SessionEnd::Node(e);
                 }
@@ -250,12 +274,15 @@ fn clone_error(e: &NodeError) -> NodeError {
 }
 
 /// Sends durable outbox entries from `next`, at most `window` beyond the peer's last
-/// acknowledgment, in batches bounded by count and bytes.
+/// acknowledgment, in batches bounded by count and bytes, and the acknowledgments owed to
+/// the peer: carried by a batch when one goes out, else on their own after `ack_delay`
+/// (at once when a quarter of the window is owed, so the peer's sending never stalls).
 async fn write_loop(
     ctx: LinkContext,
     peer: Arc<PeerState>,
     mut next: u64,
     mut acked: watch::Receiver<u64>,
+    mut owed: watch::Receiver<u64>,
     out: mpsc::Sender<Result<Frame, Status>>,
     cancel: CancellationToken,
 ) {
@@ -263,6 +290,17 @@ async fn write_loop(
     let window = u64::from(ctx.tuning.window);
     let batch_max = u64::from(ctx.tuning.batch);
     let byte_budget = ctx.tuning.max_frame_bytes / 2;
+    let eager = (window / 4).max(1);
+    let mut ack_sent = *owed.borrow_and_update();
+    let mut ack_due: Option<tokio::time::Instant> = None;
+    // The core publishes what it applied before it wakes this writer for the reports that
+    // answer it, so the batch carrying them also carries their acknowledgment.
+    let applied_now = |owed: &watch::Receiver<u64>| {
+        (*owed.borrow()).max(
+            peer.durable_applied
+                .load(std::sync::atomic::Ordering::SeqCst),
+        )
+    };
     loop {
         let top = *durable.borrow_and_update();
         let acked_now = *acked.borrow_and_update();
@@ -272,8 +310,19 @@ async fn write_loop(
             match read_batch(&ctx, &peer.id, next, limit, byte_budget) {
                 Ok(envelopes) if !envelopes.is_empty() => {
                     next = envelopes.last().map_or(next, |e| e.seq + 1);
+                    let applied = applied_now(&owed);
+                    let carried = if applied > ack_sent {
+                        ack_sent = applied;
+                        ack_due = None;
+                        applied
+                    } else {
+                        0
+                    };
                     let frame = Frame {
-                        body: Some(frame::Body::Batch(Batch { envelopes })),
+                        body: Some(frame::Body::Batch(Batch {
+                            envelopes,
+                            applied: carried,
+                        })),
                     };
                     if out.send(Ok(frame)).await.is_err() {
                         return;
@@ -292,10 +341,42 @@ async fn write_loop(
                 }
             }
         }
+        owed.mark_unchanged();
+        let applied = applied_now(&owed);
+        if applied > ack_sent {
+            let due =
+                *ack_due.get_or_insert_with(|| tokio::time::Instant::now() + ctx.tuning.ack_delay);
+            if applied - ack_sent >= eager || due <= tokio::time::Instant::now() {
+                let ack = Frame {
+                    body: Some(frame::Body::Ack(Ack { applied })),
+                };
+                if out.send(Ok(ack)).await.is_err() {
+                    return;
+                }
+                ack_sent = applied;
+                ack_due = None;
+                continue;
+            }
+        }
+        let ack_timer = async {
+            match ack_due {
+                Some(due) => tokio::time::sleep_until(due).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            _ = cancel.cancelled() => return,
+            _ = cancel.cancelled() => {
+                // Leaving: what is owed is still worth saying, if there is room to say it.
+                let applied = applied_now(&owed);
+                if applied > ack_sent {
+                    let _ = out.try_send(Ok(Frame { body: Some(frame::Body::Ack(Ack { applied })) }));
+                }
+                return;
+            }
             r = durable.changed() => if r.is_err() { return },
             r = acked.changed() => if r.is_err() { return },
+            r = owed.changed() => if r.is_err() { return },
+            () = ack_timer => {}
         }
     }
 }

@@ -257,6 +257,7 @@ async fn a_province_cannot_reach_another_provinces_enterprise_any_other_way() {
         ..Default::default()
     };
     s.send(Body::Batch(Batch {
+        applied: 0,
         envelopes: vec![Envelope {
             seq: applied + 1,
             id: forged.id.clone(),

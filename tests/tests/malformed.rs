@@ -145,6 +145,7 @@ async fn malformed_frames_close_the_link_and_leave_the_store_untouched() {
     let (mut s, next) = session_as_province(&net, false).await;
     assert!(next > 1, "the real province/44 has reported before");
     s.send(Body::Batch(Batch {
+        applied: 0,
         envelopes: vec![status_env(next, "province/44")],
     }))
     .await;
@@ -154,6 +155,7 @@ async fn malformed_frames_close_the_link_and_leave_the_store_untouched() {
     // A sequence gap.
     let (mut s, next) = session_as_province(&net, true).await;
     s.send(Body::Batch(Batch {
+        applied: 0,
         envelopes: vec![status_env(next + 4, "province/44")],
     }))
     .await;
@@ -169,6 +171,7 @@ async fn malformed_frames_close_the_link_and_leave_the_store_untouched() {
         ..Default::default()
     };
     s.send(Body::Batch(Batch {
+        applied: 0,
         envelopes: vec![status_env(next, "province/44"), empty],
     }))
     .await;
@@ -178,6 +181,7 @@ async fn malformed_frames_close_the_link_and_leave_the_store_untouched() {
     // A report on another province's enterprise.
     let (mut s, next) = session_as_province(&net, true).await;
     s.send(Body::Batch(Batch {
+        applied: 0,
         envelopes: vec![status_env(next, "enterprise/e1101")],
     }))
     .await;
@@ -191,6 +195,7 @@ async fn malformed_frames_close_the_link_and_leave_the_store_untouched() {
         r.updates[0].detail = "x".repeat(2 << 20);
     }
     s.send(Body::Batch(Batch {
+        applied: 0,
         envelopes: vec![big],
     }))
     .await;

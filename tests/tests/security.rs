@@ -133,6 +133,7 @@ async fn an_enterprise_cannot_send_a_directive_up_down_or_sideways() {
     };
     session
         .send(Body::Batch(Batch {
+            applied: 0,
             envelopes: vec![Envelope {
                 seq: 1,
                 id: directive.id.clone(),

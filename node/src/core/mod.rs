@@ -114,11 +114,12 @@ impl Shared {
 /// Work for the core.
 #[derive(Debug)]
 pub enum Event {
-    /// Envelopes received from a peer; the reply is the highest sequence now durably
-    /// applied from it.
+    /// Envelopes received from a peer, with the acknowledgment they carried (0: none); the
+    /// reply is the highest sequence now durably applied from it.
     Inbound {
         peer: NodeId,
         envelopes: Vec<Envelope>,
+        ack: u64,
         reply: oneshot::Sender<Result<u64, NodeError>>,
     },
     /// The peer holds everything up to `up_to` durably.
@@ -167,11 +168,17 @@ impl CoreHandle {
             .map_err(|_| NodeError::ShuttingDown)
     }
 
-    pub async fn inbound(&self, peer: NodeId, envelopes: Vec<Envelope>) -> Result<u64, NodeError> {
+    pub async fn inbound(
+        &self,
+        peer: NodeId,
+        envelopes: Vec<Envelope>,
+        ack: u64,
+    ) -> Result<u64, NodeError> {
         let (reply, rx) = oneshot::channel();
         self.send(Event::Inbound {
             peer,
             envelopes,
+            ack,
             reply,
         })
         .await?;
@@ -404,18 +411,20 @@ impl Core {
     }
 
     /// Tells link writers and sessions what is now durable.
+    /// What was applied is published before the writers wake, so the reports a group made
+    /// go out carrying the acknowledgment of what they answer.
     fn publish(&self) {
         for (id, peer) in &self.shared.peers {
+            peer.durable_applied
+                .store(self.applied.get(id).copied().unwrap_or(0), Ordering::SeqCst);
+            peer.acked
+                .store(self.acked.get(id).copied().unwrap_or(0), Ordering::SeqCst);
             let out = self.next_seq.get(id).copied().unwrap_or(1) - 1;
             peer.durable_out.send_if_modified(|v| {
                 let changed = *v != out;
                 *v = out;
                 changed
             });
-            peer.durable_applied
-                .store(self.applied.get(id).copied().unwrap_or(0), Ordering::SeqCst);
-            peer.acked
-                .store(self.acked.get(id).copied().unwrap_or(0), Ordering::SeqCst);
         }
     }
 
@@ -426,8 +435,12 @@ impl Core {
             Event::Inbound {
                 peer,
                 envelopes,
+                ack,
                 reply,
             } => {
+                if ack != 0 {
+                    self.apply_ack(g, &peer, ack)?;
+                }
                 let result = match self.check_inbound(&peer, &envelopes) {
                     Ok(()) => self
                         .apply_inbound(g, &peer, envelopes)
