@@ -231,16 +231,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
                         samples.push(done.latency_ms() as f64);
                     }
                 }
-                let n = (args.runs * args.latency_count) as f64;
                 let cpu_after = cpu_split(&bench, &provinces, &real_enterprise);
-                let per = |i: usize| (cpu_after[i] - cpu_before[i]) as f64 / n;
-                println!(
-                    "  CPU per directive: ministry {:.0} ms, provinces {:.0} ms, enterprise-node {:.0} ms, simulated enterprises {:.0} ms",
-                    per(0),
-                    per(1),
-                    per(2),
-                    per(3)
-                );
+                print_cpu(cpu_before, cpu_after, args.runs * args.latency_count);
                 figures.add(
                     &format!("full-ack latency, N = {total_enterprises}"),
                     "ms",
@@ -253,6 +245,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     args.runs, args.throughput_count
                 );
                 let mut samples = Vec::new();
+                let cpu_before = cpu_split(&bench, &provinces, &real_enterprise);
                 for run in 0..args.runs {
                     let mut ids = Vec::with_capacity(args.throughput_count);
                     for i in 0..args.throughput_count {
@@ -269,6 +262,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     let secs = (last - first) as f64 / 1000.0;
                     samples.push(args.throughput_count as f64 / secs);
                 }
+                let cpu_after = cpu_split(&bench, &provinces, &real_enterprise);
+                print_cpu(cpu_before, cpu_after, args.runs * args.throughput_count);
                 figures.add(
                     &format!("sustained throughput, N = {total_enterprises}"),
                     "directives/s",
@@ -452,6 +447,18 @@ fn print_table(args: &Args, n: usize, figures: &Figures) {
 }
 
 /// CPU ms used so far by the ministry, all provinces, the real enterprise and this process.
+/// Prints CPU time per directive by process group, between two [`cpu_split`]s.
+fn print_cpu(before: [u64; 4], after: [u64; 4], directives: usize) {
+    let per = |i: usize| (after[i] - before[i]) as f64 / directives.max(1) as f64;
+    println!(
+        "  CPU per directive: ministry {:.0} ms, provinces {:.0} ms, enterprise-node {:.0} ms, simulated enterprises {:.0} ms",
+        per(0),
+        per(1),
+        per(2),
+        per(3)
+    );
+}
+
 fn cpu_split(bench: &BenchNet, provinces: &[String], enterprise: &str) -> [u64; 4] {
     let of = |id: &str| bench.pid(id).map_or(0, net::cpu_ms);
     [

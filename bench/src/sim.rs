@@ -84,7 +84,15 @@ pub struct Sim {
     batch: usize,
     max_frame: usize,
     ack_delay: Duration,
+    /// Room for large batches decoded and waiting for their commit, in KiB: without it,
+    /// thousands of 50,000-rule copies wait at once and the load generator runs out of memory.
+    large_waiting: Arc<tokio::sync::Semaphore>,
 }
+
+/// A batch at least this large waits for room in `Sim::large_waiting`.
+const LARGE_BATCH: usize = 1 << 20;
+/// How much of large batches may wait for the commit thread at once.
+const LARGE_WAITING: usize = 512 << 20;
 
 impl Sim {
     /// Loads each enterprise's certificate from its generated directory and starts the
@@ -148,6 +156,7 @@ impl Sim {
             batch: link.batch as usize,
             max_frame: link.max_frame_bytes,
             ack_delay: link.ack_delay,
+            large_waiting: Arc::new(tokio::sync::Semaphore::new(LARGE_WAITING / 1024)),
         }))
     }
 
@@ -232,6 +241,18 @@ impl Sim {
                         .await?;
                 }
                 if !envelopes.is_empty() {
+                    let bytes: usize = envelopes.iter().map(Message::encoded_len).sum();
+                    let _room = if bytes >= LARGE_BATCH {
+                        let kib = (bytes.div_ceil(1024)).min(LARGE_WAITING / 1024);
+                        Some(
+                            self.large_waiting
+                                .clone()
+                                .acquire_many_owned(u32::try_from(kib)?)
+                                .await?,
+                        )
+                    } else {
+                        None
+                    };
                     let (reply, answer) = oneshot::channel();
                     self.tx
                         .send(Event::Inbound {

@@ -41,8 +41,22 @@ pub struct LinkContext {
     sessions: Arc<std::sync::Mutex<HashMap<NodeId, CancellationToken>>>,
     /// Directives recently sent, decoded once for every session: a province sends each
     /// directive to all its enterprises, and a blacklist can hold 50,000 rules.
-    recent: Arc<std::sync::Mutex<VecDeque<Arc<Directive>>>>,
+    recent: Arc<std::sync::Mutex<VecDeque<Cached>>>,
+    /// Room for large batches sent and not yet acknowledged, over all links, in KiB: a
+    /// province sending a 50,000-rule blacklist to 161 enterprises builds a few copies at a
+    /// time instead of 161 at once (half of `link.max_frame_bytes`, so any batch fits).
+    large_in_flight: Arc<tokio::sync::Semaphore>,
 }
+
+/// A decoded directive without targets, and its encoded size.
+#[derive(Debug, Clone)]
+struct Cached {
+    directive: Arc<Directive>,
+    encoded_len: usize,
+}
+
+/// A batch at least this large waits for room in `large_in_flight`.
+const LARGE_BATCH: usize = 1 << 20;
 
 /// How many decoded directives the link writers keep between them.
 const RECENT_DIRECTIVES: usize = 32;
@@ -58,11 +72,14 @@ impl LinkContext {
         LinkContext {
             shared,
             core,
-            tuning,
             trust_domain,
             shutdown,
             sessions: Arc::default(),
             recent: Arc::default(),
+            large_in_flight: Arc::new(tokio::sync::Semaphore::new(
+                tuning.max_frame_bytes / 2 / 1024,
+            )),
+            tuning,
         }
     }
 
@@ -293,6 +310,8 @@ async fn write_loop(
     let eager = (window / 4).max(1);
     let mut ack_sent = *owed.borrow_and_update();
     let mut ack_due: Option<tokio::time::Instant> = None;
+    // Room taken for large batches, by the last sequence number each carried.
+    let mut held: VecDeque<(u64, tokio::sync::OwnedSemaphorePermit)> = VecDeque::new();
     // The core publishes what it applied before it wakes this writer for the reports that
     // answer it, so the batch carrying them also carries their acknowledgment.
     let applied_now = |owed: &watch::Receiver<u64>| {
@@ -305,9 +324,33 @@ async fn write_loop(
         let top = *durable.borrow_and_update();
         let acked_now = *acked.borrow_and_update();
         next = next.max(acked_now + 1);
+        while held.front().is_some_and(|(seq, _)| *seq <= acked_now) {
+            held.pop_front();
+        }
         let limit = top.min(acked_now + window).min(next + batch_max - 1);
         if next <= limit {
-            match read_batch(&ctx, &peer.id, next, limit, byte_budget) {
+            let batch = read_batch(&ctx, &peer.id, next, limit, byte_budget);
+            if let Ok((entries, bytes)) = &batch
+                && *bytes >= LARGE_BATCH
+            {
+                let kib = u32::try_from(bytes.div_ceil(1024))
+                    .unwrap_or(u32::MAX)
+                    .min(u32::try_from(byte_budget / 1024).unwrap_or(u32::MAX));
+                let room = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    r = ctx.large_in_flight.clone().acquire_many_owned(kib) => r,
+                };
+                // The semaphore is never closed.
+                let Ok(room) = room else { return };
+                held.push_back((entries.last().map_or(next, |e| e.seq), room));
+            }
+            let envelopes = batch.and_then(|(entries, _)| {
+                entries
+                    .into_iter()
+                    .map(|e| envelope(&ctx, e))
+                    .collect::<Result<Vec<_>, _>>()
+            });
+            match envelopes {
                 Ok(envelopes) if !envelopes.is_empty() => {
                     next = envelopes.last().map_or(next, |e| e.seq + 1);
                     let applied = applied_now(&owed);
@@ -381,16 +424,17 @@ async fn write_loop(
     }
 }
 
-/// Reads outbox entries `from..=to` as envelopes, stopping early at `byte_budget`.
+/// Reads outbox entries `from..=to`, stopping early at `byte_budget`; returns them with the
+/// size of the envelopes they make (not built yet: that copies a directive per peer).
 fn read_batch(
     ctx: &LinkContext,
     peer: &NodeId,
     from: u64,
     to: u64,
     byte_budget: usize,
-) -> Result<Vec<Envelope>, NodeError> {
+) -> Result<(Vec<OutboxEntry>, usize), NodeError> {
     let shared = &ctx.shared;
-    let mut envelopes = Vec::new();
+    let mut entries = Vec::new();
     let mut bytes = 0usize;
     let range = shared
         .store
@@ -402,21 +446,25 @@ fn read_batch(
             // A hole: the entry was deleted under us, which only an acknowledgment does.
             break;
         }
-        let env = envelope(ctx, entry)?;
-        bytes += env.encoded_len();
-        envelopes.push(env);
+        bytes += match &entry.body {
+            Some(outbox_entry::Body::Directive(r)) => {
+                recent_directive(ctx, &r.id)?.encoded_len + r.encoded_len()
+            }
+            _ => entry.encoded_len(),
+        };
+        entries.push(entry);
         if bytes >= byte_budget {
             break;
         }
     }
-    Ok(envelopes)
+    Ok((entries, bytes))
 }
 
 /// The stored directive `id`, from the writers' shared cache or decoded from the store.
-fn recent_directive(ctx: &LinkContext, id: &str) -> Result<Arc<Directive>, NodeError> {
+fn recent_directive(ctx: &LinkContext, id: &str) -> Result<Cached, NodeError> {
     let lock = || ctx.recent.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(d) = lock().iter().find(|d| d.id == id) {
-        return Ok(d.clone());
+    if let Some(c) = lock().iter().find(|c| c.directive.id == id) {
+        return Ok(c.clone());
     }
     let key = records::directive(id);
     let value = ctx
@@ -426,23 +474,27 @@ fn recent_directive(ctx: &LinkContext, id: &str) -> Result<Arc<Directive>, NodeE
         .ok_or_else(|| NodeError::NotFound(format!("directive {id}")))?;
     let stored: StoredDirective = decode(&key, &value)?;
     // Kept without its targets: each copy sent carries only its own.
-    let d = Arc::new(Directive {
+    let directive = Directive {
         targets: Vec::new(),
         ..stored.directive.unwrap_or_default()
-    });
+    };
+    let cached = Cached {
+        encoded_len: directive.encoded_len(),
+        directive: Arc::new(directive),
+    };
     let mut recent = lock();
     if recent.len() == RECENT_DIRECTIVES {
         recent.pop_front();
     }
-    recent.push_back(d.clone());
-    Ok(d)
+    recent.push_back(cached.clone());
+    Ok(cached)
 }
 
 fn envelope(ctx: &LinkContext, entry: OutboxEntry) -> Result<Envelope, NodeError> {
     let payload = match entry.body {
         Some(outbox_entry::Body::Status(s)) => Payload::Status(s),
         Some(outbox_entry::Body::Directive(r)) => {
-            let mut d = Directive::clone(&*recent_directive(ctx, &r.id)?);
+            let mut d = Directive::clone(&recent_directive(ctx, &r.id)?.directive);
             d.targets = r.targets;
             Payload::Directive(d)
         }
