@@ -67,6 +67,8 @@ enum Event {
     Inbound {
         ent: usize,
         envelopes: Vec<Envelope>,
+        /// Per envelope: how many distinct rules it carries, or why they are invalid.
+        rules: Vec<Result<u64, String>>,
         reply: oneshot::Sender<Result<u64, String>>,
     },
     Acked {
@@ -253,11 +255,15 @@ impl Sim {
                     } else {
                         None
                     };
+                    // Every rule is checked here, on the link's task, as each enterprise-node
+                    // checks its own on its own core; the commit thread only stores.
+                    let rules = envelopes.iter().map(check_rules).collect();
                     let (reply, answer) = oneshot::channel();
                     self.tx
                         .send(Event::Inbound {
                             ent: i,
                             envelopes,
+                            rules,
                             reply,
                         })
                         .await?;
@@ -270,6 +276,23 @@ impl Sim {
         .await;
         writer.abort();
         result
+    }
+}
+
+/// How many distinct rules a directive applies, validated as enterprise-node does.
+fn check_rules(env: &Envelope) -> Result<u64, String> {
+    match &env.payload {
+        Some(Payload::Directive(d))
+            if matches!(
+                DirectiveKind::try_from(d.kind),
+                Ok(DirectiveKind::Disposal | DirectiveKind::Monitoring)
+            ) =>
+        {
+            isms_node::directive::normalise_rules(&d.rules)
+                .map(|r| r.len() as u64)
+                .map_err(|e| e.to_string())
+        }
+        _ => Ok(0),
     }
 }
 
@@ -441,9 +464,10 @@ impl Committer {
                 Event::Inbound {
                     ent,
                     envelopes,
+                    rules,
                     reply,
                 } => {
-                    let r = self.inbound(&mut txn, ent, envelopes, now, &mut outcome);
+                    let r = self.inbound(&mut txn, ent, envelopes, rules, now, &mut outcome);
                     if r.is_err() {
                         self.counters.refused.fetch_add(1, Ordering::Relaxed);
                     }
@@ -501,6 +525,7 @@ impl Committer {
         txn: &mut isms_store::Txn<'_>,
         ent: usize,
         envelopes: Vec<Envelope>,
+        rules: Vec<Result<u64, String>>,
         now: i64,
         outcome: &mut Outcome,
     ) -> Result<u64, String> {
@@ -525,7 +550,7 @@ impl Committer {
                 _ => return Err("only directives come down to an enterprise".into()),
             }
         }
-        for env in envelopes {
+        for (env, rules) in envelopes.into_iter().zip(rules) {
             if env.seq <= self.state[ent].applied {
                 continue;
             }
@@ -538,18 +563,7 @@ impl Committer {
                 self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            let applies_rules = matches!(
-                DirectiveKind::try_from(d.kind),
-                Ok(DirectiveKind::Disposal | DirectiveKind::Monitoring)
-            );
-            let rules = if applies_rules {
-                match isms_node::directive::normalise_rules(&d.rules) {
-                    Ok(r) => r.len() as u64,
-                    Err(e) => return Err(e.to_string()),
-                }
-            } else {
-                0
-            };
+            let rules = rules?;
             self.counters.rules.fetch_add(rules, Ordering::Relaxed);
             if self.bodies.insert(d.id.clone()) {
                 txn.put(format!("d/{}", d.id).into_bytes(), d.encode_to_vec());
