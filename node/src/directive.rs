@@ -426,9 +426,13 @@ mod tests {
             value: v.into(),
             op: 0,
         };
-        let rules = normalise_rules(&[r("a.example"), r("b.example"), r("A.example")])
-            .expect("valid");
-        assert_eq!(rules, vec![r("a.example"), r("b.example")], "first kept, in order");
+        let rules =
+            normalise_rules(&[r("a.example"), r("b.example"), r("A.example")]).expect("valid");
+        assert_eq!(
+            rules,
+            vec![r("a.example"), r("b.example")],
+            "first kept, in order"
+        );
         let err = normalise_rules(&[r("a.example"), r("-")]).expect_err("invalid");
         assert!(err.to_string().contains("two labels"), "{err}");
         let err = normalise_rules(&[r("A.123")]).expect_err("invalid");
