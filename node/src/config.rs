@@ -133,7 +133,9 @@ pub struct LinkTuning {
     /// Largest frame accepted, bytes. Default 64 MiB (a 50,000-rule blacklist fits).
     pub max_frame_bytes: usize,
     /// How long an acknowledgment may wait for a batch going the other way to carry it,
-    /// before it is sent on its own. Default 200ms; 0 sends every acknowledgment at once.
+    /// before it is sent on its own. Default 1s; 0 sends every acknowledgment at once.
+    /// It only lets the sender drop what it holds and is on no directive's path, and a
+    /// lone one costs a province nearly as much as a directive copy.
     #[serde(with = "humantime_serde")]
     pub ack_delay: Duration,
 }
@@ -146,7 +148,7 @@ impl Default for LinkTuning {
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
             max_frame_bytes: 64 << 20,
-            ack_delay: Duration::from_millis(200),
+            ack_delay: Duration::from_millis(1000),
         }
     }
 }
