@@ -41,7 +41,7 @@ pub struct LinkContext {
     sessions: Arc<std::sync::Mutex<HashMap<NodeId, CancellationToken>>>,
     /// Directives recently sent, decoded once for every session: a province sends each
     /// directive to all its enterprises, and a blacklist can hold 50,000 rules.
-    recent: Arc<std::sync::Mutex<VecDeque<Cached>>>,
+    recent: Arc<std::sync::Mutex<Recent>>,
     /// Room for large batches sent and not yet acknowledged, over all links, in KiB: a
     /// province sending a 50,000-rule blacklist to 161 enterprises builds a few copies at a
     /// time instead of 161 at once (half of `link.max_frame_bytes`, so any batch fits).
@@ -58,8 +58,45 @@ struct Cached {
 /// A batch at least this large waits for room in `large_in_flight`.
 const LARGE_BATCH: usize = 1 << 20;
 
-/// How many decoded directives the link writers keep between them.
-const RECENT_DIRECTIVES: usize = 32;
+/// The decoded directives the link writers keep between them, oldest dropped first. Bounded
+/// by count and by size: with many directives in flight, writers at different points of
+/// their outboxes must still find theirs here, and 50,000-rule blacklists are large.
+#[derive(Debug, Default)]
+struct Recent {
+    by_id: HashMap<String, Cached>,
+    order: VecDeque<String>,
+    bytes: usize,
+}
+
+const RECENT_DIRECTIVES: usize = 4096;
+const RECENT_BYTES: usize = 64 << 20;
+
+impl Recent {
+    fn get(&self, id: &str) -> Option<Cached> {
+        self.by_id.get(id).cloned()
+    }
+
+    fn insert(&mut self, cached: Cached) {
+        let id = cached.directive.id.clone();
+        self.bytes += cached.encoded_len;
+        if let Some(old) = self.by_id.insert(id.clone(), cached) {
+            // Two writers decoded the same directive at once: keep one.
+            self.bytes -= old.encoded_len;
+            return;
+        }
+        self.order.push_back(id);
+        while self.order.len() > RECENT_DIRECTIVES
+            || (self.bytes > RECENT_BYTES && self.order.len() > 1)
+        {
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(c) = self.by_id.remove(&oldest) {
+                self.bytes -= c.encoded_len;
+            }
+        }
+    }
+}
 
 impl LinkContext {
     pub fn new(
@@ -463,8 +500,8 @@ fn read_batch(
 /// The stored directive `id`, from the writers' shared cache or decoded from the store.
 fn recent_directive(ctx: &LinkContext, id: &str) -> Result<Cached, NodeError> {
     let lock = || ctx.recent.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(c) = lock().iter().find(|c| c.directive.id == id) {
-        return Ok(c.clone());
+    if let Some(c) = lock().get(id) {
+        return Ok(c);
     }
     let key = records::directive(id);
     let value = ctx
@@ -482,11 +519,7 @@ fn recent_directive(ctx: &LinkContext, id: &str) -> Result<Cached, NodeError> {
         encoded_len: directive.encoded_len(),
         directive: Arc::new(directive),
     };
-    let mut recent = lock();
-    if recent.len() == RECENT_DIRECTIVES {
-        recent.pop_front();
-    }
-    recent.push_back(cached.clone());
+    lock().insert(cached.clone());
     Ok(cached)
 }
 
@@ -609,5 +642,41 @@ pub async fn dial_parent(
             _ = tokio::time::sleep(wait) => {}
         }
         delay = (delay * 2).min(ctx.tuning.reconnect_max);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cached(id: &str, encoded_len: usize) -> Cached {
+        Cached {
+            directive: Arc::new(Directive {
+                id: id.into(),
+                ..Default::default()
+            }),
+            encoded_len,
+        }
+    }
+
+    #[test]
+    fn recent_directives_are_bounded_by_size_and_drop_the_oldest() {
+        let mut recent = Recent::default();
+        recent.insert(cached("a", RECENT_BYTES / 2));
+        recent.insert(cached("b", RECENT_BYTES / 2));
+        recent.insert(cached("b", RECENT_BYTES / 2));
+        assert_eq!(recent.bytes, RECENT_BYTES, "a second copy counts once");
+        recent.insert(cached("c", 10));
+        assert!(recent.get("a").is_none(), "the oldest goes first");
+        assert!(recent.get("b").is_some() && recent.get("c").is_some());
+        assert_eq!(recent.bytes, RECENT_BYTES / 2 + 10);
+        // One directive larger than the whole budget is still kept, alone.
+        recent.insert(cached("huge", RECENT_BYTES * 2));
+        assert_eq!(recent.order, ["huge"]);
+        for i in 0..RECENT_DIRECTIVES + 5 {
+            recent.insert(cached(&i.to_string(), 1));
+        }
+        assert_eq!(recent.by_id.len(), RECENT_DIRECTIVES);
+        assert!(recent.get("4").is_none() && recent.get("5").is_some());
     }
 }
