@@ -19,6 +19,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use isms_node::clock::{Clock, SystemClock};
 use isms_node::identity::{Identity, NodeId};
+use isms_node::link::OwedAck;
 use isms_node::proto::v1::link_client::LinkClient;
 use isms_node::proto::v1::{
     Ack, Batch, DirectiveKind, Envelope, Frame, Hello, StatusReport, TargetState, TargetStatus,
@@ -334,9 +335,7 @@ async fn write_loop(
     tuning: Tuning,
 ) {
     let mut durable = ent.durable_out.subscribe();
-    let eager = (tuning.window / 4).max(1);
-    let mut ack_sent = *owed.borrow_and_update();
-    let mut ack_due: Option<tokio::time::Instant> = None;
+    let mut ack = OwedAck::new(*owed.borrow_and_update(), tuning.ack_delay, tuning.window);
     let applied_now =
         |owed: &watch::Receiver<u64>| (*owed.borrow()).max(ent.applied.load(Ordering::SeqCst));
     loop {
@@ -355,17 +354,9 @@ async fn write_loop(
             };
             if let Some(last) = envelopes.last() {
                 next = last.seq + 1;
-                let applied = applied_now(&owed);
-                let carried = if applied > ack_sent {
-                    ack_sent = applied;
-                    ack_due = None;
-                    applied
-                } else {
-                    0
-                };
                 let batch = Batch {
                     envelopes,
-                    applied: carried,
+                    applied: ack.carry(applied_now(&owed)),
                 };
                 if out.send(body(frame::Body::Batch(batch))).await.is_err() {
                     return;
@@ -375,33 +366,21 @@ async fn write_loop(
         }
         owed.mark_unchanged();
         let applied = applied_now(&owed);
-        if applied > ack_sent {
-            let now = tokio::time::Instant::now();
-            let due = *ack_due.get_or_insert(now + tuning.ack_delay);
-            if applied - ack_sent >= eager || due <= now {
-                if out
-                    .send(body(frame::Body::Ack(Ack { applied })))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-                ack_sent = applied;
-                ack_due = None;
-                continue;
+        if ack.alone_now(applied) {
+            if out
+                .send(body(frame::Body::Ack(Ack { applied })))
+                .await
+                .is_err()
+            {
+                return;
             }
+            continue;
         }
-        let ack_timer = async {
-            match ack_due {
-                Some(due) => tokio::time::sleep_until(due).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             r = durable.changed() => if r.is_err() { return },
             r = acked.changed() => if r.is_err() { return },
             r = owed.changed() => if r.is_err() { return },
-            () = ack_timer => {}
+            () = ack.timer() => {}
         }
     }
 }

@@ -327,6 +327,68 @@ fn clone_error(e: &NodeError) -> NodeError {
     }
 }
 
+/// The acknowledgment a link writer owes the other side: carried by the next batch that
+/// goes out, else sent alone once `delay` has passed since it was first owed, or at once
+/// when `eager` sequence numbers are owed (so the other side's window never stalls).
+#[derive(Debug)]
+pub struct OwedAck {
+    sent: u64,
+    due: Option<tokio::time::Instant>,
+    delay: Duration,
+    eager: u64,
+}
+
+impl OwedAck {
+    /// `sent`: what the other side already knows (our Hello); `window`: the link's window.
+    pub fn new(sent: u64, delay: Duration, window: u64) -> Self {
+        OwedAck {
+            sent,
+            due: None,
+            delay,
+            eager: (window / 4).max(1),
+        }
+    }
+
+    /// For a batch going out now, with `applied` durably applied: what it carries (0: none).
+    pub fn carry(&mut self, applied: u64) -> u64 {
+        if applied <= self.sent {
+            return 0;
+        }
+        self.sent = applied;
+        self.due = None;
+        applied
+    }
+
+    /// With no batch going out: whether `applied` must be sent alone now. If not, the
+    /// timer is armed for when it must.
+    pub fn alone_now(&mut self, applied: u64) -> bool {
+        if applied <= self.sent {
+            return false;
+        }
+        let now = tokio::time::Instant::now();
+        let due = *self.due.get_or_insert(now + self.delay);
+        if applied - self.sent >= self.eager || due <= now {
+            self.sent = applied;
+            self.due = None;
+            return true;
+        }
+        false
+    }
+
+    /// Whether `applied` is more than the other side knows.
+    pub fn owed(&self, applied: u64) -> bool {
+        applied > self.sent
+    }
+
+    /// Ready when an owed acknowledgment must go alone; never if none is owed.
+    pub async fn timer(&self) {
+        match self.due {
+            Some(due) => tokio::time::sleep_until(due).await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
 /// Sends durable outbox entries from `next`, at most `window` beyond the peer's last
 /// acknowledgment, in batches bounded by count and bytes, and the acknowledgments owed to
 /// the peer: carried by a batch when one goes out, else on their own after `ack_delay`
@@ -344,9 +406,7 @@ async fn write_loop(
     let window = u64::from(ctx.tuning.window);
     let batch_max = u64::from(ctx.tuning.batch);
     let byte_budget = ctx.tuning.max_frame_bytes / 2;
-    let eager = (window / 4).max(1);
-    let mut ack_sent = *owed.borrow_and_update();
-    let mut ack_due: Option<tokio::time::Instant> = None;
+    let mut ack = OwedAck::new(*owed.borrow_and_update(), ctx.tuning.ack_delay, window);
     // Room taken for large batches, by the last sequence number each carried.
     let mut held: VecDeque<(u64, tokio::sync::OwnedSemaphorePermit)> = VecDeque::new();
     // The core publishes what it applied before it wakes this writer for the reports that
@@ -390,18 +450,10 @@ async fn write_loop(
             match envelopes {
                 Ok(envelopes) if !envelopes.is_empty() => {
                     next = envelopes.last().map_or(next, |e| e.seq + 1);
-                    let applied = applied_now(&owed);
-                    let carried = if applied > ack_sent {
-                        ack_sent = applied;
-                        ack_due = None;
-                        applied
-                    } else {
-                        0
-                    };
                     let frame = Frame {
                         body: Some(frame::Body::Batch(Batch {
                             envelopes,
-                            applied: carried,
+                            applied: ack.carry(applied_now(&owed)),
                         })),
                     };
                     if out.send(Ok(frame)).await.is_err() {
@@ -423,32 +475,20 @@ async fn write_loop(
         }
         owed.mark_unchanged();
         let applied = applied_now(&owed);
-        if applied > ack_sent {
-            let due =
-                *ack_due.get_or_insert_with(|| tokio::time::Instant::now() + ctx.tuning.ack_delay);
-            if applied - ack_sent >= eager || due <= tokio::time::Instant::now() {
-                let ack = Frame {
-                    body: Some(frame::Body::Ack(Ack { applied })),
-                };
-                if out.send(Ok(ack)).await.is_err() {
-                    return;
-                }
-                ack_sent = applied;
-                ack_due = None;
-                continue;
+        if ack.alone_now(applied) {
+            let frame = Frame {
+                body: Some(frame::Body::Ack(Ack { applied })),
+            };
+            if out.send(Ok(frame)).await.is_err() {
+                return;
             }
+            continue;
         }
-        let ack_timer = async {
-            match ack_due {
-                Some(due) => tokio::time::sleep_until(due).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             _ = cancel.cancelled() => {
                 // Leaving: what is owed is still worth saying, if there is room to say it.
                 let applied = applied_now(&owed);
-                if applied > ack_sent {
+                if ack.owed(applied) {
                     let _ = out.try_send(Ok(Frame { body: Some(frame::Body::Ack(Ack { applied })) }));
                 }
                 return;
@@ -456,7 +496,7 @@ async fn write_loop(
             r = durable.changed() => if r.is_err() { return },
             r = acked.changed() => if r.is_err() { return },
             r = owed.changed() => if r.is_err() { return },
-            () = ack_timer => {}
+            () = ack.timer() => {}
         }
     }
 }
@@ -657,6 +697,22 @@ mod tests {
             }),
             encoded_len,
         }
+    }
+
+    #[tokio::test]
+    async fn owed_acknowledgments_ride_on_batches_and_go_alone_when_due_or_many() {
+        let mut ack = OwedAck::new(10, Duration::from_secs(3600), 40);
+        assert!(!ack.owed(10));
+        assert_eq!(ack.carry(10), 0, "nothing new to carry");
+        assert!(!ack.alone_now(12), "a little is owed: wait for a batch");
+        assert_eq!(ack.carry(12), 12, "the next batch carries it");
+        assert!(!ack.owed(12) && !ack.alone_now(12));
+        assert!(
+            ack.alone_now(22),
+            "a quarter of the window is owed: at once"
+        );
+        let mut now = OwedAck::new(0, Duration::ZERO, 8192);
+        assert!(now.alone_now(1), "no delay: at once");
     }
 
     #[test]

@@ -395,3 +395,22 @@ impl TestNet {
             .expect("operator client")
     }
 }
+
+/// A report by `node` on a directive nobody issued (a fresh ID), as envelope `seq` of a raw
+/// session: the receiver applies it (its sequence number moves on) and otherwise ignores it.
+pub fn stray_report(seq: u64, node: &str) -> isms_node::proto::v1::Envelope {
+    use isms_node::proto::v1::{Envelope, StatusReport, TargetStatus, envelope::Payload};
+    Envelope {
+        seq,
+        id: uuid::Uuid::now_v7().to_string(),
+        payload: Some(Payload::Status(StatusReport {
+            directive_id: uuid::Uuid::now_v7().to_string(),
+            updates: vec![TargetStatus {
+                node: node.into(),
+                state: 5,
+                ..Default::default()
+            }],
+        })),
+        ..Default::default()
+    }
+}

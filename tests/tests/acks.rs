@@ -5,29 +5,9 @@
 use std::time::Duration;
 
 use isms_e2e::isms_deploy::{Options, Topology};
-use isms_e2e::{RawSession, TestNet, eventually, states};
+use isms_e2e::{RawSession, TestNet, eventually, states, stray_report};
 use isms_node::config::LinkTuning;
-use isms_node::proto::v1::{
-    Ack, Batch, Envelope, Frame, Hello, StatusReport, TargetStatus, envelope::Payload, frame::Body,
-};
-
-/// A report by province/44 on a directive the ministry does not know: applied (the
-/// sequence number moves on) and otherwise ignored.
-fn stray_report(seq: u64) -> Envelope {
-    Envelope {
-        seq,
-        id: uuid::Uuid::now_v7().to_string(),
-        payload: Some(Payload::Status(StatusReport {
-            directive_id: uuid::Uuid::now_v7().to_string(),
-            updates: vec![TargetStatus {
-                node: "province/44".into(),
-                state: 5,
-                ..Default::default()
-            }],
-        })),
-        ..Default::default()
-    }
-}
+use isms_node::proto::v1::{Ack, Batch, Frame, Hello, envelope::Payload, frame::Body};
 
 async fn next_frame(s: &mut RawSession) -> Body {
     match s.next().await {
@@ -63,7 +43,7 @@ async fn acknowledgments_ride_on_batches_and_go_alone_only_after_the_delay() {
     // A report the ministry has nothing to answer: the acknowledgment is owed. A directive
     // issued within the delay goes out carrying it, with no Ack frame before it.
     s.send(Body::Batch(Batch {
-        envelopes: vec![stray_report(next)],
+        envelopes: vec![stray_report(next, "province/44")],
         applied: 0,
     }))
     .await;
@@ -84,7 +64,7 @@ async fn acknowledgments_ride_on_batches_and_go_alone_only_after_the_delay() {
     // Our acknowledgment of the directive rides on our next report: the ministry records the
     // province holds it (only the carried acknowledgment can say so).
     s.send(Body::Batch(Batch {
-        envelopes: vec![stray_report(next + 1)],
+        envelopes: vec![stray_report(next + 1, "province/44")],
         applied: directive_seq,
     }))
     .await;

@@ -4,11 +4,9 @@
 use std::time::Duration;
 
 use isms_e2e::isms_deploy::{Options, Topology};
-use isms_e2e::{RawSession, TestNet};
+use isms_e2e::{RawSession, TestNet, stray_report};
 use isms_node::config::LinkTuning;
-use isms_node::proto::v1::{
-    Batch, Envelope, Hello, StatusReport, TargetStatus, envelope::Payload, frame::Body,
-};
+use isms_node::proto::v1::{Batch, Envelope, Hello, envelope::Payload, frame::Body};
 
 #[test]
 fn malformed_cli_input_is_refused_with_a_clear_error_and_stores_nothing() {
@@ -111,22 +109,6 @@ async fn refusal(s: &mut RawSession) -> tonic::Status {
     }
 }
 
-fn status_env(seq: u64, node: &str) -> Envelope {
-    Envelope {
-        seq,
-        id: uuid::Uuid::now_v7().to_string(),
-        payload: Some(Payload::Status(StatusReport {
-            directive_id: uuid::Uuid::now_v7().to_string(),
-            updates: vec![TargetStatus {
-                node: node.into(),
-                state: 5,
-                ..Default::default()
-            }],
-        })),
-        ..Default::default()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_frames_close_the_link_and_leave_the_store_untouched() {
     let options = Options {
@@ -146,7 +128,7 @@ async fn malformed_frames_close_the_link_and_leave_the_store_untouched() {
     assert!(next > 1, "the real province/44 has reported before");
     s.send(Body::Batch(Batch {
         applied: 0,
-        envelopes: vec![status_env(next, "province/44")],
+        envelopes: vec![stray_report(next, "province/44")],
     }))
     .await;
     let st = refusal(&mut s).await;
@@ -156,7 +138,7 @@ async fn malformed_frames_close_the_link_and_leave_the_store_untouched() {
     let (mut s, next) = session_as_province(&net, true).await;
     s.send(Body::Batch(Batch {
         applied: 0,
-        envelopes: vec![status_env(next + 4, "province/44")],
+        envelopes: vec![stray_report(next + 4, "province/44")],
     }))
     .await;
     let st = refusal(&mut s).await;
@@ -172,7 +154,7 @@ async fn malformed_frames_close_the_link_and_leave_the_store_untouched() {
     };
     s.send(Body::Batch(Batch {
         applied: 0,
-        envelopes: vec![status_env(next, "province/44"), empty],
+        envelopes: vec![stray_report(next, "province/44"), empty],
     }))
     .await;
     let st = refusal(&mut s).await;
@@ -182,7 +164,7 @@ async fn malformed_frames_close_the_link_and_leave_the_store_untouched() {
     let (mut s, next) = session_as_province(&net, true).await;
     s.send(Body::Batch(Batch {
         applied: 0,
-        envelopes: vec![status_env(next, "enterprise/e1101")],
+        envelopes: vec![stray_report(next, "enterprise/e1101")],
     }))
     .await;
     let st = refusal(&mut s).await;
@@ -190,7 +172,7 @@ async fn malformed_frames_close_the_link_and_leave_the_store_untouched() {
 
     // A frame over the configured limit.
     let (mut s, next) = session_as_province(&net, true).await;
-    let mut big = status_env(next, "province/44");
+    let mut big = stray_report(next, "province/44");
     if let Some(Payload::Status(r)) = &mut big.payload {
         r.updates[0].detail = "x".repeat(2 << 20);
     }
