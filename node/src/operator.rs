@@ -1,11 +1,11 @@
 //! The node's operator API: only operators of this node (certificate `<node>/operator/<name>`)
 //! may call it. Issuing goes through the core; views are read from the store.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use isms_proto::record::{OutboxEntry, StoredDirective, TargetRecord};
+use isms_proto::record::{OutboxEntry, QueuedTargets, StoredDirective, TargetRecord};
 use isms_proto::v1::operator_server::Operator;
 use isms_proto::v1::{
     DecisionReply, DecisionRequest, DirectiveList, DirectiveSummary, DirectiveView,
@@ -78,16 +78,27 @@ pub fn directive_view(shared: &Shared, id: &str) -> Result<DirectiveView, NodeEr
         targets: Vec::new(),
         hops: Vec::new(),
     };
+    // Enterprises queued here and not heard of since have no record of their own.
+    let queued_key = records::queued(id);
+    let queued: QueuedTargets = match shared.store.get(&queued_key)? {
+        Some(v) => decode(&queued_key, &v)?,
+        None => QueuedTargets::default(),
+    };
+    let mut waiting: BTreeSet<&str> = queued.targets.iter().map(String::as_str).collect();
     for entry in shared.store.scan_prefix(&records::targets_prefix(id)) {
         let (k, v) = entry?;
         let node = String::from_utf8_lossy(&k[records::targets_prefix(id).len()..]).into_owned();
         let rec: TargetRecord = decode(&k, &v)?;
+        let queued_at_ms = match (rec.queued_at_ms, waiting.remove(node.as_str())) {
+            (0, true) => queued.at_ms,
+            (t, _) => t,
+        };
         let t = TargetView {
             node: node.clone(),
             state: rec.state,
             updated_at_ms: rec.updated_at_ms,
             detail: rec.detail,
-            queued_at_ms: rec.queued_at_ms,
+            queued_at_ms,
             delivered_at_ms: rec.delivered_at_ms,
             acknowledged_at_ms: rec.acknowledged_at_ms,
             finished_at_ms: rec.finished_at_ms,
@@ -101,6 +112,15 @@ pub fn directive_view(shared: &Shared, id: &str) -> Result<DirectiveView, NodeEr
             view.targets.push(t);
         }
     }
+    view.targets
+        .extend(waiting.into_iter().map(|node| TargetView {
+            node: node.to_string(),
+            state: TargetState::Queued as i32,
+            updated_at_ms: queued.at_ms,
+            queued_at_ms: queued.at_ms,
+            ..Default::default()
+        }));
+    view.targets.sort_by(|a, b| a.node.cmp(&b.node));
     Ok(view)
 }
 

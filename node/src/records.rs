@@ -114,6 +114,11 @@ pub fn target(directive_id: &str, node: &str) -> Vec<u8> {
     k
 }
 
+/// The enterprises a directive was queued for here (a `QueuedTargets`).
+pub fn queued(directive_id: &str) -> Vec<u8> {
+    key("q/", &[directive_id.as_bytes()])
+}
+
 /// The issuer's running clocks, ordered by deadline: `k/<deadline ms><directive>\0<node>`.
 pub const CLOCK_PREFIX: &[u8] = b"k/";
 

@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use isms_proto::record::{
-    ActiveRule, AuditRecord, DirectiveMeta, DirectiveRef, OutboxEntry, StoredDirective,
-    TargetRecord, outbox_entry,
+    ActiveRule, AuditRecord, DirectiveMeta, DirectiveRef, OutboxEntry, QueuedTargets,
+    StoredDirective, TargetRecord, outbox_entry,
 };
 use isms_proto::v1::{
     DecisionReply, Directive, DirectiveKind, Envelope, IssueReply, IssueRequest, Rule, RuleOp,
@@ -761,6 +761,30 @@ impl Core {
         Ok(())
     }
 
+    /// Records that enterprise `targets` of a directive are queued here now, in the
+    /// directive's one `QueuedTargets` record.
+    fn queue_targets(
+        &self,
+        g: &mut Group<'_>,
+        directive_id: &str,
+        targets: Vec<String>,
+    ) -> Result<(), NodeError> {
+        if targets.is_empty() {
+            return Ok(());
+        }
+        let key = records::queued(directive_id);
+        let mut rec = match g.txn.get(&key)? {
+            Some(v) => decode::<QueuedTargets>(&key, &v)?,
+            None => QueuedTargets {
+                at_ms: g.now,
+                targets: Vec::new(),
+            },
+        };
+        rec.targets.extend(targets);
+        g.txn.put(key, encode(&rec));
+        Ok(())
+    }
+
     /// Queues a status update towards the directive's issuer, coalesced per directive
     /// within the group.
     fn report_up(
@@ -1094,16 +1118,13 @@ impl Core {
                 .parent
                 .clone()
                 .ok_or_else(|| NodeError::Forbidden("no parent to ask for assistance".into()))?;
-            for t in &foreign {
-                self.set_target(g, &id, t.as_str(), TargetState::Queued, "")?;
-            }
             let foreign: Vec<String> = foreign.iter().map(ToString::to_string).collect();
+            self.queue_targets(g, &id, foreign.clone())?;
             self.enqueue_directive(g, &parent, &d, foreign, trace.clone());
         }
+        let queued = routes.values().flatten().cloned().collect();
+        self.queue_targets(g, &id, queued)?;
         for (route, route_targets) in routes {
-            for t in &route_targets {
-                self.set_target(g, &id, t, TargetState::Queued, "")?;
-            }
             if route.tier() == Tier::Province {
                 self.set_target(g, &id, route.as_str(), TargetState::Queued, "")?;
             }

@@ -101,7 +101,7 @@ impl Core {
         trace: &HashMap<String, String>,
     ) -> Result<usize, NodeError> {
         let me = self.shared.node_id.to_string();
-        let mut forwarded = 0;
+        let mut forwarded = Vec::new();
         for target in &d.targets {
             let child = target
                 .parse::<NodeId>()
@@ -109,9 +109,8 @@ impl Core {
                 .filter(|t| self.shared.peer(t).is_some_and(|p| p.role == Role::Child));
             match child {
                 Some(child) => {
-                    self.set_target(g, &d.id, target, TargetState::Queued, "")?;
                     self.enqueue_directive(g, &child, d, vec![target.clone()], trace.clone());
-                    forwarded += 1;
+                    forwarded.push(target.clone());
                 }
                 None => {
                     let why = format!("{target} is not in the jurisdiction of {me}");
@@ -120,7 +119,9 @@ impl Core {
                 }
             }
         }
-        Ok(forwarded)
+        let n = forwarded.len();
+        self.queue_targets(g, &d.id, forwarded)?;
+        Ok(n)
     }
 
     /// Records this province's decision locally and reports it to the issuer.
@@ -250,10 +251,9 @@ impl Core {
                 }
             }
         }
+        let queued = routes.values().flatten().cloned().collect();
+        self.queue_targets(g, &d.id, queued)?;
         for (route, targets) in routes {
-            for t in &targets {
-                self.set_target(g, &d.id, t, TargetState::Queued, "")?;
-            }
             if route.tier() == Tier::Province {
                 self.set_target(g, &d.id, route.as_str(), TargetState::Queued, "")?;
             }
