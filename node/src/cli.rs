@@ -531,21 +531,22 @@ pub fn issue_request(args: &IssueArgs) -> anyhow::Result<IssueRequest> {
     };
     directive::parse_targets(&args.to)?;
     Ok(IssueRequest {
-        id: uuid::Uuid::now_v7().to_string(),
-        to: args.to.clone(),
-        kind: kind as i32,
-        urgency: match args.urgency {
-            UrgencyArg::General => Urgency::General,
-            UrgencyArg::Urgent => Urgency::Urgent,
-            UrgencyArg::Emergency => Urgency::Emergency,
-        } as i32,
         rules,
-        revokes: String::new(),
         effective_at_ms: args.effective_at.unwrap_or(0),
         expires_at_ms: args.expires_at.unwrap_or(0),
-        query: None,
-        correction: None,
+        ..new_request(&args.to, kind, urgency_of(args.urgency))
     })
+}
+
+/// A request with a fresh UUIDv7 as the directive ID, so a retried call is idempotent.
+fn new_request(to: &[String], kind: DirectiveKind, urgency: Urgency) -> IssueRequest {
+    IssueRequest {
+        id: uuid::Uuid::now_v7().to_string(),
+        to: to.to_vec(),
+        kind: kind as i32,
+        urgency: urgency as i32,
+        ..IssueRequest::default()
+    }
 }
 
 /// `directive query`: ask enterprises for access-log records; each answers within
@@ -633,12 +634,12 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<i32> {
         limit: args.limit,
     })?;
     let request = IssueRequest {
-        id: uuid::Uuid::now_v7().to_string(),
-        to: args.to.clone(),
-        kind: DirectiveKind::AccessLogQuery as i32,
-        urgency: urgency_of(args.urgency) as i32,
         query: Some(q),
-        ..IssueRequest::default()
+        ..new_request(
+            &args.to,
+            DirectiveKind::AccessLogQuery,
+            urgency_of(args.urgency),
+        )
     };
     issue_and_follow(&args.client, request, &args.follow).await
 }
@@ -652,12 +653,12 @@ pub async fn correct(args: CorrectArgs) -> anyhow::Result<i32> {
         detail: args.detail.clone(),
     })?;
     let request = IssueRequest {
-        id: uuid::Uuid::now_v7().to_string(),
-        to: args.to.clone(),
-        kind: DirectiveKind::DataCorrection as i32,
-        urgency: urgency_of(args.urgency) as i32,
         correction: Some(c),
-        ..IssueRequest::default()
+        ..new_request(
+            &args.to,
+            DirectiveKind::DataCorrection,
+            urgency_of(args.urgency),
+        )
     };
     issue_and_follow(&args.client, request, &args.follow).await
 }
@@ -766,13 +767,8 @@ pub async fn revoke(args: RevokeArgs) -> anyhow::Result<i32> {
         directive::parse_targets(&args.to)?;
     }
     let request = IssueRequest {
-        id: uuid::Uuid::now_v7().to_string(),
-        to: args.to.clone(),
-        kind: DirectiveKind::Revocation as i32,
-        urgency: Urgency::General as i32,
-        rules: Vec::new(),
         revokes,
-        ..IssueRequest::default()
+        ..new_request(&args.to, DirectiveKind::Revocation, Urgency::General)
     };
     issue_and_follow(&args.client, request, &args.follow).await
 }

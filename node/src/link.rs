@@ -286,7 +286,9 @@ async fn read_loop(
             })) => {
                 raise(&watches.acked, acked);
                 if envelopes.is_empty() {
-                    if let Err(e) = ctx.core.acked(peer.id.clone(), acked).await {
+                    if acked != 0
+                        && let Err(e) = ctx.core.acked(peer.id.clone(), acked).await
+                    {
                         return SessionEnd::Node(e);
                     }
                     continue;
@@ -439,12 +441,12 @@ async fn write_loop(
                 };
                 // The semaphore is never closed.
                 let Ok(room) = room else { return };
-                held.push_back((entries.last().map_or(next, |e| e.seq), room));
+                held.push_back((entries.last().map_or(next, |(e, _)| e.seq), room));
             }
             let envelopes = batch.and_then(|(entries, _)| {
                 entries
                     .into_iter()
-                    .map(|e| envelope(&ctx, e))
+                    .map(envelope)
                     .collect::<Result<Vec<_>, _>>()
             });
             match envelopes {
@@ -509,7 +511,7 @@ fn read_batch(
     from: u64,
     to: u64,
     byte_budget: usize,
-) -> Result<(Vec<OutboxEntry>, usize), NodeError> {
+) -> Result<(Vec<Unbuilt>, usize), NodeError> {
     let shared = &ctx.shared;
     let mut entries = Vec::new();
     let mut bytes = 0usize;
@@ -523,19 +525,27 @@ fn read_batch(
             // A hole: the entry was deleted under us, which only an acknowledgment does.
             break;
         }
-        bytes += match &entry.body {
+        let directive = match &entry.body {
             Some(outbox_entry::Body::Directive(r)) => {
-                recent_directive(ctx, &r.id)?.encoded_len + r.encoded_len()
+                let cached = recent_directive(ctx, &r.id)?;
+                bytes += cached.encoded_len + r.encoded_len();
+                Some(cached.directive)
             }
-            _ => entry.encoded_len(),
+            _ => {
+                bytes += entry.encoded_len();
+                None
+            }
         };
-        entries.push(entry);
+        entries.push((entry, directive));
         if bytes >= byte_budget {
             break;
         }
     }
     Ok((entries, bytes))
 }
+
+/// An outbox entry read, with the directive it refers to, if any.
+type Unbuilt = (OutboxEntry, Option<Arc<Directive>>);
 
 /// The stored directive `id`, from the writers' shared cache or decoded from the store.
 fn recent_directive(ctx: &LinkContext, id: &str) -> Result<Cached, NodeError> {
@@ -563,17 +573,17 @@ fn recent_directive(ctx: &LinkContext, id: &str) -> Result<Cached, NodeError> {
     Ok(cached)
 }
 
-fn envelope(ctx: &LinkContext, entry: OutboxEntry) -> Result<Envelope, NodeError> {
-    let payload = match entry.body {
-        Some(outbox_entry::Body::Status(s)) => Payload::Status(s),
-        Some(outbox_entry::Body::Directive(r)) => {
-            let mut d = Directive::clone(&recent_directive(ctx, &r.id)?.directive);
-            d.targets = r.targets;
-            Payload::Directive(d)
-        }
-        None => {
+/// The envelope an outbox entry makes: a directive copy carries only its own targets.
+fn envelope((entry, directive): Unbuilt) -> Result<Envelope, NodeError> {
+    let payload = match (entry.body, directive) {
+        (Some(outbox_entry::Body::Status(s)), _) => Payload::Status(s),
+        (Some(outbox_entry::Body::Directive(r)), Some(d)) => Payload::Directive(Directive {
+            targets: r.targets,
+            ..Directive::clone(&d)
+        }),
+        _ => {
             return Err(NodeError::Protocol(format!(
-                "outbox entry {} is empty",
+                "outbox entry {} is empty or names no directive",
                 entry.seq
             )));
         }

@@ -15,10 +15,9 @@ impl Core {
         run: bool,
     ) -> Result<(), NodeError> {
         let key = records::target(directive_id, node);
-        let Some(v) = g.txn.get(&key)? else {
+        let Some(mut rec) = g.read::<TargetRecord>(&key)? else {
             return Ok(());
         };
-        let mut rec: TargetRecord = decode(&key, &v)?;
         if rec.deadline_ms != 0 || deadline_ms == 0 {
             return Ok(());
         }
@@ -124,10 +123,9 @@ impl Core {
         at_ms: i64,
     ) -> Result<(), NodeError> {
         let key = records::target(directive_id, node);
-        let Some(v) = g.txn.get(&key)? else {
+        let Some(mut rec) = g.read::<TargetRecord>(&key)? else {
             return Ok(());
         };
-        let mut rec: TargetRecord = decode(&key, &v)?;
         if rec.overdue_at_ms == 0 {
             rec.overdue_at_ms = at_ms;
             g.txn.put(key, encode(&rec));

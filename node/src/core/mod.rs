@@ -168,21 +168,29 @@ impl CoreHandle {
             .map_err(|_| NodeError::ShuttingDown)
     }
 
+    /// Sends the event `make` builds around a reply channel, and waits for the reply.
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, NodeError>>) -> Event,
+    ) -> Result<T, NodeError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(make(reply)).await?;
+        rx.await.map_err(|_| NodeError::ShuttingDown)?
+    }
+
     pub async fn inbound(
         &self,
         peer: NodeId,
         envelopes: Vec<Envelope>,
         ack: u64,
     ) -> Result<u64, NodeError> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Event::Inbound {
+        self.ask(|reply| Event::Inbound {
             peer,
             envelopes,
             ack,
             reply,
         })
-        .await?;
-        rx.await.map_err(|_| NodeError::ShuttingDown)?
+        .await
     }
 
     pub async fn acked(&self, peer: NodeId, up_to: u64) -> Result<(), NodeError> {
@@ -195,15 +203,13 @@ impl CoreHandle {
         operator: String,
         decision: Decision,
     ) -> Result<DecisionReply, NodeError> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Event::Decide {
+        self.ask(|reply| Event::Decide {
             id,
             operator,
             decision,
             reply,
         })
-        .await?;
-        rx.await.map_err(|_| NodeError::ShuttingDown)?
+        .await
     }
 
     /// Asks the core to check its clocks, unless it is busy (then it will see a later tick).
@@ -216,14 +222,12 @@ impl CoreHandle {
         request: IssueRequest,
         operator: String,
     ) -> Result<IssueReply, NodeError> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Event::Issue {
+        self.ask(|reply| Event::Issue {
             request: Box::new(request),
             operator,
             reply,
         })
-        .await?;
-        rx.await.map_err(|_| NodeError::ShuttingDown)?
+        .await
     }
 }
 
@@ -290,6 +294,16 @@ struct Group<'s> {
     rules_changed: Vec<String>,
     /// The rules file must be rewritten (a directive took effect or lapsed).
     rules_dirty: bool,
+}
+
+impl Group<'_> {
+    /// The record under `key` as this group sees it.
+    fn read<M: prost::Message + Default>(&self, key: &[u8]) -> Result<Option<M>, NodeError> {
+        Ok(match self.txn.get(key)? {
+            Some(v) => Some(decode(key, &v)?),
+            None => None,
+        })
+    }
 }
 
 impl Core {
@@ -642,11 +656,7 @@ impl Core {
 
     /// The directive's metadata as this group sees it.
     fn stored_meta(&self, g: &Group<'_>, id: &str) -> Result<Option<DirectiveMeta>, NodeError> {
-        let key = records::directive_meta(id);
-        Ok(match g.txn.get(&key)? {
-            Some(v) => Some(decode(&key, &v)?),
-            None => None,
-        })
+        g.read(&records::directive_meta(id))
     }
 
     /// The directive's metadata as committed (for checks made before a group's writes).
@@ -663,11 +673,7 @@ impl Core {
         g: &Group<'_>,
         id: &str,
     ) -> Result<Option<StoredDirective>, NodeError> {
-        let key = records::directive(id);
-        Ok(match g.txn.get(&key)? {
-            Some(v) => Some(decode::<StoredDirective>(&key, &v)?),
-            None => None,
-        })
+        g.read(&records::directive(id))
     }
 
     fn receive_status(
@@ -715,10 +721,7 @@ impl Core {
         detail: &str,
     ) -> Result<(), NodeError> {
         let key = records::target(directive_id, node);
-        let mut rec = match g.txn.get(&key)? {
-            Some(v) => decode::<TargetRecord>(&key, &v)?,
-            None => TargetRecord::default(),
-        };
+        let mut rec: TargetRecord = g.read(&key)?.unwrap_or_default();
         let current = TargetState::try_from(rec.state).unwrap_or(TargetState::Unspecified);
         if state_rank(state) <= state_rank(current) && rec.state != 0 {
             return Ok(());
@@ -773,13 +776,10 @@ impl Core {
             return Ok(());
         }
         let key = records::queued(directive_id);
-        let mut rec = match g.txn.get(&key)? {
-            Some(v) => decode::<QueuedTargets>(&key, &v)?,
-            None => QueuedTargets {
-                at_ms: g.now,
-                targets: Vec::new(),
-            },
-        };
+        let mut rec = g.read(&key)?.unwrap_or(QueuedTargets {
+            at_ms: g.now,
+            targets: Vec::new(),
+        });
         rec.targets.extend(targets);
         g.txn.put(key, encode(&rec));
         Ok(())
@@ -873,10 +873,7 @@ impl Core {
         result: &isms_proto::v1::QueryResult,
     ) -> Result<(), NodeError> {
         let key = records::target(directive_id, node);
-        let mut rec = match g.txn.get(&key)? {
-            Some(v) => decode::<TargetRecord>(&key, &v)?,
-            None => TargetRecord::default(),
-        };
+        let mut rec: TargetRecord = g.read(&key)?.unwrap_or_default();
         rec.result = Some(result.clone());
         g.txn.put(key, encode(&rec));
         Ok(())

@@ -55,11 +55,9 @@ impl Core {
         by: &str,
     ) -> Result<(), NodeError> {
         let me = self.shared.node_id.to_string();
-        let key = records::target(x, &me);
-        let held = match g.txn.get(&key)? {
-            Some(v) => decode::<TargetRecord>(&key, &v)?.state == TargetState::Received as i32,
-            None => false,
-        };
+        let held = g
+            .read::<TargetRecord>(&records::target(x, &me))?
+            .is_some_and(|r| r.state == TargetState::Received as i32);
         if !held {
             return Ok(());
         }
@@ -166,12 +164,11 @@ impl Core {
             .ok_or_else(|| NodeError::NotFound(format!("directive {id}")))?;
         let d = stored.directive.clone().unwrap_or_default();
         let me = self.shared.node_id.to_string();
-        let key = records::target(id, &me);
-        let current = match g.txn.get(&key)? {
-            Some(v) => TargetState::try_from(decode::<TargetRecord>(&key, &v)?.state)
-                .unwrap_or(TargetState::Unspecified),
-            None => TargetState::Unspecified,
-        };
+        let current = g
+            .read::<TargetRecord>(&records::target(id, &me))?
+            .map_or(TargetState::Unspecified, |r| {
+                TargetState::try_from(r.state).unwrap_or(TargetState::Unspecified)
+            });
         if current != TargetState::Received {
             return Err(NodeError::State(format!(
                 "directive {id} is not waiting for a decision here (it is {})",
@@ -279,10 +276,9 @@ impl Core {
             return Ok(());
         }
         let key = records::target(directive_id, province.as_str());
-        let Some(v) = g.txn.get(&key)? else {
+        let Some(rec) = g.read::<TargetRecord>(&key)? else {
             return Ok(());
         };
-        let rec: TargetRecord = decode(&key, &v)?;
         let state = TargetState::try_from(rec.state).unwrap_or(TargetState::Unspecified);
         if state_rank(state) >= state_rank(TargetState::Confirmed) {
             return Ok(()); // decided before the acknowledgment arrived
