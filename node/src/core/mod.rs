@@ -367,6 +367,8 @@ impl Core {
     }
 
     fn run(mut self, mut rx: mpsc::Receiver<Event>) {
+        // How well events group is what the node's cost turns on; the log says it at exit.
+        let (mut groups, mut events_seen) = (0u64, 0u64);
         loop {
             let mut events: Vec<Event> = Vec::new();
             match rx.blocking_recv() {
@@ -379,6 +381,8 @@ impl Core {
                     Err(_) => break,
                 }
             }
+            groups += 1;
+            events_seen += events.len() as u64;
             if let Err(e) = self.process_group(events) {
                 tracing::error!(error = %e, "store failure: stopping the node rather than acknowledge what may not be durable");
                 self.shared.failed.store(true, Ordering::SeqCst);
@@ -386,6 +390,12 @@ impl Core {
                 break;
             }
         }
+        tracing::info!(
+            groups,
+            events = events_seen,
+            syncs = self.shared.store.sync_count(),
+            "core stopped"
+        );
         // Dropping `rx` fails every queued sender with ShuttingDown.
     }
 
