@@ -428,7 +428,7 @@ async fn write_loop(
         }
         let limit = top.min(acked_now + window).min(next + batch_max - 1);
         if next <= limit {
-            let batch = read_batch(&ctx, &peer.id, next, limit, byte_budget);
+            let batch = read_batch(&ctx, &peer, next, limit, byte_budget);
             if let Ok((entries, bytes)) = &batch
                 && *bytes >= LARGE_BATCH
             {
@@ -505,26 +505,42 @@ async fn write_loop(
 
 /// Reads outbox entries `from..=to`, stopping early at `byte_budget`; returns them with the
 /// size of the envelopes they make (not built yet: that copies a directive per peer).
+/// The newest entries come from the peer's tail in memory, older ones from the store.
 fn read_batch(
     ctx: &LinkContext,
-    peer: &NodeId,
+    peer: &PeerState,
     from: u64,
     to: u64,
     byte_budget: usize,
 ) -> Result<(Vec<Unbuilt>, usize), NodeError> {
-    let shared = &ctx.shared;
+    let held: Vec<Arc<OutboxEntry>> = {
+        let tail = peer.tail();
+        (from..=to)
+            .map_while(|seq| tail.get(seq).cloned())
+            .collect()
+    };
+    let read: Vec<OutboxEntry> = if held.is_empty() {
+        let mut read = Vec::new();
+        let range = ctx.shared.store.range(
+            &records::outbox(&peer.id, from),
+            &records::outbox(&peer.id, to + 1),
+        );
+        for (expect, item) in (from..).zip(range) {
+            let (key, value) = item?;
+            let entry: OutboxEntry = decode(&key, &value)?;
+            if entry.seq != expect {
+                // A hole: the entry was deleted under us, which only an acknowledgment does.
+                break;
+            }
+            read.push(entry);
+        }
+        read
+    } else {
+        held.into_iter().map(Arc::unwrap_or_clone).collect()
+    };
     let mut entries = Vec::new();
     let mut bytes = 0usize;
-    let range = shared
-        .store
-        .range(&records::outbox(peer, from), &records::outbox(peer, to + 1));
-    for (expect, item) in (from..).zip(range) {
-        let (key, value) = item?;
-        let entry: OutboxEntry = decode(&key, &value)?;
-        if entry.seq != expect {
-            // A hole: the entry was deleted under us, which only an acknowledgment does.
-            break;
-        }
+    for entry in read {
         let directive = match &entry.body {
             Some(outbox_entry::Body::Directive(r)) => {
                 let cached = recent_directive(ctx, &r.id)?;

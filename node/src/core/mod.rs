@@ -12,7 +12,7 @@
 //! its ID) is applied once; target states only move forward, so a repeated status is
 //! harmless.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -72,6 +72,9 @@ pub struct PeerState {
     /// Highest sequence number the peer acknowledged.
     pub acked: AtomicU64,
     pub link: Mutex<LinkStatus>,
+    /// The newest durable outbox entries, so link writers and acknowledgments need not
+    /// read back from the store what the core just wrote.
+    pub tail: Mutex<OutboxTail>,
 }
 
 impl PeerState {
@@ -83,6 +86,69 @@ impl PeerState {
             durable_applied: AtomicU64::new(0),
             acked: AtomicU64::new(0),
             link: Mutex::new(LinkStatus::default()),
+            tail: Mutex::new(OutboxTail::default()),
+        }
+    }
+
+    pub fn tail(&self) -> std::sync::MutexGuard<'_, OutboxTail> {
+        // The tail is consistent after every call that changes it; a writer that panicked
+        // while reading leaves nothing half done.
+        self.tail.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A contiguous run of a peer's newest durable outbox entries, in sequence order. Bounded
+/// by count and bytes: older entries are dropped from the front and read from the store
+/// when needed (a peer offline for long, or one far behind).
+#[derive(Debug, Default)]
+pub struct OutboxTail {
+    /// Sequence number of the first entry held; when empty, of the next one to come.
+    start: u64,
+    entries: VecDeque<(Arc<OutboxEntry>, usize)>,
+    bytes: usize,
+}
+
+impl OutboxTail {
+    const MAX_ENTRIES: usize = 8192;
+    const MAX_BYTES: usize = 16 << 20;
+
+    /// The first sequence number held (or, when empty, the next to come).
+    pub fn start(&self) -> u64 {
+        self.start
+    }
+
+    /// The entry with sequence number `seq`, if held.
+    pub fn get(&self, seq: u64) -> Option<&Arc<OutboxEntry>> {
+        let i = usize::try_from(seq.checked_sub(self.start)?).ok()?;
+        self.entries.get(i).map(|(e, _)| e)
+    }
+
+    /// Appends a durable entry of `size` encoded bytes. One that does not follow the last
+    /// one held (the sequence skipped ahead) starts the run anew.
+    fn push(&mut self, entry: Arc<OutboxEntry>, size: usize) {
+        if entry.seq != self.start + self.entries.len() as u64 {
+            self.entries.clear();
+            self.bytes = 0;
+            self.start = entry.seq;
+        }
+        self.entries.push_back((entry, size));
+        self.bytes += size;
+        while self.entries.len() > Self::MAX_ENTRIES || self.bytes > Self::MAX_BYTES {
+            self.pop_front();
+        }
+    }
+
+    /// Forgets entries up to and including `seq` (acknowledged by the peer).
+    fn drop_through(&mut self, seq: u64) {
+        while self.entries.front().is_some_and(|(e, _)| e.seq <= seq) {
+            self.pop_front();
+        }
+    }
+
+    fn pop_front(&mut self) {
+        if let Some((_, size)) = self.entries.pop_front() {
+            self.bytes -= size;
+            self.start += 1;
         }
     }
 }
@@ -294,6 +360,8 @@ struct Group<'s> {
     rules_changed: Vec<String>,
     /// The rules file must be rewritten (a directive took effect or lapsed).
     rules_dirty: bool,
+    /// Outbox entries written by this group, for the peers' tails once it is durable.
+    outbox: Vec<(NodeId, Arc<OutboxEntry>, usize)>,
 }
 
 impl Group<'_> {
@@ -347,6 +415,7 @@ impl Core {
             core.applied.insert(id.clone(), applied);
             core.acked.insert(id.clone(), acked);
             peer.durable_out.send_replace(next - 1);
+            peer.tail().start = next;
             peer.durable_applied.store(applied, Ordering::SeqCst);
             peer.acked.store(acked, Ordering::SeqCst);
         }
@@ -408,6 +477,7 @@ impl Core {
             upward: BTreeMap::new(),
             rules_changed: Vec::new(),
             rules_dirty: false,
+            outbox: Vec::new(),
         };
         for event in events {
             self.handle(&mut g, event)?;
@@ -416,11 +486,21 @@ impl Core {
             self.execute_rules(&mut g)?;
         }
         self.flush_upward(&mut g)?;
-        let Group { txn, replies, .. } = g;
+        let Group {
+            txn,
+            replies,
+            outbox,
+            ..
+        } = g;
         let writes = txn.into_writes();
         if !writes.is_empty() {
             store.apply(writes)?;
             store.sync()?;
+        }
+        for (peer, entry, size) in outbox {
+            if let Some(p) = self.shared.peer(&peer) {
+                p.tail().push(entry, size);
+            }
         }
         self.publish();
         for reply in replies {
@@ -928,7 +1008,9 @@ impl Core {
             trace_context: trace,
             body: Some(body),
         };
-        g.txn.put(records::outbox(peer, seq), encode(&entry));
+        let value = encode(&entry);
+        g.outbox.push((peer.clone(), Arc::new(entry), value.len()));
+        g.txn.put(records::outbox(peer, seq), value);
         g.txn
             .put(records::next_seq(peer), records::encode_u64(seq + 1));
     }
@@ -954,20 +1036,37 @@ impl Core {
         } else {
             up_to
         };
-        let entries = g
-            .txn
-            .store()
-            .range(
+        // The newest entries are in the peer's tail; older ones only in the store.
+        let peer_state = self.shared.peer(peer).cloned();
+        let (tail_start, held) = match &peer_state {
+            Some(p) => {
+                let tail = p.tail();
+                let held: Vec<Arc<OutboxEntry>> = (tail.start().max(acked + 1)..=up_to)
+                    .map_while(|seq| tail.get(seq).cloned())
+                    .collect();
+                (tail.start(), held)
+            }
+            None => (u64::MAX, Vec::new()),
+        };
+        let mut entries: Vec<Arc<OutboxEntry>> = Vec::new();
+        if acked + 1 < tail_start {
+            for item in g.txn.store().range(
                 &records::outbox(peer, acked + 1),
-                &records::outbox(peer, up_to + 1),
-            )
-            .collect::<Result<Vec<_>, _>>()?;
-        for (key, value) in entries {
-            let entry: OutboxEntry = decode(&key, &value)?;
-            if let Some(outbox_entry::Body::Directive(r)) = entry.body {
+                &records::outbox(peer, tail_start.min(up_to + 1)),
+            ) {
+                let (key, value) = item?;
+                entries.push(Arc::new(decode(&key, &value)?));
+            }
+        }
+        entries.extend(held);
+        for entry in entries {
+            if let Some(outbox_entry::Body::Directive(r)) = &entry.body {
                 self.delivered(g, peer, &r.id, &entry.trace_context)?;
             }
-            g.txn.delete(key);
+            g.txn.delete(records::outbox(peer, entry.seq));
+        }
+        if let Some(p) = &peer_state {
+            p.tail().drop_through(up_to);
         }
         self.acked.insert(peer.clone(), up_to.max(acked));
         Ok(())
@@ -1266,4 +1365,57 @@ pub fn check_directive_shape(d: &Directive) -> Result<(), NodeError> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(seq: u64) -> Arc<OutboxEntry> {
+        Arc::new(OutboxEntry {
+            seq,
+            ..Default::default()
+        })
+    }
+
+    fn held(tail: &OutboxTail) -> Vec<u64> {
+        tail.entries.iter().map(|(e, _)| e.seq).collect()
+    }
+
+    #[test]
+    fn outbox_tail_holds_a_contiguous_bounded_run() {
+        let mut tail = OutboxTail {
+            start: 5,
+            ..Default::default()
+        };
+        assert!(tail.get(5).is_none());
+        for seq in 5..=8 {
+            tail.push(entry(seq), 10);
+        }
+        assert_eq!(tail.start(), 5);
+        assert_eq!(tail.get(7).map(|e| e.seq), Some(7));
+        assert!(tail.get(4).is_none() && tail.get(9).is_none());
+
+        // Acknowledged entries go; an acknowledgment of what is not held changes nothing.
+        tail.drop_through(6);
+        assert_eq!((tail.start(), held(&tail)), (7, vec![7, 8]));
+        tail.drop_through(3);
+        assert_eq!(held(&tail), vec![7, 8]);
+        tail.drop_through(8);
+        assert_eq!((tail.start(), held(&tail), tail.bytes), (9, vec![], 0));
+
+        // A sequence that skipped ahead starts the run anew.
+        tail.push(entry(20), 10);
+        assert_eq!((tail.start(), held(&tail)), (20, vec![20]));
+
+        // Over the byte bound, the oldest entries are dropped and read from the store.
+        tail.push(entry(21), OutboxTail::MAX_BYTES);
+        assert_eq!((tail.start(), held(&tail)), (21, vec![21]));
+        let mut tail = OutboxTail::default();
+        for seq in 0..=OutboxTail::MAX_ENTRIES as u64 {
+            tail.push(entry(seq), 1);
+        }
+        assert_eq!(tail.start(), 1);
+        assert_eq!(tail.entries.len(), OutboxTail::MAX_ENTRIES);
+    }
 }
