@@ -1018,7 +1018,9 @@ impl Core {
     /// The peer holds everything up to `up_to`: drop those entries, and record `delivered`
     /// for the directives among them.
     fn apply_ack(&mut self, g: &mut Group<'_>, peer: &NodeId, up_to: u64) -> Result<(), NodeError> {
-        let Some(&acked) = self.acked.get(peer) else {
+        let (Some(&acked), Some(peer_state)) =
+            (self.acked.get(peer), self.shared.peer(peer).cloned())
+        else {
             return Ok(());
         };
         if up_to <= acked {
@@ -1037,16 +1039,12 @@ impl Core {
             up_to
         };
         // The newest entries are in the peer's tail; older ones only in the store.
-        let peer_state = self.shared.peer(peer).cloned();
-        let (tail_start, held) = match &peer_state {
-            Some(p) => {
-                let tail = p.tail();
-                let held: Vec<Arc<OutboxEntry>> = (tail.start().max(acked + 1)..=up_to)
-                    .map_while(|seq| tail.get(seq).cloned())
-                    .collect();
-                (tail.start(), held)
-            }
-            None => (u64::MAX, Vec::new()),
+        let (tail_start, held) = {
+            let tail = peer_state.tail();
+            let held: Vec<Arc<OutboxEntry>> = (tail.start().max(acked + 1)..=up_to)
+                .map_while(|seq| tail.get(seq).cloned())
+                .collect();
+            (tail.start(), held)
         };
         let mut entries: Vec<Arc<OutboxEntry>> = Vec::new();
         if acked + 1 < tail_start {
@@ -1065,9 +1063,7 @@ impl Core {
             }
             g.txn.delete(records::outbox(peer, entry.seq));
         }
-        if let Some(p) = &peer_state {
-            p.tail().drop_through(up_to);
-        }
+        peer_state.tail().drop_through(up_to);
         self.acked.insert(peer.clone(), up_to.max(acked));
         Ok(())
     }
