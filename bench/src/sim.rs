@@ -289,8 +289,8 @@ fn check_rules(env: &Envelope) -> Result<u64, String> {
                 Ok(DirectiveKind::Disposal | DirectiveKind::Monitoring)
             ) =>
         {
-            isms_node::directive::normalise_rules(&d.rules)
-                .map(|r| r.len() as u64)
+            isms_node::directive::count_distinct_rules(&d.rules)
+                .map(|n| n as u64)
                 .map_err(|e| e.to_string())
         }
         _ => Ok(0),
