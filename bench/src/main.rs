@@ -251,6 +251,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 let mut samples = Vec::new();
                 let cpu_before = cpu_split(&bench, &provinces, &real_enterprise);
                 for run in 0..args.runs {
+                    let run_before = cpu_split(&bench, &provinces, &real_enterprise);
                     let requests = (0..args.throughput_count)
                         .map(|i| request("all", &format!("t{run}-{i}.{tag}"), 1));
                     let ids = issue_pipelined(&client, requests, args.in_flight).await?;
@@ -266,6 +267,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     let rate = args.throughput_count as f64 / secs;
                     // Per run: the stores grow from one run to the next (BENCHMARKS.md).
                     println!("  run {run}: {rate:.2} directives/s");
+                    print_cpu(
+                        run_before,
+                        cpu_split(&bench, &provinces, &real_enterprise),
+                        args.throughput_count,
+                    );
                     samples.push(rate);
                 }
                 let cpu_after = cpu_split(&bench, &provinces, &real_enterprise);
