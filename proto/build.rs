@@ -9,6 +9,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Shared, not copied, when a batch is decoded (see `Batch` in isms.proto).
+        .bytes(".isms.v1.Batch.envelopes")
         .compile_fds(fds)?;
     Ok(())
 }

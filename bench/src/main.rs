@@ -289,8 +289,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 );
                 let mut samples = Vec::new();
                 for run in 0..args.runs {
+                    let run_before = cpu_split(&bench, &provinces, &real_enterprise);
                     let id = issue(&mut client, &format!("b{run}.{tag}"), args.bulk_rules).await?;
                     let done = wait_done(&mut client, &id, total_enterprises, SLOW_POLL).await?;
+                    println!("  run {run}: {:.1} s", done.latency_ms() as f64 / 1000.0);
+                    print_cpu(
+                        run_before,
+                        cpu_split(&bench, &provinces, &real_enterprise),
+                        1,
+                    );
                     samples.push(done.latency_ms() as f64 / 1000.0);
                 }
                 figures.add(
@@ -461,7 +468,6 @@ fn print_table(args: &Args, n: usize, figures: &Figures) {
     }
 }
 
-/// CPU ms used so far by the ministry, all provinces, the real enterprise and this process.
 /// Prints CPU time per directive by process group, between two [`cpu_split`]s.
 fn print_cpu(before: [u64; 4], after: [u64; 4], directives: usize) {
     let per = |i: usize| (after[i] - before[i]) as f64 / directives.max(1) as f64;
@@ -474,6 +480,7 @@ fn print_cpu(before: [u64; 4], after: [u64; 4], directives: usize) {
     );
 }
 
+/// CPU ms used so far by the ministry, all provinces, the real enterprise and this process.
 fn cpu_split(bench: &BenchNet, provinces: &[String], enterprise: &str) -> [u64; 4] {
     let of = |id: &str| bench.pid(id).map_or(0, net::cpu_ms);
     [

@@ -229,9 +229,13 @@ impl Sim {
         let result = async {
             while let Some(frame) = inbound.next().await {
                 // As enterprise-node: an acknowledgment comes alone or carried by a batch.
-                let (envelopes, acked) = match frame?.body {
-                    Some(frame::Body::Batch(Batch { envelopes, applied })) => (envelopes, applied),
-                    Some(frame::Body::Ack(Ack { applied })) => (Vec::new(), applied),
+                let (envelopes, acked, bytes) = match frame?.body {
+                    Some(frame::Body::Batch(batch)) => (
+                        batch.decode_envelopes()?,
+                        batch.applied,
+                        batch.envelopes.iter().map(|e| e.len()).sum::<usize>(),
+                    ),
+                    Some(frame::Body::Ack(Ack { applied })) => (Vec::new(), applied, 0),
                     other => anyhow::bail!("unexpected frame {other:?}"),
                 };
                 if acked != 0 {
@@ -244,7 +248,6 @@ impl Sim {
                         .await?;
                 }
                 if !envelopes.is_empty() {
-                    let bytes: usize = envelopes.iter().map(Message::encoded_len).sum();
                     let _room = if bytes >= LARGE_BATCH {
                         let kib = (bytes.div_ceil(1024)).min(LARGE_WAITING / 1024);
                         Some(
@@ -354,10 +357,7 @@ async fn write_loop(
             };
             if let Some(last) = envelopes.last() {
                 next = last.seq + 1;
-                let batch = Batch {
-                    envelopes,
-                    applied: ack.carry(applied_now(&owed)),
-                };
+                let batch = Batch::of(&envelopes, ack.carry(applied_now(&owed)));
                 if out.send(body(frame::Body::Batch(batch))).await.is_err() {
                     return;
                 }

@@ -17,6 +17,7 @@ use isms_proto::v1::link_client::LinkClient;
 use isms_proto::v1::link_server::Link;
 use isms_proto::v1::{Ack, Batch, Directive, Envelope, Frame, Hello, envelope::Payload, frame};
 use prost::Message;
+use prost::bytes::Bytes;
 use rand::Rng;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -39,8 +40,9 @@ pub struct LinkContext {
     pub trust_domain: String,
     pub shutdown: CancellationToken,
     sessions: Arc<std::sync::Mutex<HashMap<NodeId, CancellationToken>>>,
-    /// Directives recently sent, decoded once for every session: a province sends each
-    /// directive to all its enterprises, and a blacklist can hold 50,000 rules.
+    /// Directives recently sent, encoded once (without targets) for every session: a
+    /// province sends each directive to all its enterprises, and a blacklist can hold
+    /// 50,000 rules.
     recent: Arc<std::sync::Mutex<Recent>>,
     /// Room for large batches sent and not yet acknowledged, over all links, in KiB: a
     /// province sending a 50,000-rule blacklist to 161 enterprises builds a few copies at a
@@ -48,17 +50,17 @@ pub struct LinkContext {
     large_in_flight: Arc<tokio::sync::Semaphore>,
 }
 
-/// A decoded directive without targets, and its encoded size.
+/// A directive without targets, encoded: every copy sent is built from it.
 #[derive(Debug, Clone)]
 struct Cached {
-    directive: Arc<Directive>,
-    encoded_len: usize,
+    id: String,
+    body: Bytes,
 }
 
 /// A batch at least this large waits for room in `large_in_flight`.
 const LARGE_BATCH: usize = 1 << 20;
 
-/// The decoded directives the link writers keep between them, oldest dropped first. Bounded
+/// The encoded directives the link writers keep between them, oldest dropped first. Bounded
 /// by count and by size: with many directives in flight, writers at different points of
 /// their outboxes must still find theirs here, and 50,000-rule blacklists are large.
 #[derive(Debug, Default)]
@@ -77,11 +79,11 @@ impl Recent {
     }
 
     fn insert(&mut self, cached: Cached) {
-        let id = cached.directive.id.clone();
-        self.bytes += cached.encoded_len;
+        let id = cached.id.clone();
+        self.bytes += cached.body.len();
         if let Some(old) = self.by_id.insert(id.clone(), cached) {
-            // Two writers decoded the same directive at once: keep one.
-            self.bytes -= old.encoded_len;
+            // Two writers read the same directive at once: keep one.
+            self.bytes -= old.body.len();
             return;
         }
         self.order.push_back(id);
@@ -92,7 +94,7 @@ impl Recent {
                 break;
             };
             if let Some(c) = self.by_id.remove(&oldest) {
-                self.bytes -= c.encoded_len;
+                self.bytes -= c.body.len();
             }
         }
     }
@@ -280,10 +282,19 @@ async fn read_loop(
             Some(Ok(Frame { body })) => body,
         };
         match body {
-            Some(frame::Body::Batch(Batch {
-                envelopes,
-                applied: acked,
-            })) => {
+            Some(frame::Body::Batch(batch)) => {
+                // A frame with an undecodable envelope is refused whole, as tonic refuses
+                // an undecodable frame: nothing of it, its acknowledgment included, is used.
+                let envelopes = match batch.decode_envelopes() {
+                    Ok(envelopes) => envelopes,
+                    Err(e) => {
+                        let status = Status::invalid_argument(format!("undecodable envelope: {e}"));
+                        tracing::warn!(peer = %peer.id, error = %status.message(), "bad frame; closing link");
+                        let _ = out.send(Err(status.clone())).await;
+                        return SessionEnd::Transport(status);
+                    }
+                };
+                let acked = batch.applied;
                 raise(&watches.acked, acked);
                 if envelopes.is_empty() {
                     if acked != 0
@@ -444,14 +455,16 @@ async fn write_loop(
                 held.push_back((entries.last().map_or(next, |(e, _)| e.seq), room));
             }
             let envelopes = batch.and_then(|(entries, _)| {
-                entries
+                let last = entries.last().map(|(e, _)| e.seq);
+                let built = entries
                     .into_iter()
                     .map(envelope)
-                    .collect::<Result<Vec<_>, _>>()
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((last, built))
             });
             match envelopes {
-                Ok(envelopes) if !envelopes.is_empty() => {
-                    next = envelopes.last().map_or(next, |e| e.seq + 1);
+                Ok((Some(last), envelopes)) => {
+                    next = last + 1;
                     let frame = Frame {
                         body: Some(frame::Body::Batch(Batch {
                             envelopes,
@@ -504,7 +517,7 @@ async fn write_loop(
 }
 
 /// Reads outbox entries `from..=to`, stopping early at `byte_budget`; returns them with the
-/// size of the envelopes they make (not built yet: that copies a directive per peer).
+/// size of the envelopes they make.
 /// The newest entries come from the peer's tail in memory, older ones from the store.
 fn read_batch(
     ctx: &LinkContext,
@@ -544,8 +557,8 @@ fn read_batch(
         let directive = match &entry.body {
             Some(outbox_entry::Body::Directive(r)) => {
                 let cached = recent_directive(ctx, &r.id)?;
-                bytes += cached.encoded_len + r.encoded_len();
-                Some(cached.directive)
+                bytes += cached.body.len() + r.encoded_len();
+                Some(cached.body)
             }
             _ => {
                 bytes += entry.encoded_len();
@@ -560,8 +573,8 @@ fn read_batch(
     Ok((entries, bytes))
 }
 
-/// An outbox entry read, with the directive it refers to, if any.
-type Unbuilt = (OutboxEntry, Option<Arc<Directive>>);
+/// An outbox entry read, with the encoding of the directive it refers to, if any.
+type Unbuilt = (OutboxEntry, Option<Bytes>);
 
 /// The stored directive `id`, from the writers' shared cache or decoded from the store.
 fn recent_directive(ctx: &LinkContext, id: &str) -> Result<Cached, NodeError> {
@@ -582,34 +595,35 @@ fn recent_directive(ctx: &LinkContext, id: &str) -> Result<Cached, NodeError> {
         ..stored.directive.unwrap_or_default()
     };
     let cached = Cached {
-        encoded_len: directive.encoded_len(),
-        directive: Arc::new(directive),
+        id: id.to_string(),
+        body: Bytes::from(directive.encode_to_vec()),
     };
     lock().insert(cached.clone());
     Ok(cached)
 }
 
-/// The envelope an outbox entry makes: a directive copy carries only its own targets.
-fn envelope((entry, directive): Unbuilt) -> Result<Envelope, NodeError> {
-    let payload = match (entry.body, directive) {
-        (Some(outbox_entry::Body::Status(s)), _) => Payload::Status(s),
-        (Some(outbox_entry::Body::Directive(r)), Some(d)) => Payload::Directive(Directive {
-            targets: r.targets,
-            ..Directive::clone(&d)
-        }),
-        _ => {
-            return Err(NodeError::Protocol(format!(
-                "outbox entry {} is empty or names no directive",
-                entry.seq
-            )));
-        }
-    };
-    Ok(Envelope {
+/// The encoded envelope an outbox entry makes: a directive copy carries only its own
+/// targets, after the directive's shared encoding.
+fn envelope((entry, directive): Unbuilt) -> Result<Bytes, NodeError> {
+    let mut envelope = Envelope {
         seq: entry.seq,
         id: entry.message_id,
         trace_context: entry.trace_context,
-        payload: Some(payload),
-    })
+        payload: None,
+    };
+    match (entry.body, directive) {
+        (Some(outbox_entry::Body::Status(s)), _) => {
+            envelope.payload = Some(Payload::Status(s));
+            Ok(Bytes::from(envelope.encode_to_vec()))
+        }
+        (Some(outbox_entry::Body::Directive(r)), Some(body)) => {
+            Ok(isms_proto::directive_envelope(&envelope, &body, &r.targets))
+        }
+        _ => Err(NodeError::Protocol(format!(
+            "outbox entry {} is empty or names no directive",
+            envelope.seq
+        ))),
+    }
 }
 
 /// The parent's side: accepts links from configured children only.
@@ -717,11 +731,8 @@ mod tests {
 
     fn cached(id: &str, encoded_len: usize) -> Cached {
         Cached {
-            directive: Arc::new(Directive {
-                id: id.into(),
-                ..Default::default()
-            }),
-            encoded_len,
+            id: id.into(),
+            body: Bytes::from(vec![0; encoded_len]),
         }
     }
 

@@ -42,20 +42,20 @@ async fn acknowledgments_ride_on_batches_and_go_alone_only_after_the_delay() {
 
     // A report the ministry has nothing to answer: the acknowledgment is owed. A directive
     // issued within the delay goes out carrying it, with no Ack frame before it.
-    s.send(Body::Batch(Batch {
-        envelopes: vec![stray_report(next, "province/44")],
-        applied: 0,
-    }))
+    s.send(Body::Batch(Batch::of(
+        &[stray_report(next, "province/44")],
+        0,
+    )))
     .await;
     let second = net.issue(&["--to", "province/44", "--block-domain", "second.example"]);
-    let Body::Batch(Batch {
-        envelopes,
-        applied: carried,
-    }) = next_frame(&mut s).await
-    else {
+    let Body::Batch(batch) = next_frame(&mut s).await else {
         panic!("expected the directive's batch first");
     };
-    assert_eq!(carried, next, "the batch carries the owed acknowledgment");
+    assert_eq!(
+        batch.applied, next,
+        "the batch carries the owed acknowledgment"
+    );
+    let envelopes = batch.decode_envelopes().expect("envelopes decode");
     let directive_seq = match envelopes.as_slice() {
         [env] if matches!(&env.payload, Some(Payload::Directive(d)) if d.id == second) => env.seq,
         other => panic!("expected the directive, got {other:?}"),
@@ -63,10 +63,10 @@ async fn acknowledgments_ride_on_batches_and_go_alone_only_after_the_delay() {
 
     // Our acknowledgment of the directive rides on our next report: the ministry records the
     // province holds it (only the carried acknowledgment can say so).
-    s.send(Body::Batch(Batch {
-        envelopes: vec![stray_report(next + 1, "province/44")],
-        applied: directive_seq,
-    }))
+    s.send(Body::Batch(Batch::of(
+        &[stray_report(next + 1, "province/44")],
+        directive_seq,
+    )))
     .await;
     eventually(Duration::from_secs(15), "province/44 delivered", || {
         let view = net.directive("ministry", &second)?;

@@ -256,15 +256,15 @@ async fn a_province_cannot_reach_another_provinces_enterprise_any_other_way() {
         targets: vec!["enterprise/e1101".into()],
         ..Default::default()
     };
-    s.send(Body::Batch(Batch {
-        applied: 0,
-        envelopes: vec![Envelope {
+    s.send(Body::Batch(Batch::of(
+        &[Envelope {
             seq: applied + 1,
             id: forged.id.clone(),
             payload: Some(Payload::Directive(forged)),
             ..Default::default()
         }],
-    }))
+        0,
+    )))
     .await;
     let status = loop {
         match s.next().await {

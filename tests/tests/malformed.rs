@@ -126,20 +126,20 @@ async fn malformed_frames_close_the_link_and_leave_the_store_untouched() {
     // A batch before the Hello.
     let (mut s, next) = session_as_province(&net, false).await;
     assert!(next > 1, "the real province/44 has reported before");
-    s.send(Body::Batch(Batch {
-        applied: 0,
-        envelopes: vec![stray_report(next, "province/44")],
-    }))
+    s.send(Body::Batch(Batch::of(
+        &[stray_report(next, "province/44")],
+        0,
+    )))
     .await;
     let st = refusal(&mut s).await;
     assert_eq!(st.code(), tonic::Code::InvalidArgument, "{st:?}");
 
     // A sequence gap.
     let (mut s, next) = session_as_province(&net, true).await;
-    s.send(Body::Batch(Batch {
-        applied: 0,
-        envelopes: vec![stray_report(next + 4, "province/44")],
-    }))
+    s.send(Body::Batch(Batch::of(
+        &[stray_report(next + 4, "province/44")],
+        0,
+    )))
     .await;
     let st = refusal(&mut s).await;
     assert_eq!(st.code(), tonic::Code::InvalidArgument);
@@ -152,20 +152,31 @@ async fn malformed_frames_close_the_link_and_leave_the_store_untouched() {
         id: "x".into(),
         ..Default::default()
     };
-    s.send(Body::Batch(Batch {
-        applied: 0,
-        envelopes: vec![stray_report(next, "province/44"), empty],
-    }))
+    s.send(Body::Batch(Batch::of(
+        &[stray_report(next, "province/44"), empty],
+        0,
+    )))
     .await;
     let st = refusal(&mut s).await;
     assert!(st.message().contains("no payload"), "{st:?}");
 
+    // Bytes that are no envelope.
+    let (mut s, _) = session_as_province(&net, true).await;
+    let truncated = Batch {
+        envelopes: vec![vec![0x52, 0x05, 0x01].into()],
+        applied: 0,
+    };
+    s.send(Body::Batch(truncated)).await;
+    let st = refusal(&mut s).await;
+    assert_eq!(st.code(), tonic::Code::InvalidArgument, "{st:?}");
+    assert!(st.message().contains("undecodable envelope"), "{st:?}");
+
     // A report on another province's enterprise.
     let (mut s, next) = session_as_province(&net, true).await;
-    s.send(Body::Batch(Batch {
-        applied: 0,
-        envelopes: vec![stray_report(next, "enterprise/e1101")],
-    }))
+    s.send(Body::Batch(Batch::of(
+        &[stray_report(next, "enterprise/e1101")],
+        0,
+    )))
     .await;
     let st = refusal(&mut s).await;
     assert_eq!(st.code(), tonic::Code::PermissionDenied, "{st:?}");
@@ -176,11 +187,7 @@ async fn malformed_frames_close_the_link_and_leave_the_store_untouched() {
     if let Some(Payload::Status(r)) = &mut big.payload {
         r.updates[0].detail = "x".repeat(2 << 20);
     }
-    s.send(Body::Batch(Batch {
-        applied: 0,
-        envelopes: vec![big],
-    }))
-    .await;
+    s.send(Body::Batch(Batch::of(&[big], 0))).await;
     assert!(s.next().await.is_err(), "an oversized frame was accepted");
 
     // The ministry kept nothing of it: the real province's next message is still taken as

@@ -132,15 +132,15 @@ async fn an_enterprise_cannot_send_a_directive_up_down_or_sideways() {
         ..Default::default()
     };
     session
-        .send(Body::Batch(Batch {
-            applied: 0,
-            envelopes: vec![Envelope {
+        .send(Body::Batch(Batch::of(
+            &[Envelope {
                 seq: 1,
                 id: directive.id.clone(),
                 payload: Some(Payload::Directive(directive)),
                 ..Default::default()
             }],
-        }))
+            0,
+        )))
         .await;
     let status = loop {
         match session.next().await {
