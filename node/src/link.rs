@@ -273,12 +273,7 @@ async fn read_loop(
         };
         let body = match frame {
             None => return SessionEnd::Closed,
-            Some(Err(status)) => {
-                // An undecodable or oversized frame: tell the peer why before closing.
-                tracing::warn!(peer = %peer.id, error = %status.message(), "bad frame; closing link");
-                let _ = out.send(Err(status.clone())).await;
-                return SessionEnd::Transport(status);
-            }
+            Some(Err(status)) => return bad_frame(peer, out, status).await,
             Some(Ok(Frame { body })) => body,
         };
         match body {
@@ -289,9 +284,7 @@ async fn read_loop(
                     Ok(envelopes) => envelopes,
                     Err(e) => {
                         let status = Status::invalid_argument(format!("undecodable envelope: {e}"));
-                        tracing::warn!(peer = %peer.id, error = %status.message(), "bad frame; closing link");
-                        let _ = out.send(Err(status.clone())).await;
-                        return SessionEnd::Transport(status);
+                        return bad_frame(peer, out, status).await;
                     }
                 };
                 let acked = batch.applied;
@@ -329,6 +322,17 @@ async fn read_loop(
             }
         }
     }
+}
+
+/// An undecodable or oversized frame: tells the peer why, and ends the session.
+async fn bad_frame(
+    peer: &PeerState,
+    out: &mpsc::Sender<Result<Frame, Status>>,
+    status: Status,
+) -> SessionEnd {
+    tracing::warn!(peer = %peer.id, error = %status.message(), "bad frame; closing link");
+    let _ = out.send(Err(status.clone())).await;
+    SessionEnd::Transport(status)
 }
 
 fn clone_error(e: &NodeError) -> NodeError {
