@@ -328,6 +328,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     args.runs, args.backlog
                 );
                 let mut rates = Vec::new();
+                let mut delivered_rates = Vec::new();
                 let mut per_message = Vec::new();
                 for run in 0..args.runs {
                     bench.stop(&province)?;
@@ -350,11 +351,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
                         (net::disk_bytes(&store).saturating_sub(before)) as f64
                             / args.backlog as f64,
                     );
+                    println!("  run {run}: {backlog} queued; starting {province}");
                     let t0 = Instant::now();
                     bench.spawn(&province)?;
+                    let mut first_sent = None;
                     loop {
-                        if backlog_of(&mut client, &province).await? == 0 {
+                        let left = backlog_of(&mut client, &province).await?;
+                        if left == 0 {
                             break;
+                        }
+                        if left < backlog && first_sent.is_none() {
+                            first_sent = Some(t0.elapsed().as_secs_f64());
                         }
                         if t0.elapsed() > Duration::from_secs(600) {
                             bail!("{province}'s backlog did not drain in 600s");
@@ -364,24 +371,38 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     let secs = t0.elapsed().as_secs_f64();
                     rates.push(args.backlog as f64 / secs);
                     println!(
-                        "  run {run}: {} messages drained in {secs:.2}s (from process start)",
-                        args.backlog
+                        "  run {run}: {} messages drained in {secs:.2}s from the process start \
+                         (the first acknowledged after {:.2}s)",
+                        args.backlog,
+                        first_sent.unwrap_or(secs)
                     );
-                    // Every queued directive reaches its enterprise exactly once.
+                    // Every queued directive reaches its enterprise exactly once. The
+                    // province holds them durably once the link has drained; this is the
+                    // rate at which it passes them on.
                     let want = received_before + args.backlog as u64;
-                    let t1 = Instant::now();
                     while sim.counters.received.load(Ordering::SeqCst) < want {
-                        if t1.elapsed() > Duration::from_secs(600) {
+                        if t0.elapsed() > Duration::from_secs(1200) {
                             bail!("queued directives did not all reach their enterprises");
                         }
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
                     }
+                    let secs = t0.elapsed().as_secs_f64();
+                    delivered_rates.push(args.backlog as f64 / secs);
+                    println!(
+                        "  run {run}: all {} at their enterprises {secs:.2}s after the start",
+                        args.backlog
+                    );
                     anyhow::ensure!(
                         sim.counters.received.load(Ordering::SeqCst) == want,
                         "more directives received than issued"
                     );
                 }
                 figures.add("backlog drain", "messages/s", rates);
+                figures.add(
+                    "backlog delivered to enterprises",
+                    "messages/s",
+                    delivered_rates,
+                );
                 figures.add("ministry disk per queued directive", "bytes", per_message);
             }
         }

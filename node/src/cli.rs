@@ -1110,7 +1110,7 @@ pub async fn list(args: ListArgs) -> anyhow::Result<i32> {
     Ok(exit::OK)
 }
 
-/// `status`: links (up/down, since when), backlog and oldest message age per peer.
+/// `status`: links (up/down, since when), backlog and oldest message age, and inbox, per peer.
 pub async fn node_status(args: NodeStatusArgs) -> anyhow::Result<i32> {
     let mut client = connect(&args.client).await?;
     let s = client
@@ -1126,6 +1126,7 @@ pub async fn node_status(args: NodeStatusArgs) -> anyhow::Result<i32> {
                 json!({
                     "peer": p.peer, "role": p.role, "up": p.up, "since_ms": p.since_ms,
                     "backlog": p.backlog, "oldest_age_ms": p.oldest_age_ms,
+                    "inbox": p.inbox,
                 })
             })
             .collect();
@@ -1155,13 +1156,14 @@ pub async fn node_status(args: NodeStatusArgs) -> anyhow::Result<i32> {
                 )
             };
             println!(
-                "  {:<24} {:<6} {:<4} since {:<12} backlog {:>6}  oldest {} ms",
+                "  {:<24} {:<6} {:<4} since {:<12} backlog {:>6}  oldest {} ms  inbox {}",
                 p.peer,
                 p.role,
                 if p.up { "up" } else { "down" },
                 since,
                 p.backlog,
-                p.oldest_age_ms
+                p.oldest_age_ms,
+                p.inbox
             );
         }
     }

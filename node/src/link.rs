@@ -442,7 +442,12 @@ async fn write_loop(
             held.pop_front();
         }
         let limit = top.min(acked_now + window).min(next + batch_max - 1);
-        if next <= limit {
+        // While the window holds back more than it lets out, wait until a full batch fits:
+        // sent on every small acknowledgment, a backlog would go out in many small frames,
+        // each costing the receiver a round of its core.
+        let held_back = top > acked_now + window;
+        let full_batch = limit + 1 >= next + batch_max;
+        if next <= limit && (full_batch || !held_back) {
             let batch = read_batch(&ctx, &peer, next, limit, byte_budget);
             if let Ok((entries, bytes)) = &batch
                 && *bytes >= LARGE_BATCH

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::Duration;
 
 use isms_proto::v1::link_server::LinkServer;
@@ -68,6 +68,7 @@ pub async fn run_with_clock(
         started_at_ms: clock.now_ms(),
         clock,
         failed: AtomicBool::new(false),
+        directives: AtomicU64::new(0),
     });
 
     // A store failure cancels everything: the node stops rather than acknowledge writes

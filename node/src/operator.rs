@@ -356,10 +356,16 @@ pub fn node_status(shared: &Shared) -> Result<NodeStatusReply, NodeError> {
             since_ms: link.since_ms,
             backlog,
             oldest_age_ms,
+            inbox: peer.inbox.load(Ordering::SeqCst),
         });
     }
-    let directives = shared.store.scan_prefix(records::DIRECTIVE_PREFIX).count() as u64;
-    let active_rules = shared.store.scan_prefix(records::RULE_PREFIX).count() as u64;
+    let directives = shared.directives.load(Ordering::SeqCst);
+    // Only an enterprise holds rules, and no more than it enforces.
+    let active_rules = if shared.node_id.tier() == Tier::Enterprise {
+        shared.store.scan_prefix(records::RULE_PREFIX).count() as u64
+    } else {
+        0
+    };
     let rules_applied_total = match shared.store.get(records::RULES_APPLIED_COUNTER)? {
         Some(v) => records::decode_u64(records::RULES_APPLIED_COUNTER, &v)?,
         None => 0,

@@ -90,6 +90,25 @@ pub fn outbox_seq(key: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(tail.try_into().ok()?))
 }
 
+/// All inbox chunks from `peer`: envelopes received and acknowledged, not yet applied.
+pub fn inbox_prefix(peer: &NodeId) -> Vec<u8> {
+    let mut k = key("i/", &[peer.as_str().as_bytes()]);
+    k.push(0);
+    k
+}
+
+/// The inbox chunk from `peer` that starts at `first_seq`.
+pub fn inbox(peer: &NodeId, first_seq: u64) -> Vec<u8> {
+    let mut k = inbox_prefix(peer);
+    k.extend_from_slice(&first_seq.to_be_bytes());
+    k
+}
+
+/// The first sequence number of an inbox chunk, from its key.
+pub fn inbox_seq(key: &[u8]) -> Option<u64> {
+    outbox_seq(key)
+}
+
 pub const DIRECTIVE_PREFIX: &[u8] = b"d/";
 
 pub fn directive(id: &str) -> Vec<u8> {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use isms_node::clock::SystemClock;
 use isms_node::core::{Core, CoreOptions, PeerState, Role, Shared};
@@ -30,6 +30,7 @@ async fn concurrent_issues_share_fsyncs_and_all_survive_a_reopen() {
             clock: Arc::new(SystemClock),
             started_at_ms: 0,
             failed: AtomicBool::new(false),
+            directives: AtomicU64::new(0),
         });
         let (core, thread) =
             Core::start(shared, CoreOptions::default(), CancellationToken::new()).expect("core");

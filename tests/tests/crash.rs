@@ -62,10 +62,17 @@ fn sigkill_mid_burst_loses_nothing_and_applies_nothing_twice() {
         assert!(seen.values().all(|&n| n == 1), "{e} holds a rule twice");
         let status = net.node_status(&e).expect("status");
         assert_eq!(status["active_rules"], BURST, "{e}'s active set");
+        assert_eq!(status["directives"], BURST, "{e}'s directive count");
         assert_eq!(
             status["rules_applied_total"], BURST,
             "{e} applied some rule more than once"
         );
+    }
+    // The counts a status reads are kept as directives commit, and across the crash: the
+    // killed province counts what it held before, and what it got after.
+    for node in ["ministry", "province/31"] {
+        let status = net.node_status(node).expect("status");
+        assert_eq!(status["directives"], BURST, "{node}'s directive count");
     }
     // Every directive ID issued is one the ministry tracks, once.
     let listed: std::collections::BTreeSet<&str> = list["directives"]

@@ -8,7 +8,8 @@
 //!
 //! Per link and direction (DESIGN.md "Links"): an outbox entry is written in the same batch
 //! as the state change that caused it, with the next sequence number; an inbound envelope is
-//! applied in the same batch as the new `applied` mark; a directive reaching a node twice (by
+//! applied, or stored in the peer's inbox to apply later (`inbox`), in the same batch as the
+//! new `applied` mark; a directive reaching a node twice (by
 //! its ID) is applied once; target states only move forward, so a repeated status is
 //! harmless.
 
@@ -40,6 +41,7 @@ use crate::telemetry;
 mod clocks;
 use clocks::clock_satisfied;
 mod enterprise;
+mod inbox;
 mod province;
 
 pub use enterprise::{RuleFile, RuleFileEntry, active_rules};
@@ -71,6 +73,8 @@ pub struct PeerState {
     pub durable_applied: AtomicU64,
     /// Highest sequence number the peer acknowledged.
     pub acked: AtomicU64,
+    /// Messages from the peer received durably and not yet applied (the inbox).
+    pub inbox: AtomicU64,
     pub link: Mutex<LinkStatus>,
     /// The newest durable outbox entries, so link writers and acknowledgments need not
     /// read back from the store what the core just wrote.
@@ -85,6 +89,7 @@ impl PeerState {
             durable_out: watch::Sender::new(0),
             durable_applied: AtomicU64::new(0),
             acked: AtomicU64::new(0),
+            inbox: AtomicU64::new(0),
             link: Mutex::new(LinkStatus::default()),
             tail: Mutex::new(OutboxTail::default()),
         }
@@ -165,6 +170,9 @@ pub struct Shared {
     pub started_at_ms: i64,
     /// Set when the core stopped on a store failure: the node must exit.
     pub failed: AtomicBool,
+    /// Directives stored here, counted once at start and then by the core as it commits,
+    /// so a status read does not scan them all.
+    pub directives: AtomicU64,
 }
 
 impl Shared {
@@ -325,6 +333,7 @@ pub struct Core {
     next_seq: HashMap<NodeId, u64>,
     applied: HashMap<NodeId, u64>,
     acked: HashMap<NodeId, u64>,
+    inboxes: inbox::Inboxes,
     rules_file: Option<PathBuf>,
     fatal: CancellationToken,
 }
@@ -362,6 +371,8 @@ struct Group<'s> {
     rules_dirty: bool,
     /// Outbox entries written by this group, for the peers' tails once it is durable.
     outbox: Vec<(NodeId, Arc<OutboxEntry>, usize)>,
+    /// Directives this group stored (each new: both callers check first).
+    new_directives: u64,
 }
 
 impl Group<'_> {
@@ -393,6 +404,7 @@ impl Core {
             next_seq: HashMap::new(),
             applied: HashMap::new(),
             acked: HashMap::new(),
+            inboxes: inbox::Inboxes::load(&store, &shared.peers)?,
             rules_file: options.rules_file,
             fatal,
         };
@@ -419,6 +431,12 @@ impl Core {
             peer.durable_applied.store(applied, Ordering::SeqCst);
             peer.acked.store(acked, Ordering::SeqCst);
         }
+        let mut directives = 0u64;
+        for entry in store.scan_prefix(records::DIRECTIVE_PREFIX) {
+            entry?;
+            directives += 1;
+        }
+        shared.directives.store(directives, Ordering::SeqCst);
         if core.tier == Tier::Enterprise {
             core.rewrite_rules_file()?;
         }
@@ -440,9 +458,14 @@ impl Core {
         let (mut groups, mut events_seen) = (0u64, 0u64);
         loop {
             let mut events: Vec<Event> = Vec::new();
-            match rx.blocking_recv() {
-                Some(e) => events.push(e),
-                None => break,
+            // With chunks in an inbox to apply, a group runs even when no event waits.
+            if self.inboxes.is_empty() {
+                match rx.blocking_recv() {
+                    Some(e) => events.push(e),
+                    None => break,
+                }
+            } else if rx.is_closed() && rx.is_empty() {
+                break;
             }
             while events.len() < MAX_GROUP {
                 match rx.try_recv() {
@@ -463,6 +486,9 @@ impl Core {
             groups,
             events = events_seen,
             syncs = self.shared.store.sync_count(),
+            inbox_chunks_written = self.inboxes.stats.chunks_written,
+            inbox_chunks_applied = self.inboxes.stats.chunks_applied,
+            inbox_envelopes = self.inboxes.stats.envelopes,
             "core stopped"
         );
         // Dropping `rx` fails every queued sender with ShuttingDown.
@@ -478,9 +504,13 @@ impl Core {
             rules_changed: Vec::new(),
             rules_dirty: false,
             outbox: Vec::new(),
+            new_directives: 0,
         };
         for event in events {
             self.handle(&mut g, event)?;
+        }
+        if !self.inboxes.is_empty() {
+            self.apply_inbox(&mut g)?;
         }
         if g.rules_dirty || !g.rules_changed.is_empty() {
             self.execute_rules(&mut g)?;
@@ -490,6 +520,7 @@ impl Core {
             txn,
             replies,
             outbox,
+            new_directives,
             ..
         } = g;
         let writes = txn.into_writes();
@@ -497,6 +528,9 @@ impl Core {
             store.apply(writes)?;
             store.sync()?;
         }
+        self.shared
+            .directives
+            .fetch_add(new_directives, Ordering::SeqCst);
         for (peer, entry, size) in outbox {
             if let Some(p) = self.shared.peer(&peer) {
                 p.tail().push(entry, size);
@@ -523,6 +557,9 @@ impl Core {
                 .store(self.applied.get(id).copied().unwrap_or(0), Ordering::SeqCst);
             peer.acked
                 .store(self.acked.get(id).copied().unwrap_or(0), Ordering::SeqCst);
+            let applied = self.applied.get(id).copied().unwrap_or(0);
+            peer.inbox
+                .store(self.inboxes.len(id, applied), Ordering::SeqCst);
             let out = self.next_seq.get(id).copied().unwrap_or(1) - 1;
             peer.durable_out.send_if_modified(|v| {
                 let changed = *v != out;
@@ -546,6 +583,9 @@ impl Core {
                     self.apply_ack(g, &peer, ack)?;
                 }
                 let result = match self.check_inbound(&peer, &envelopes) {
+                    Ok(()) if self.to_inbox(&peer, &envelopes) => self
+                        .spill(g, &peer, envelopes)
+                        .map(|()| self.applied[&peer]),
                     Ok(()) => self
                         .apply_inbound(g, &peer, envelopes)
                         .map(|()| self.applied[&peer]),
@@ -694,14 +734,8 @@ impl Core {
             if env.seq <= applied {
                 continue;
             }
-            match env.payload {
-                Some(Payload::Directive(d)) => {
-                    self.receive_directive(g, peer, d, env.trace_context)?;
-                }
-                Some(Payload::Status(s)) => self.receive_status(g, peer, s, &env.trace_context)?,
-                None => {} // refused by check_inbound
-            }
             applied = env.seq;
+            self.apply_envelope(g, peer, env)?;
         }
         if applied != self.applied[peer] {
             self.applied.insert(peer.clone(), applied);
@@ -709,6 +743,20 @@ impl Core {
                 .put(records::applied(peer), records::encode_u64(applied));
         }
         Ok(())
+    }
+
+    /// Applies one envelope from `peer`, checked by `check_inbound` before.
+    fn apply_envelope(
+        &mut self,
+        g: &mut Group<'_>,
+        peer: &NodeId,
+        env: Envelope,
+    ) -> Result<(), NodeError> {
+        match env.payload {
+            Some(Payload::Directive(d)) => self.receive_directive(g, peer, d, env.trace_context),
+            Some(Payload::Status(s)) => self.receive_status(g, peer, s, &env.trace_context),
+            None => Ok(()), // refused by check_inbound
+        }
     }
 
     fn receive_directive(
@@ -1324,6 +1372,7 @@ fn store_directive(
         trace_context: trace.clone(),
     };
     g.txn.put(records::directive(&d.id), encode(&stored));
+    g.new_directives += 1;
 }
 
 /// Records an operator action in the audit trail.
