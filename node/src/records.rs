@@ -71,17 +71,27 @@ pub fn applied(peer: &NodeId) -> Vec<u8> {
     key("a/", &[peer.as_str().as_bytes()])
 }
 
-/// All outbox entries for `peer`.
-pub fn outbox_prefix(peer: &NodeId) -> Vec<u8> {
-    let mut k = key("o/", &[peer.as_str().as_bytes()]);
+/// All of `peer`'s records under `tag`, each keyed by a sequence number.
+fn per_peer(tag: &str, peer: &NodeId) -> Vec<u8> {
+    let mut k = key(tag, &[peer.as_str().as_bytes()]);
     k.push(0);
     k
 }
 
-pub fn outbox(peer: &NodeId, seq: u64) -> Vec<u8> {
-    let mut k = outbox_prefix(peer);
+/// `peer`'s record under `tag` with sequence number `seq` (big-endian, so in order).
+fn per_peer_seq(tag: &str, peer: &NodeId, seq: u64) -> Vec<u8> {
+    let mut k = per_peer(tag, peer);
     k.extend_from_slice(&seq.to_be_bytes());
     k
+}
+
+/// All outbox entries for `peer`.
+pub fn outbox_prefix(peer: &NodeId) -> Vec<u8> {
+    per_peer("o/", peer)
+}
+
+pub fn outbox(peer: &NodeId, seq: u64) -> Vec<u8> {
+    per_peer_seq("o/", peer, seq)
 }
 
 /// The sequence number at the end of an outbox key.
@@ -92,16 +102,12 @@ pub fn outbox_seq(key: &[u8]) -> Option<u64> {
 
 /// All inbox chunks from `peer`: envelopes received and acknowledged, not yet applied.
 pub fn inbox_prefix(peer: &NodeId) -> Vec<u8> {
-    let mut k = key("i/", &[peer.as_str().as_bytes()]);
-    k.push(0);
-    k
+    per_peer("i/", peer)
 }
 
 /// The inbox chunk from `peer` that starts at `first_seq`.
 pub fn inbox(peer: &NodeId, first_seq: u64) -> Vec<u8> {
-    let mut k = inbox_prefix(peer);
-    k.extend_from_slice(&first_seq.to_be_bytes());
-    k
+    per_peer_seq("i/", peer, first_seq)
 }
 
 /// The first sequence number of an inbox chunk, from its key.

@@ -241,6 +241,17 @@ impl TestNet {
         v["rules"].as_array().cloned().unwrap_or_default()
     }
 
+    /// The values of an enterprise's rules, sorted (duplicates kept).
+    pub fn rule_values(&self, enterprise: &str) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .rules(enterprise)
+            .iter()
+            .filter_map(|r| r["value"].as_str().map(str::to_string))
+            .collect();
+        v.sort();
+        v
+    }
+
     pub fn enterprises(&self) -> Vec<String> {
         self.net
             .nodes

@@ -93,12 +93,7 @@ fn a_backlog_acknowledged_from_the_inbox_survives_a_kill_and_is_applied_once() {
         .expect("link to the ministry");
     assert_eq!(ministry_link["inbox"], 0, "the inbox is empty once applied");
 
-    let mut values: Vec<String> = net
-        .rules(enterprise)
-        .iter()
-        .filter_map(|r| r["value"].as_str().map(str::to_string))
-        .collect();
-    values.sort();
+    let mut values = net.rule_values(enterprise);
     let before = values.len();
     values.dedup();
     assert_eq!(before, BACKLOG, "{enterprise} holds every rule once");

@@ -9,16 +9,6 @@ use isms_e2e::{TestNet, eventually, states};
 
 const T: Duration = Duration::from_secs(30);
 
-fn values(net: &TestNet, enterprise: &str) -> Vec<String> {
-    let mut v: Vec<String> = net
-        .rules(enterprise)
-        .iter()
-        .filter_map(|r| r["value"].as_str().map(str::to_string))
-        .collect();
-    v.sort();
-    v
-}
-
 #[test]
 fn revoking_a_directive_removes_its_rules_at_every_enterprise() {
     let net = TestNet::start(&Topology::devnet());
@@ -49,7 +39,7 @@ fn revoking_a_directive_removes_its_rules_at_every_enterprise() {
     // The revoked directive now reads `revoked` everywhere.
     net.wait_all(&a, "revoked", T);
     for e in net.enterprises() {
-        assert_eq!(values(&net, &e), vec!["b.example"], "{e}");
+        assert_eq!(net.rule_values(&e), vec!["b.example"], "{e}");
         let status = net.node_status(&e).expect("status");
         assert_eq!(status["active_rules"], 1);
     }
@@ -164,14 +154,14 @@ fn effective_and_expiry_times_switch_rules_on_and_off_across_restarts() {
     ]);
     net.wait_all(&id, "executed", T);
     assert!(
-        values(&net, "enterprise/e4401").is_empty(),
+        net.rule_values("enterprise/e4401").is_empty(),
         "not yet in force"
     );
 
     clock_all(&net, &["clock", "advance", "1h"]);
     eventually(T, "the rule to take effect", || {
-        (values(&net, "enterprise/e4401") == ["window.example"]
-            && values(&net, "enterprise/e4402") == ["window.example"])
+        (net.rule_values("enterprise/e4401") == ["window.example"]
+            && net.rule_values("enterprise/e4402") == ["window.example"])
         .then_some(())
     });
 
@@ -179,11 +169,11 @@ fn effective_and_expiry_times_switch_rules_on_and_off_across_restarts() {
     net.stop("enterprise/e4401");
     clock_all(&net, &["clock", "advance", "1h"]);
     eventually(T, "the rule to lapse at the running enterprise", || {
-        values(&net, "enterprise/e4402").is_empty().then_some(())
+        net.rule_values("enterprise/e4402").is_empty().then_some(())
     });
     net.spawn("enterprise/e4401");
     eventually(T, "the rule to lapse at the restarted enterprise", || {
-        values(&net, "enterprise/e4401").is_empty().then_some(())
+        net.rule_values("enterprise/e4401").is_empty().then_some(())
     });
     let status = net.node_status("enterprise/e4401").expect("status");
     assert_eq!(status["active_rules"], 0);
