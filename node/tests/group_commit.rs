@@ -70,7 +70,19 @@ async fn concurrent_issues_share_fsyncs_and_all_survive_a_reopen() {
         "{requests} concurrent issues took {syncs} fsyncs: no grouping"
     );
     // Everything answered is there after a reopen, each with its outbox entry.
-    let store = Store::open(dir.path()).expect("reopen");
+    // sled lets go of its file lock once its IO threads have run the closed store's last
+    // writes, a moment after the core thread ends: polled, bounded.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let store = loop {
+        match Store::open(dir.path()) {
+            Ok(store) => break store,
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("reopen: {e}; retrying");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("reopen: {e}"),
+        }
+    };
     for id in &ids {
         let key = isms_node::records::directive(id);
         assert!(store.get(&key).expect("get").is_some(), "{id} lost");

@@ -75,7 +75,7 @@ impl Inboxes {
         self.chunks
             .get(peer)
             .and_then(|c| c.front())
-            .map_or(0, |first| applied + 1 - first)
+            .map_or(0, |first| (applied + 1).saturating_sub(*first))
     }
 
     /// The peer whose front chunk is next, in turn.
@@ -171,6 +171,9 @@ impl Core {
             .decode_envelopes()
             .map_err(|e| corrupt(&key, &e.to_string()))?;
         let n = envelopes.len();
+        // Applying a checked envelope fails only when the store does (the receive paths
+        // record, not return, what they cannot act on), so an error here stops the node,
+        // and the chunk is applied again after the restart.
         for env in envelopes {
             self.apply_envelope(g, &peer, env)?;
         }
