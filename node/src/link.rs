@@ -442,12 +442,7 @@ async fn write_loop(
             held.pop_front();
         }
         let limit = top.min(acked_now + window).min(next + batch_max - 1);
-        // While the window holds back more than it lets out, wait until a full batch fits:
-        // sent on every small acknowledgment, a backlog would go out in many small frames,
-        // each costing the receiver a round of its core.
-        let held_back = top > acked_now + window;
-        let full_batch = limit + 1 >= next + batch_max;
-        if next <= limit && (full_batch || !held_back) {
+        if worth_sending(next, limit, top, acked_now, window, batch_max) {
             let batch = read_batch(&ctx, &peer, next, limit, byte_budget);
             if let Ok((entries, bytes)) = &batch
                 && *bytes >= LARGE_BATCH
@@ -523,6 +518,19 @@ async fn write_loop(
             () = ack.timer() => {}
         }
     }
+}
+
+/// Whether entries `next..=limit` go out now. While the window holds back more than it lets
+/// out, the writer waits until a full batch fits (or half the window, when that is
+/// smaller): sent on every small acknowledgment, a backlog would go out in many small
+/// frames, each costing the receiver a round of its core.
+fn worth_sending(next: u64, limit: u64, top: u64, acked: u64, window: u64, batch_max: u64) -> bool {
+    if next > limit {
+        return false;
+    }
+    let held_back = top > acked + window;
+    let enough = batch_max.min(window.div_ceil(2));
+    !held_back || limit + 1 - next >= enough
 }
 
 /// Reads outbox entries `from..=to`, stopping early at `byte_budget`; returns them with the
@@ -759,6 +767,28 @@ mod tests {
         );
         let mut now = OwedAck::new(0, Duration::ZERO, 8192);
         assert!(now.alone_now(1), "no delay: at once");
+    }
+
+    #[test]
+    fn a_held_back_window_sends_full_batches_and_never_stalls() {
+        // (next, acked, top) with window 8,192 and batches of 512.
+        let send = |next: u64, acked: u64, top: u64, window: u64, batch: u64| {
+            let limit = top.min(acked + window).min(next + batch - 1);
+            worth_sending(next, limit, top, acked, window, batch)
+        };
+        // Nothing held back: whatever is there goes at once, however little.
+        assert!(send(11, 10, 12, 8192, 512));
+        assert!(!send(13, 10, 12, 8192, 512), "nothing new to send");
+        // A backlog beyond the window: a little room waits, a full batch goes.
+        assert!(!send(8193, 10, 100_000, 8192, 512));
+        assert!(send(8193, 600, 100_000, 8192, 512));
+        // A window smaller than a batch still drains: half of it is enough.
+        assert!(!send(101, 10, 100_000, 100, 512));
+        assert!(send(101, 50, 100_000, 100, 512));
+        assert!(
+            send(2, 1, 100_000, 1, 512),
+            "a window of one sends one at a time"
+        );
     }
 
     #[test]

@@ -9,9 +9,8 @@
 //! Per link and direction (DESIGN.md "Links"): an outbox entry is written in the same batch
 //! as the state change that caused it, with the next sequence number; an inbound envelope is
 //! applied, or stored in the peer's inbox to apply later (`inbox`), in the same batch as the
-//! new `applied` mark; a directive reaching a node twice (by
-//! its ID) is applied once; target states only move forward, so a repeated status is
-//! harmless.
+//! new `applied` mark; a directive reaching a node twice (by its ID) is applied once; target
+//! states only move forward, so a repeated status is harmless.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
@@ -553,11 +552,10 @@ impl Core {
     /// go out carrying the acknowledgment of what they answer.
     fn publish(&self) {
         for (id, peer) in &self.shared.peers {
-            peer.durable_applied
-                .store(self.applied.get(id).copied().unwrap_or(0), Ordering::SeqCst);
+            let applied = self.applied.get(id).copied().unwrap_or(0);
+            peer.durable_applied.store(applied, Ordering::SeqCst);
             peer.acked
                 .store(self.acked.get(id).copied().unwrap_or(0), Ordering::SeqCst);
-            let applied = self.applied.get(id).copied().unwrap_or(0);
             peer.inbox
                 .store(self.inboxes.len(id, applied), Ordering::SeqCst);
             let out = self.next_seq.get(id).copied().unwrap_or(1) - 1;
