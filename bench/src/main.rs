@@ -24,6 +24,10 @@ use tonic::transport::Channel;
 use crate::net::BenchNet;
 use crate::sim::Sim;
 
+// The simulated enterprises' shared store allocates as the relays' does (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "isms-bench",
