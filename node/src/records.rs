@@ -61,14 +61,42 @@ fn key(prefix: &str, parts: &[&[u8]]) -> Vec<u8> {
     k
 }
 
-/// Next outbox sequence number to assign for `peer`.
+/// Next outbox sequence number for `peer`, as stores written before the link marks kept it
+/// (read at start, never written now).
 pub fn next_seq(peer: &NodeId) -> Vec<u8> {
     key("n/", &[peer.as_str().as_bytes()])
 }
 
-/// Highest sequence number applied from `peer`.
-pub fn applied(peer: &NodeId) -> Vec<u8> {
+/// The link marks of `peer`: the highest sequence number applied from it and the next
+/// outbox sequence number for it (see [`encode_marks`]).
+pub fn marks(peer: &NodeId) -> Vec<u8> {
     key("a/", &[peer.as_str().as_bytes()])
+}
+
+/// A link's marks: `applied`, then `next_seq`, 8 bytes each. `next_seq` is only a floor: the
+/// outbox's last entry says it when the outbox holds any, so it is written when the
+/// outbox empties and whenever `applied` moves, never for each message queued.
+pub fn encode_marks(applied: u64, next_seq: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(16);
+    v.extend_from_slice(&applied.to_be_bytes());
+    v.extend_from_slice(&next_seq.to_be_bytes());
+    v
+}
+
+/// Reads link marks: `(applied, next_seq)`; a store written before the marks held only
+/// `applied` here (8 bytes), with no `next_seq`.
+pub fn decode_marks(key: &[u8], bytes: &[u8]) -> Result<(u64, Option<u64>), CorruptRecord> {
+    match bytes.len() {
+        8 => Ok((decode_u64(key, bytes)?, None)),
+        16 => Ok((
+            decode_u64(key, &bytes[..8])?,
+            Some(decode_u64(key, &bytes[8..])?),
+        )),
+        n => Err(CorruptRecord {
+            key: String::from_utf8_lossy(key).into_owned(),
+            why: format!("expected 8 or 16 bytes of link marks, found {n}"),
+        }),
+    }
 }
 
 /// All of `peer`'s records under `tag`, each keyed by a sequence number.
@@ -226,6 +254,17 @@ mod tests {
         assert!(outbox(&a, 2) < outbox(&a, 256));
         assert!(!outbox(&ab, 1).starts_with(&outbox_prefix(&a)));
         assert_eq!(outbox_seq(&outbox(&a, 77)), Some(77));
+    }
+
+    #[test]
+    fn link_marks_round_trip_and_read_the_older_applied_only_form() {
+        let k = marks(&"enterprise/a".parse().expect("id"));
+        let both = decode_marks(&k, &encode_marks(7, 12)).expect("marks");
+        assert_eq!(both, (7, Some(12)));
+        let older = decode_marks(&k, &encode_u64(7)).expect("applied only");
+        assert_eq!(older, (7, None));
+        let err = decode_marks(&k, &[1, 2, 3]).expect_err("three bytes are not marks");
+        assert!(err.why.contains("found 3"), "{}", err.why);
     }
 
     #[test]

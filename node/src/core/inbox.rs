@@ -127,7 +127,7 @@ impl Core {
         self.inboxes.stats.envelopes += fresh.len() as u64;
         tracing::info!(%peer, envelopes = fresh.len(), "stored in the inbox, to apply a chunk at a time");
         self.applied.insert(peer.clone(), last);
-        g.txn.put(records::applied(peer), records::encode_u64(last));
+        g.marks.insert(peer.clone());
         Ok(())
     }
 

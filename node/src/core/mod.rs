@@ -372,6 +372,8 @@ struct Group<'s> {
     outbox: Vec<(NodeId, Arc<OutboxEntry>, usize)>,
     /// Directives this group stored (each new: both callers check first).
     new_directives: u64,
+    /// Peers whose link marks this group must write (see `records::encode_marks`).
+    marks: BTreeSet<NodeId>,
 }
 
 impl Group<'_> {
@@ -408,19 +410,32 @@ impl Core {
             fatal,
         };
         for (id, peer) in &shared.peers {
-            let next = match store.get(&records::next_seq(id))? {
-                Some(v) => records::decode_u64(&records::next_seq(id), &v)?,
-                None => 1,
+            let (applied, marked_next) = match store.get(&records::marks(id))? {
+                Some(v) => records::decode_marks(&records::marks(id), &v)?,
+                None => (0, None),
             };
-            let applied = match store.get(&records::applied(id))? {
-                Some(v) => records::decode_u64(&records::applied(id), &v)?,
-                None => 0,
+            let legacy_next = match store.get(&records::next_seq(id))? {
+                Some(v) => Some(records::decode_u64(&records::next_seq(id), &v)?),
+                None => None,
             };
+            let outbox = records::outbox_prefix(id);
             let first_unacked = store
-                .scan_prefix(&records::outbox_prefix(id))
+                .scan_prefix(&outbox)
                 .next()
                 .transpose()?
                 .and_then(|(k, _)| records::outbox_seq(&k));
+            let last_queued = store
+                .scan_prefix(&outbox)
+                .next_back()
+                .transpose()?
+                .and_then(|(k, _)| records::outbox_seq(&k));
+            // The outbox's last entry says the next number while it holds any; the marks
+            // say it once it is empty (records::encode_marks).
+            let next = [marked_next, legacy_next, last_queued.map(|s| s + 1)]
+                .into_iter()
+                .flatten()
+                .max()
+                .unwrap_or(1);
             let acked = first_unacked.map_or(next - 1, |s| s - 1);
             core.next_seq.insert(id.clone(), next);
             core.applied.insert(id.clone(), applied);
@@ -504,6 +519,7 @@ impl Core {
             rules_dirty: false,
             outbox: Vec::new(),
             new_directives: 0,
+            marks: BTreeSet::new(),
         };
         for event in events {
             self.handle(&mut g, event)?;
@@ -515,6 +531,12 @@ impl Core {
             self.execute_rules(&mut g)?;
         }
         self.flush_upward(&mut g)?;
+        for peer in std::mem::take(&mut g.marks) {
+            let applied = self.applied.get(&peer).copied().unwrap_or(0);
+            let next = self.next_seq.get(&peer).copied().unwrap_or(1);
+            g.txn
+                .put(records::marks(&peer), records::encode_marks(applied, next));
+        }
         let Group {
             txn,
             replies,
@@ -737,8 +759,7 @@ impl Core {
         }
         if applied != self.applied[peer] {
             self.applied.insert(peer.clone(), applied);
-            g.txn
-                .put(records::applied(peer), records::encode_u64(applied));
+            g.marks.insert(peer.clone());
         }
         Ok(())
     }
@@ -1056,9 +1077,8 @@ impl Core {
         };
         let value = encode(&entry);
         g.outbox.push((peer.clone(), Arc::new(entry), value.len()));
+        // No mark for the new next number: this entry, the outbox's last, says it.
         g.txn.put(records::outbox(peer, seq), value);
-        g.txn
-            .put(records::next_seq(peer), records::encode_u64(seq + 1));
     }
 
     /// The peer holds everything up to `up_to`: drop those entries, and record `delivered`
@@ -1078,8 +1098,7 @@ impl Core {
             // an older copy. Skip past it so new messages are not taken as duplicates.
             tracing::error!(%peer, claimed = up_to, next, "peer acknowledged sequence numbers never sent; store restored from backup? skipping ahead");
             self.next_seq.insert(peer.clone(), up_to + 1);
-            g.txn
-                .put(records::next_seq(peer), records::encode_u64(up_to + 1));
+            g.marks.insert(peer.clone());
             next - 1
         } else {
             up_to
@@ -1111,6 +1130,10 @@ impl Core {
         }
         peer_state.tail().drop_through(up_to);
         self.acked.insert(peer.clone(), up_to.max(acked));
+        if up_to + 1 >= self.next_seq[peer] {
+            // The outbox is empty now: only the marks will say the next number.
+            g.marks.insert(peer.clone());
+        }
         Ok(())
     }
 
