@@ -5,12 +5,6 @@ use clap::{Parser, Subcommand};
 use isms_node::cli;
 use isms_node::identity::Tier;
 
-// A relay's store (sled) allocates and frees a leaf copy per write; glibc malloc was a
-// quarter of all CPU under load (BENCHMARKS.md). enterprise-node keeps the system
-// allocator for its small idle footprint.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "ministry-node",
