@@ -18,6 +18,15 @@ pub struct CorruptRecord {
     pub why: String,
 }
 
+impl CorruptRecord {
+    pub fn new(key: &[u8], why: impl Into<String>) -> Self {
+        CorruptRecord {
+            key: String::from_utf8_lossy(key).into_owned(),
+            why: why.into(),
+        }
+    }
+}
+
 pub fn encode<M: Message>(m: &M) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + m.encoded_len());
     out.push(FORMAT_V1);
@@ -27,10 +36,7 @@ pub fn encode<M: Message>(m: &M) -> Vec<u8> {
 }
 
 pub fn decode<M: Message + Default>(key: &[u8], bytes: &[u8]) -> Result<M, CorruptRecord> {
-    let corrupt = |why: String| CorruptRecord {
-        key: String::from_utf8_lossy(key).into_owned(),
-        why,
-    };
+    let corrupt = |why: String| CorruptRecord::new(key, why);
     match bytes.split_first() {
         Some((&FORMAT_V1, rest)) => M::decode(rest).map_err(|e| corrupt(e.to_string())),
         Some((v, _)) => Err(corrupt(format!("unknown format version {v}"))),
@@ -43,10 +49,9 @@ pub fn encode_u64(n: u64) -> Vec<u8> {
 }
 
 pub fn decode_u64(key: &[u8], bytes: &[u8]) -> Result<u64, CorruptRecord> {
-    let arr: [u8; 8] = bytes.try_into().map_err(|_| CorruptRecord {
-        key: String::from_utf8_lossy(key).into_owned(),
-        why: format!("expected 8 bytes, found {}", bytes.len()),
-    })?;
+    let arr: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| CorruptRecord::new(key, format!("expected 8 bytes, found {}", bytes.len())))?;
     Ok(u64::from_be_bytes(arr))
 }
 
@@ -92,10 +97,10 @@ pub fn decode_marks(key: &[u8], bytes: &[u8]) -> Result<(u64, Option<u64>), Corr
             decode_u64(key, &bytes[..8])?,
             Some(decode_u64(key, &bytes[8..])?),
         )),
-        n => Err(CorruptRecord {
-            key: String::from_utf8_lossy(key).into_owned(),
-            why: format!("expected 8 or 16 bytes of link marks, found {n}"),
-        }),
+        n => Err(CorruptRecord::new(
+            key,
+            format!("expected 8 or 16 bytes of link marks, found {n}"),
+        )),
     }
 }
 

@@ -193,8 +193,20 @@ fn directive_states_survive_a_ministry_restart() {
     // The queued copy for province/11 survived the restart too.
     net.spawn("province/11");
     net.wait_all(&pending, "executed", T);
+    // Numbering goes on after the restart, on links whose outbox was empty (the link
+    // marks say the next number) and on province/11's (its last entry said it): a number
+    // used again would be taken as a duplicate and never reach an enterprise.
+    let after = net.issue(&["--to", "all", "--block-domain", "three.example"]);
+    net.wait_all(&after, "executed", T);
+    // Nor did a peer have to correct it (the node skips ahead, and says so, when a peer
+    // acknowledges numbers it never sent).
+    assert!(
+        !net.log("ministry").contains("never sent"),
+        "the ministry numbered a link again from an old mark:\n{}",
+        net.log("ministry")
+    );
     let list = net
         .cli_json("ministry", &["directive", "list", "--json"])
         .expect("list");
-    assert_eq!(list["directives"].as_array().map(Vec::len), Some(2));
+    assert_eq!(list["directives"].as_array().map(Vec::len), Some(3));
 }

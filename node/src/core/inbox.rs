@@ -46,8 +46,8 @@ impl Inboxes {
             let mut firsts = VecDeque::new();
             for entry in store.scan_prefix(&records::inbox_prefix(id)) {
                 let (key, _) = entry?;
-                let first =
-                    records::inbox_seq(&key).ok_or_else(|| corrupt(&key, "no sequence number"))?;
+                let first = records::inbox_seq(&key)
+                    .ok_or_else(|| records::CorruptRecord::new(&key, "no sequence number"))?;
                 firsts.push_back(first);
             }
             if !firsts.is_empty() {
@@ -165,11 +165,14 @@ impl Core {
         let key = records::inbox(&peer, first);
         // The chunk was written by this node and checked before; if it is gone or does not
         // decode, the store is damaged and the node stops rather than skip messages.
-        let value = g.txn.get(&key)?.ok_or_else(|| corrupt(&key, "missing"))?;
+        let value = g
+            .txn
+            .get(&key)?
+            .ok_or_else(|| records::CorruptRecord::new(&key, "missing"))?;
         let batch: isms_proto::v1::Batch = decode(&key, &value)?;
         let envelopes = batch
             .decode_envelopes()
-            .map_err(|e| corrupt(&key, &e.to_string()))?;
+            .map_err(|e| records::CorruptRecord::new(&key, e.to_string()))?;
         let n = envelopes.len();
         // Applying a checked envelope fails only when the store does (the receive paths
         // record, not return, what they cannot act on), so an error here stops the node,
@@ -180,12 +183,5 @@ impl Core {
         g.txn.delete(key);
         self.inboxes.stats.chunks_applied += 1;
         Ok(n)
-    }
-}
-
-fn corrupt(key: &[u8], why: &str) -> records::CorruptRecord {
-    records::CorruptRecord {
-        key: String::from_utf8_lossy(key).into_owned(),
-        why: why.to_string(),
     }
 }

@@ -418,17 +418,15 @@ impl Core {
                 Some(v) => Some(records::decode_u64(&records::next_seq(id), &v)?),
                 None => None,
             };
-            let outbox = records::outbox_prefix(id);
-            let first_unacked = store
-                .scan_prefix(&outbox)
+            let mut outbox = store.scan_prefix(&records::outbox_prefix(id));
+            let first_unacked = outbox
                 .next()
                 .transpose()?
                 .and_then(|(k, _)| records::outbox_seq(&k));
-            let last_queued = store
-                .scan_prefix(&outbox)
-                .next_back()
-                .transpose()?
-                .and_then(|(k, _)| records::outbox_seq(&k));
+            let last_queued = match outbox.next_back().transpose()? {
+                Some((k, _)) => records::outbox_seq(&k),
+                None => first_unacked, // the outbox holds one entry
+            };
             // The outbox's last entry says the next number while it holds any; the marks
             // say it once it is empty (records::encode_marks).
             let next = [marked_next, legacy_next, last_queued.map(|s| s + 1)]
