@@ -550,21 +550,12 @@ fn read_batch(
             .collect()
     };
     let read: Vec<OutboxEntry> = if held.is_empty() {
-        let mut read = Vec::new();
-        let range = ctx.shared.store.range(
-            &records::outbox(&peer.id, from),
-            &records::outbox(&peer.id, to + 1),
-        );
-        for (expect, item) in (from..).zip(range) {
-            let (key, value) = item?;
-            let entry: OutboxEntry = decode(&key, &value)?;
-            if entry.seq != expect {
-                // A hole: the entry was deleted under us, which only an acknowledgment does.
-                break;
-            }
-            read.push(entry);
-        }
-        read
+        let stored = crate::core::stored_outbox(&ctx.shared.store, peer, from, to + 1)?;
+        (from..)
+            .zip(stored)
+            // A hole: the entry was deleted under us, which only an acknowledgment does.
+            .map_while(|(expect, entry)| (entry.seq == expect).then_some(entry))
+            .collect()
     } else {
         held.into_iter().map(Arc::unwrap_or_clone).collect()
     };

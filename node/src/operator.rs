@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use isms_proto::record::{OutboxEntry, QueuedTargets, StoredDirective, TargetRecord};
+use isms_proto::record::{QueuedTargets, StoredDirective, TargetRecord};
 use isms_proto::v1::operator_server::Operator;
 use isms_proto::v1::{
     DecisionReply, DecisionRequest, DirectiveList, DirectiveSummary, DirectiveView,
@@ -332,16 +332,8 @@ pub fn node_status(shared: &Shared) -> Result<NodeStatusReply, NodeError> {
         let oldest_age_ms = if backlog == 0 {
             0
         } else {
-            match shared
-                .store
-                .scan_prefix(&records::outbox_prefix(&peer.id))
-                .next()
-                .transpose()?
-            {
-                Some((k, v)) => {
-                    let e: OutboxEntry = decode(&k, &v)?;
-                    (now - e.enqueued_at_ms).max(0)
-                }
+            match crate::core::stored_outbox(&shared.store, peer, acked + 1, acked + 2)?.first() {
+                Some(e) => (now - e.enqueued_at_ms).max(0),
                 None => 0,
             }
         };

@@ -148,6 +148,16 @@ pub fn inbox_seq(key: &[u8]) -> Option<u64> {
     outbox_seq(key)
 }
 
+pub const FANOUT_PREFIX: &[u8] = b"f/";
+
+/// A fan-out record (copies of one directive for several peers), by a UUIDv7 so keys
+/// sort in the order they were written.
+pub fn fanout(id: &uuid::Uuid) -> Vec<u8> {
+    let mut k = FANOUT_PREFIX.to_vec();
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
 pub const DIRECTIVE_PREFIX: &[u8] = b"d/";
 
 pub fn directive(id: &str) -> Vec<u8> {

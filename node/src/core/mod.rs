@@ -40,10 +40,12 @@ use crate::telemetry;
 mod clocks;
 use clocks::clock_satisfied;
 mod enterprise;
+mod fanout;
 mod inbox;
 mod province;
 
 pub use enterprise::{RuleFile, RuleFileEntry, active_rules};
+pub use fanout::stored_outbox;
 
 /// How a peer relates to this node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +80,9 @@ pub struct PeerState {
     /// The newest durable outbox entries, so link writers and acknowledgments need not
     /// read back from the store what the core just wrote.
     pub tail: Mutex<OutboxTail>,
+    /// Where this peer's directive copies held in fan-out records are: sequence number to
+    /// record key (`fanout`). Copies not yet acknowledged only.
+    pub fanned: Mutex<BTreeMap<u64, Arc<[u8]>>>,
 }
 
 impl PeerState {
@@ -91,6 +96,7 @@ impl PeerState {
             inbox: AtomicU64::new(0),
             link: Mutex::new(LinkStatus::default()),
             tail: Mutex::new(OutboxTail::default()),
+            fanned: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -98,6 +104,11 @@ impl PeerState {
         // The tail is consistent after every call that changes it; a writer that panicked
         // while reading leaves nothing half done.
         self.tail.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn fanned(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<[u8]>>> {
+        // Every change to the index is one insert or one split: never half done.
+        self.fanned.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -333,6 +344,7 @@ pub struct Core {
     applied: HashMap<NodeId, u64>,
     acked: HashMap<NodeId, u64>,
     inboxes: inbox::Inboxes,
+    fans: fanout::Fans,
     rules_file: Option<PathBuf>,
     fatal: CancellationToken,
 }
@@ -370,6 +382,8 @@ struct Group<'s> {
     rules_dirty: bool,
     /// Outbox entries written by this group, for the peers' tails once it is durable.
     outbox: Vec<(NodeId, Arc<OutboxEntry>, usize)>,
+    /// Directive copies queued by this group, by directive, written at its end (`fanout`).
+    copies: BTreeMap<String, Vec<(NodeId, Arc<OutboxEntry>)>>,
     /// Directives this group stored (each new: both callers check first).
     new_directives: u64,
     /// Peers whose link marks this group must write (see `records::encode_marks`).
@@ -406,6 +420,7 @@ impl Core {
             applied: HashMap::new(),
             acked: HashMap::new(),
             inboxes: inbox::Inboxes::load(&store, &shared.peers)?,
+            fans: fanout::Fans::load(&store, &shared.peers)?,
             rules_file: options.rules_file,
             fatal,
         };
@@ -419,14 +434,22 @@ impl Core {
                 None => None,
             };
             let mut outbox = store.scan_prefix(&records::outbox_prefix(id));
-            let first_unacked = outbox
+            let first_entry = outbox
                 .next()
                 .transpose()?
                 .and_then(|(k, _)| records::outbox_seq(&k));
-            let last_queued = match outbox.next_back().transpose()? {
+            let last_entry = match outbox.next_back().transpose()? {
                 Some((k, _)) => records::outbox_seq(&k),
-                None => first_unacked, // the outbox holds one entry
+                None => first_entry, // the outbox holds one entry
             };
+            // Copies in fan-out records are in the outbox too.
+            let (first_copy, last_copy) = {
+                let fanned = peer.fanned();
+                let first = fanned.first_key_value().map(|(s, _)| *s);
+                (first, fanned.last_key_value().map(|(s, _)| *s))
+            };
+            let first_unacked = [first_entry, first_copy].into_iter().flatten().min();
+            let last_queued = [last_entry, last_copy].into_iter().flatten().max();
             // The outbox's last entry says the next number while it holds any; the marks
             // say it once it is empty (records::encode_marks).
             let next = [marked_next, legacy_next, last_queued.map(|s| s + 1)]
@@ -516,6 +539,7 @@ impl Core {
             rules_changed: Vec::new(),
             rules_dirty: false,
             outbox: Vec::new(),
+            copies: BTreeMap::new(),
             new_directives: 0,
             marks: BTreeSet::new(),
         };
@@ -529,6 +553,7 @@ impl Core {
             self.execute_rules(&mut g)?;
         }
         self.flush_upward(&mut g)?;
+        self.fans.write(&mut g, &self.shared.peers);
         for peer in std::mem::take(&mut g.marks) {
             let applied = self.applied.get(&peer).copied().unwrap_or(0);
             let next = self.next_seq.get(&peer).copied().unwrap_or(1);
@@ -1073,10 +1098,22 @@ impl Core {
             trace_context: trace,
             body: Some(body),
         };
-        let value = encode(&entry);
-        g.outbox.push((peer.clone(), Arc::new(entry), value.len()));
         // No mark for the new next number: this entry, the outbox's last, says it.
-        g.txn.put(records::outbox(peer, seq), value);
+        if let Some(outbox_entry::Body::Directive(r)) = &entry.body {
+            // Written at the group's end, where the directive's copies for several peers
+            // become one fan-out record.
+            let (id, entry) = (r.id.clone(), Arc::new(entry));
+            g.outbox.push((
+                peer.clone(),
+                entry.clone(),
+                prost::Message::encoded_len(&*entry),
+            ));
+            g.copies.entry(id).or_default().push((peer.clone(), entry));
+            return;
+        }
+        let value = encode(&entry);
+        g.txn.put(records::outbox(peer, seq), value.clone());
+        g.outbox.push((peer.clone(), Arc::new(entry), value.len()));
     }
 
     /// The peer holds everything up to `up_to`: drop those entries, and record `delivered`
@@ -1109,22 +1146,24 @@ impl Core {
                 .collect();
             (tail.start(), held)
         };
-        let mut entries: Vec<Arc<OutboxEntry>> = Vec::new();
-        if acked + 1 < tail_start {
-            for item in g.txn.store().range(
-                &records::outbox(peer, acked + 1),
-                &records::outbox(peer, tail_start.min(up_to + 1)),
-            ) {
-                let (key, value) = item?;
-                entries.push(Arc::new(decode(&key, &value)?));
-            }
-        }
+        let mut entries: Vec<Arc<OutboxEntry>> = stored_outbox(
+            g.txn.store(),
+            &peer_state,
+            acked + 1,
+            tail_start.min(up_to + 1),
+        )?
+        .into_iter()
+        .map(Arc::new)
+        .collect();
         entries.extend(held);
+        let copies = self.fans.acked(g, &peer_state, up_to);
         for entry in entries {
             if let Some(outbox_entry::Body::Directive(r)) = &entry.body {
                 self.delivered(g, peer, &r.id, &entry.trace_context)?;
             }
-            g.txn.delete(records::outbox(peer, entry.seq));
+            if !copies.contains(&entry.seq) {
+                g.txn.delete(records::outbox(peer, entry.seq));
+            }
         }
         peer_state.tail().drop_through(up_to);
         self.acked.insert(peer.clone(), up_to.max(acked));

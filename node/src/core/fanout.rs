@@ -1,0 +1,401 @@
+//! Fan-out records: the copies of one directive that one group queues for several peers,
+//! stored as one record (`f/<uuid>`) instead of an outbox entry each.
+//!
+//! A province confirming a national directive queues 161 copies; as outbox entries they
+//! cost 161 writes to queue and 161 more to delete, each a sled leaf rewrite. As one
+//! record they cost one of each. Every copy keeps its own sequence number in its peer's
+//! outbox, so the link protocol does not see the difference: link writers and
+//! acknowledgments find a copy through its peer's index (`PeerState::fanned`, sequence
+//! number to record key), and the group that sees a record's last copy acknowledged
+//! deletes it. At start the index is rebuilt from the records with every copy taken as
+//! unacknowledged; the peer's `Hello` then acknowledges what it already holds, as for any
+//! outbox entry.
+
+use super::*;
+use isms_proto::record::{FanCopy, FanOut};
+
+/// The fan-out records in the store, with how many of each one's copies are not yet
+/// acknowledged.
+#[derive(Default)]
+pub(super) struct Fans {
+    pending: HashMap<Arc<[u8]>, usize>,
+    /// Records left with no copy for a configured peer (peers removed from the config
+    /// since); the first group deletes them.
+    stale: Vec<Arc<[u8]>>,
+}
+
+impl Fans {
+    /// Reads the records left by an earlier run and indexes their copies by peer.
+    pub(super) fn load(
+        store: &Store,
+        peers: &BTreeMap<NodeId, Arc<PeerState>>,
+    ) -> Result<Self, NodeError> {
+        let mut fans = Fans::default();
+        for item in store.scan_prefix(records::FANOUT_PREFIX) {
+            let (key, value) = item?;
+            let record: FanOut = decode(&key, &value)?;
+            let key: Arc<[u8]> = key.into();
+            let mut copies = 0;
+            for copy in &record.copies {
+                let Some(peer) = copy.peer.parse::<NodeId>().ok().and_then(|p| peers.get(&p))
+                else {
+                    continue;
+                };
+                peer.fanned().insert(copy.seq, key.clone());
+                copies += 1;
+            }
+            if copies == 0 {
+                fans.stale.push(key);
+            } else {
+                fans.pending.insert(key, copies);
+            }
+        }
+        Ok(fans)
+    }
+
+    /// Writes the directive copies the group queued: a lone copy as an outbox entry, the
+    /// copies of one directive for several peers as one record, indexed by their peers.
+    pub(super) fn write(&mut self, g: &mut Group<'_>, peers: &BTreeMap<NodeId, Arc<PeerState>>) {
+        for (_, copies) in std::mem::take(&mut g.copies) {
+            let first = copies[0].1.clone();
+            // Copies made with another trace (two events of the group queuing the same
+            // directive) keep their own entries, so each still carries its own trace.
+            let (fanned, lone): (Vec<_>, Vec<_>) = copies.into_iter().partition(|(_, e)| {
+                e.trace_context == first.trace_context && e.message_id == first.message_id
+            });
+            let lone = if fanned.len() < 2 {
+                fanned.into_iter().chain(lone).collect()
+            } else {
+                self.record(g, peers, &first, fanned);
+                lone
+            };
+            for (peer, entry) in lone {
+                g.txn
+                    .put(records::outbox(&peer, entry.seq), encode(&*entry));
+            }
+        }
+        for key in self.stale.drain(..) {
+            g.txn.delete(key.to_vec());
+        }
+    }
+
+    fn record(
+        &mut self,
+        g: &mut Group<'_>,
+        peers: &BTreeMap<NodeId, Arc<PeerState>>,
+        first: &OutboxEntry,
+        fanned: Vec<(NodeId, Arc<OutboxEntry>)>,
+    ) {
+        let Some(outbox_entry::Body::Directive(r)) = &first.body else {
+            return;
+        };
+        let key: Arc<[u8]> = records::fanout(&uuid::Uuid::now_v7()).into();
+        let mut record = FanOut {
+            enqueued_at_ms: first.enqueued_at_ms,
+            message_id: first.message_id.clone(),
+            trace_context: first.trace_context.clone(),
+            directive_id: r.id.clone(),
+            copies: Vec::with_capacity(fanned.len()),
+        };
+        for (peer, entry) in &fanned {
+            let targets = match &entry.body {
+                Some(outbox_entry::Body::Directive(r))
+                    if r.targets.len() == 1 && r.targets[0] == peer.as_str() =>
+                {
+                    Vec::new()
+                }
+                Some(outbox_entry::Body::Directive(r)) => r.targets.clone(),
+                _ => Vec::new(),
+            };
+            record.copies.push(FanCopy {
+                peer: peer.to_string(),
+                seq: entry.seq,
+                targets,
+            });
+            if let Some(p) = peers.get(peer) {
+                p.fanned().insert(entry.seq, key.clone());
+            }
+        }
+        self.pending.insert(key.clone(), fanned.len());
+        g.txn.put(key.to_vec(), encode(&record));
+    }
+
+    /// `peer` acknowledged everything up to `up_to`: takes its copies up to there out of
+    /// its index, deletes each record whose last copy that was, and returns the sequence
+    /// numbers taken (their entries have no outbox record to delete).
+    pub(super) fn acked(
+        &mut self,
+        g: &mut Group<'_>,
+        peer: &PeerState,
+        up_to: u64,
+    ) -> BTreeSet<u64> {
+        let copies = {
+            let mut fanned = peer.fanned();
+            let later = fanned.split_off(&(up_to + 1));
+            std::mem::replace(&mut *fanned, later)
+        };
+        for key in copies.values() {
+            if let Some(left) = self.pending.get_mut(key) {
+                *left -= 1;
+                if *left == 0 {
+                    self.pending.remove(key);
+                    g.txn.delete(key.to_vec());
+                }
+            }
+        }
+        copies.into_keys().collect()
+    }
+}
+
+/// `peer`'s outbox entries with sequence numbers in `from..to` as the store holds them, in
+/// order: its own entries and its copies in fan-out records. An entry acknowledged (so
+/// deleted) while this reads is missing from the result.
+pub fn stored_outbox(
+    store: &Store,
+    peer: &PeerState,
+    from: u64,
+    to: u64,
+) -> Result<Vec<OutboxEntry>, NodeError> {
+    if from >= to {
+        return Ok(Vec::new());
+    }
+    let mut entries = Vec::new();
+    for item in store.range(
+        &records::outbox(&peer.id, from),
+        &records::outbox(&peer.id, to),
+    ) {
+        let (key, value) = item?;
+        entries.push(decode::<OutboxEntry>(&key, &value)?);
+    }
+    let copies: Vec<(u64, Arc<[u8]>)> = peer
+        .fanned()
+        .range(from..to)
+        .map(|(seq, key)| (*seq, key.clone()))
+        .collect();
+    if copies.is_empty() {
+        return Ok(entries);
+    }
+    let mut read: HashMap<Arc<[u8]>, Option<FanOut>> = HashMap::new();
+    for (seq, key) in copies {
+        if !read.contains_key(&key) {
+            let record = match store.get(&key)? {
+                Some(value) => Some(decode::<FanOut>(&key, &value)?),
+                None => None,
+            };
+            read.insert(key.clone(), record);
+        }
+        if let Some(Some(record)) = read.get(&key)
+            && let Some(entry) = copy_entry(record, &peer.id, seq)
+        {
+            entries.push(entry);
+        }
+    }
+    entries.sort_by_key(|e| e.seq);
+    Ok(entries)
+}
+
+/// `peer`'s copy `seq` in `record`, as the outbox entry it stands for.
+fn copy_entry(record: &FanOut, peer: &NodeId, seq: u64) -> Option<OutboxEntry> {
+    let copy = record
+        .copies
+        .iter()
+        .find(|c| c.seq == seq && c.peer == peer.as_str())?;
+    let targets = if copy.targets.is_empty() {
+        vec![peer.to_string()]
+    } else {
+        copy.targets.clone()
+    };
+    Some(OutboxEntry {
+        enqueued_at_ms: record.enqueued_at_ms,
+        seq,
+        message_id: record.message_id.clone(),
+        trace_context: record.trace_context.clone(),
+        body: Some(outbox_entry::Body::Directive(DirectiveRef {
+            id: record.directive_id.clone(),
+            targets,
+        })),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(name: &str) -> NodeId {
+        name.parse().expect("node id")
+    }
+
+    fn peers(names: &[&str]) -> BTreeMap<NodeId, Arc<PeerState>> {
+        names
+            .iter()
+            .map(|n| (id(n), Arc::new(PeerState::new(id(n), Role::Child))))
+            .collect()
+    }
+
+    fn group(store: &Store) -> Group<'_> {
+        Group {
+            txn: store.txn(),
+            now: 7,
+            replies: Vec::new(),
+            upward: BTreeMap::new(),
+            rules_changed: Vec::new(),
+            rules_dirty: false,
+            outbox: Vec::new(),
+            copies: BTreeMap::new(),
+            new_directives: 0,
+            marks: BTreeSet::new(),
+        }
+    }
+
+    fn queue(
+        g: &mut Group<'_>,
+        peer: &str,
+        seq: u64,
+        directive: &str,
+        targets: &[&str],
+        trace: &str,
+    ) {
+        let entry = OutboxEntry {
+            enqueued_at_ms: g.now,
+            seq,
+            message_id: directive.to_string(),
+            trace_context: HashMap::from([("traceparent".to_string(), trace.to_string())]),
+            body: Some(outbox_entry::Body::Directive(DirectiveRef {
+                id: directive.to_string(),
+                targets: targets.iter().map(|t| t.to_string()).collect(),
+            })),
+        };
+        g.copies
+            .entry(directive.to_string())
+            .or_default()
+            .push((id(peer), Arc::new(entry)));
+    }
+
+    fn commit(store: &Store, g: Group<'_>) {
+        store.apply(g.txn.into_writes()).expect("apply");
+    }
+
+    fn count(store: &Store, prefix: &[u8]) -> usize {
+        store.scan_prefix(prefix).count()
+    }
+
+    /// (seq, directive, targets, trace) of what `peer`'s outbox holds in the store.
+    fn outbox(
+        store: &Store,
+        peers: &BTreeMap<NodeId, Arc<PeerState>>,
+        peer: &str,
+    ) -> Vec<(u64, String, Vec<String>, String)> {
+        stored_outbox(store, &peers[&id(peer)], 1, 100)
+            .expect("read")
+            .into_iter()
+            .map(|e| {
+                assert_eq!(e.enqueued_at_ms, 7);
+                let Some(outbox_entry::Body::Directive(r)) = e.body else {
+                    panic!("not a directive copy: {e:?}");
+                };
+                (
+                    e.seq,
+                    r.id,
+                    r.targets,
+                    e.trace_context["traceparent"].clone(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn copies_share_one_record_until_the_last_is_acknowledged_across_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        let names = ["enterprise/a", "enterprise/b", "province/11"];
+        let before = peers(&names);
+        let mut fans = Fans::default();
+        let mut g = group(&store);
+        queue(&mut g, "enterprise/a", 1, "d1", &["enterprise/a"], "t1");
+        queue(&mut g, "enterprise/b", 1, "d1", &["enterprise/b"], "t1");
+        queue(
+            &mut g,
+            "province/11",
+            1,
+            "d1",
+            &["enterprise/x", "enterprise/y"],
+            "t1",
+        );
+        // A copy made under another trace, and another directive's lone copy: entries.
+        queue(&mut g, "enterprise/b", 2, "d1", &["enterprise/b"], "t2");
+        queue(&mut g, "enterprise/a", 2, "d2", &["enterprise/a"], "t1");
+        fans.write(&mut g, &before);
+        commit(&store, g);
+        assert_eq!(count(&store, records::FANOUT_PREFIX), 1);
+        assert_eq!(count(&store, b"o/"), 2);
+
+        let s = |v: &str| v.to_string();
+        let expect_a = vec![
+            (1, s("d1"), vec![s("enterprise/a")], s("t1")),
+            (2, s("d2"), vec![s("enterprise/a")], s("t1")),
+        ];
+        let expect_b = vec![
+            (1, s("d1"), vec![s("enterprise/b")], s("t1")),
+            (2, s("d1"), vec![s("enterprise/b")], s("t2")),
+        ];
+        let expect_p = vec![(
+            1,
+            s("d1"),
+            vec![s("enterprise/x"), s("enterprise/y")],
+            s("t1"),
+        )];
+        assert_eq!(outbox(&store, &before, "enterprise/a"), expect_a);
+        assert_eq!(outbox(&store, &before, "enterprise/b"), expect_b);
+        assert_eq!(outbox(&store, &before, "province/11"), expect_p);
+
+        // A restart finds every copy again from the record.
+        let after = peers(&names);
+        let mut fans = Fans::load(&store, &after).expect("load");
+        assert_eq!(outbox(&store, &after, "enterprise/a"), expect_a);
+        assert_eq!(outbox(&store, &after, "enterprise/b"), expect_b);
+        assert_eq!(outbox(&store, &after, "province/11"), expect_p);
+
+        // Two of three copies acknowledged: the record stays for the third.
+        let mut g = group(&store);
+        let a = &after[&id("enterprise/a")];
+        assert_eq!(fans.acked(&mut g, a, 2), BTreeSet::from([1]));
+        let b = &after[&id("enterprise/b")];
+        assert_eq!(fans.acked(&mut g, b, 1), BTreeSet::from([1]));
+        assert_eq!(
+            fans.acked(&mut g, b, 1),
+            BTreeSet::new(),
+            "acknowledged twice"
+        );
+        commit(&store, g);
+        assert_eq!(count(&store, records::FANOUT_PREFIX), 1);
+        assert_eq!(outbox(&store, &after, "enterprise/a")[0].0, 2);
+        assert_eq!(outbox(&store, &after, "province/11"), expect_p);
+
+        let mut g = group(&store);
+        let p = &after[&id("province/11")];
+        assert_eq!(fans.acked(&mut g, p, 1), BTreeSet::from([1]));
+        commit(&store, g);
+        assert_eq!(count(&store, records::FANOUT_PREFIX), 0);
+        assert_eq!(outbox(&store, &after, "province/11"), Vec::new());
+    }
+
+    #[test]
+    fn a_record_left_with_no_configured_peer_is_deleted_by_the_first_group() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        let gone = peers(&["enterprise/a", "enterprise/b"]);
+        let mut g = group(&store);
+        queue(&mut g, "enterprise/a", 1, "d1", &["enterprise/a"], "t1");
+        queue(&mut g, "enterprise/b", 1, "d1", &["enterprise/b"], "t1");
+        Fans::default().write(&mut g, &gone);
+        commit(&store, g);
+        assert_eq!(count(&store, records::FANOUT_PREFIX), 1);
+
+        let now = peers(&["enterprise/c"]);
+        let mut fans = Fans::load(&store, &now).expect("load");
+        let mut g = group(&store);
+        fans.write(&mut g, &now);
+        commit(&store, g);
+        assert_eq!(count(&store, records::FANOUT_PREFIX), 0);
+    }
+}
