@@ -104,21 +104,6 @@ pub fn decode_marks(key: &[u8], bytes: &[u8]) -> Result<(u64, Option<u64>), Corr
     }
 }
 
-pub const MARKS_DELTA_PREFIX: &[u8] = b"A/";
-
-/// The `n`th record of link marks moved together (`core/marks.rs`).
-pub fn marks_delta(n: u64) -> Vec<u8> {
-    let mut k = MARKS_DELTA_PREFIX.to_vec();
-    k.extend_from_slice(&n.to_be_bytes());
-    k
-}
-
-/// The number of a marks delta record, from its key.
-pub fn marks_delta_number(key: &[u8]) -> Option<u64> {
-    let rest = key.strip_prefix(MARKS_DELTA_PREFIX)?;
-    Some(u64::from_be_bytes(rest.try_into().ok()?))
-}
-
 /// All of `peer`'s records under `tag`, each keyed by a sequence number.
 fn per_peer(tag: &str, peer: &NodeId) -> Vec<u8> {
     let mut k = key(tag, &[peer.as_str().as_bytes()]);

@@ -42,7 +42,6 @@ use clocks::clock_satisfied;
 mod enterprise;
 mod fanout;
 mod inbox;
-mod marks;
 mod province;
 
 pub use enterprise::{RuleFile, RuleFileEntry, active_rules};
@@ -346,7 +345,6 @@ pub struct Core {
     acked: HashMap<NodeId, u64>,
     inboxes: inbox::Inboxes,
     fans: fanout::Fans,
-    marks: marks::MarksLog,
     rules_file: Option<PathBuf>,
     fatal: CancellationToken,
 }
@@ -411,7 +409,6 @@ impl Core {
         fatal: CancellationToken,
     ) -> Result<(CoreHandle, std::thread::JoinHandle<()>), NodeError> {
         let store = shared.store.clone();
-        let (marks, mut stored_marks) = marks::MarksLog::load(&store, &shared.peers)?;
         let mut core = Core {
             tier: shared.node_id.tier(),
             shared: shared.clone(),
@@ -424,12 +421,14 @@ impl Core {
             acked: HashMap::new(),
             inboxes: inbox::Inboxes::load(&store, &shared.peers)?,
             fans: fanout::Fans::load(&store, &shared.peers)?,
-            marks,
             rules_file: options.rules_file,
             fatal,
         };
         for (id, peer) in &shared.peers {
-            let (applied, marked_next) = stored_marks.remove(id).unwrap_or((0, None));
+            let (applied, marked_next) = match store.get(&records::marks(id))? {
+                Some(v) => records::decode_marks(&records::marks(id), &v)?,
+                None => (0, None),
+            };
             let legacy_next = match store.get(&records::next_seq(id))? {
                 Some(v) => Some(records::decode_u64(&records::next_seq(id), &v)?),
                 None => None,
@@ -555,14 +554,12 @@ impl Core {
         }
         self.flush_upward(&mut g)?;
         self.fans.write(&mut g, &self.shared.peers);
-        let (applied, next_seq) = (&self.applied, &self.next_seq);
-        self.marks
-            .write(&mut g.txn, std::mem::take(&mut g.marks), |peer| {
-                (
-                    applied.get(peer).copied().unwrap_or(0),
-                    next_seq.get(peer).copied().unwrap_or(1),
-                )
-            });
+        for peer in std::mem::take(&mut g.marks) {
+            let applied = self.applied.get(&peer).copied().unwrap_or(0);
+            let next = self.next_seq.get(&peer).copied().unwrap_or(1);
+            g.txn
+                .put(records::marks(&peer), records::encode_marks(applied, next));
+        }
         let Group {
             txn,
             replies,
