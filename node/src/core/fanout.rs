@@ -233,18 +233,7 @@ mod tests {
     }
 
     fn group(store: &Store) -> Group<'_> {
-        Group {
-            txn: store.txn(),
-            now: 7,
-            replies: Vec::new(),
-            upward: BTreeMap::new(),
-            rules_changed: Vec::new(),
-            rules_dirty: false,
-            outbox: Vec::new(),
-            copies: BTreeMap::new(),
-            new_directives: 0,
-            marks: BTreeSet::new(),
-        }
+        Group::new(store.txn(), 7)
     }
 
     fn queue(

@@ -390,7 +390,22 @@ struct Group<'s> {
     marks: BTreeSet<NodeId>,
 }
 
-impl Group<'_> {
+impl<'s> Group<'s> {
+    fn new(txn: Txn<'s>, now: i64) -> Self {
+        Group {
+            txn,
+            now,
+            replies: Vec::new(),
+            upward: BTreeMap::new(),
+            rules_changed: Vec::new(),
+            rules_dirty: false,
+            outbox: Vec::new(),
+            copies: BTreeMap::new(),
+            new_directives: 0,
+            marks: BTreeSet::new(),
+        }
+    }
+
     /// The record under `key` as this group sees it.
     fn read<M: prost::Message + Default>(&self, key: &[u8]) -> Result<Option<M>, NodeError> {
         Ok(match self.txn.get(key)? {
@@ -531,18 +546,7 @@ impl Core {
 
     fn process_group(&mut self, events: Vec<Event>) -> Result<(), NodeError> {
         let store = self.shared.store.clone();
-        let mut g = Group {
-            txn: store.txn(),
-            now: self.shared.now_ms(),
-            replies: Vec::new(),
-            upward: BTreeMap::new(),
-            rules_changed: Vec::new(),
-            rules_dirty: false,
-            outbox: Vec::new(),
-            copies: BTreeMap::new(),
-            new_directives: 0,
-            marks: BTreeSet::new(),
-        };
+        let mut g = Group::new(store.txn(), self.shared.now_ms());
         for event in events {
             self.handle(&mut g, event)?;
         }
