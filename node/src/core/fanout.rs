@@ -56,7 +56,7 @@ impl Fans {
     /// Writes the directive copies the group queued: a lone copy as an outbox entry, the
     /// copies of one directive for several peers as one record, indexed by their peers.
     pub(super) fn write(&mut self, g: &mut Group<'_>, peers: &BTreeMap<NodeId, Arc<PeerState>>) {
-        for (_, copies) in std::mem::take(&mut g.copies) {
+        for (directive_id, copies) in std::mem::take(&mut g.copies) {
             let first = copies[0].1.clone();
             // Copies made with another trace (two events of the group queuing the same
             // directive) keep their own entries, so each still carries its own trace.
@@ -66,7 +66,7 @@ impl Fans {
             let lone = if fanned.len() < 2 {
                 fanned.into_iter().chain(lone).collect()
             } else {
-                self.record(g, peers, &first, fanned);
+                self.record(g, peers, directive_id, &first, fanned);
                 lone
             };
             for (peer, entry) in lone {
@@ -83,29 +83,29 @@ impl Fans {
         &mut self,
         g: &mut Group<'_>,
         peers: &BTreeMap<NodeId, Arc<PeerState>>,
+        directive_id: String,
         first: &OutboxEntry,
         fanned: Vec<(NodeId, Arc<OutboxEntry>)>,
     ) {
-        let Some(outbox_entry::Body::Directive(r)) = &first.body else {
-            return;
-        };
         let key: Arc<[u8]> = records::fanout(&uuid::Uuid::now_v7()).into();
         let mut record = FanOut {
             enqueued_at_ms: first.enqueued_at_ms,
             message_id: first.message_id.clone(),
             trace_context: first.trace_context.clone(),
-            directive_id: r.id.clone(),
+            directive_id,
             copies: Vec::with_capacity(fanned.len()),
         };
+        // Counted as `load` counts them: a copy for a peer with no link is never acknowledged.
+        let mut indexed = 0;
         for (peer, entry) in &fanned {
             let targets = match &entry.body {
-                Some(outbox_entry::Body::Directive(r))
-                    if r.targets.len() == 1 && r.targets[0] == peer.as_str() =>
-                {
-                    Vec::new()
-                }
-                Some(outbox_entry::Body::Directive(r)) => r.targets.clone(),
-                _ => Vec::new(),
+                Some(outbox_entry::Body::Directive(r)) => r.targets.as_slice(),
+                _ => &[],
+            };
+            let targets = if targets == [peer.as_str()] {
+                Vec::new()
+            } else {
+                targets.to_vec()
             };
             record.copies.push(FanCopy {
                 peer: peer.to_string(),
@@ -114,9 +114,14 @@ impl Fans {
             });
             if let Some(p) = peers.get(peer) {
                 p.fanned().insert(entry.seq, key.clone());
+                indexed += 1;
             }
         }
-        self.pending.insert(key.clone(), fanned.len());
+        if indexed > 0 {
+            self.pending.insert(key.clone(), indexed);
+        } else {
+            self.stale.push(key.clone());
+        }
         g.txn.put(key.to_vec(), encode(&record));
     }
 

@@ -460,8 +460,10 @@ impl Core {
             // Copies in fan-out records are in the outbox too.
             let (first_copy, last_copy) = {
                 let fanned = peer.fanned();
-                let first = fanned.first_key_value().map(|(s, _)| *s);
-                (first, fanned.last_key_value().map(|(s, _)| *s))
+                (
+                    fanned.keys().next().copied(),
+                    fanned.keys().next_back().copied(),
+                )
             };
             let first_unacked = [first_entry, first_copy].into_iter().flatten().min();
             let last_queued = [last_entry, last_copy].into_iter().flatten().max();
@@ -1116,8 +1118,9 @@ impl Core {
             return;
         }
         let value = encode(&entry);
-        g.txn.put(records::outbox(peer, seq), value.clone());
-        g.outbox.push((peer.clone(), Arc::new(entry), value.len()));
+        let size = value.len();
+        g.txn.put(records::outbox(peer, seq), value);
+        g.outbox.push((peer.clone(), Arc::new(entry), size));
     }
 
     /// The peer holds everything up to `up_to`: drop those entries, and record `delivered`
