@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use isms_proto::record::{QueuedTargets, StoredDirective, TargetRecord};
+use isms_proto::record::{QueuedTargets, StoredDirective};
 use isms_proto::v1::operator_server::Operator;
 use isms_proto::v1::{
     DecisionReply, DecisionRequest, DirectiveList, DirectiveSummary, DirectiveView,
@@ -85,10 +85,7 @@ pub fn directive_view(shared: &Shared, id: &str) -> Result<DirectiveView, NodeEr
         None => QueuedTargets::default(),
     };
     let mut waiting: BTreeSet<&str> = queued.targets.iter().map(String::as_str).collect();
-    for entry in shared.store.scan_prefix(&records::targets_prefix(id)) {
-        let (k, v) = entry?;
-        let node = String::from_utf8_lossy(&k[records::targets_prefix(id).len()..]).into_owned();
-        let rec: TargetRecord = decode(&k, &v)?;
+    for (node, rec) in crate::core::stored_targets(&shared.store, id)? {
         let queued_at_ms = match (rec.queued_at_ms, waiting.remove(node.as_str())) {
             (0, true) => queued.at_ms,
             (t, _) => t,
@@ -293,11 +290,10 @@ pub fn pending(shared: &Shared) -> Result<PendingList, NodeError> {
         let (k, v) = entry?;
         let stored: StoredDirective = decode(&k, &v)?;
         let d = stored.directive.unwrap_or_default();
-        let key = records::target(&d.id, &me);
-        let Some(value) = shared.store.get(&key)? else {
+        // This node's own state: a node is never in its own directory, so no via.
+        let Some(rec) = crate::core::stored_target(&shared.store, &d.id, "", &me)? else {
             continue;
         };
-        let rec: TargetRecord = decode(&key, &value)?;
         if rec.state != TargetState::Received as i32 {
             continue;
         }

@@ -169,18 +169,38 @@ pub fn directive_meta(id: &str) -> Vec<u8> {
     key("m/", &[id.as_bytes()])
 }
 
-/// Per-target (and per-relaying-province) state of a directive.
-pub fn targets_prefix(directive_id: &str) -> Vec<u8> {
-    let mut k = key("t/", &[directive_id.as_bytes()]);
+/// Per-target (and per-relaying-province) states of a directive, in blocks (a
+/// `TargetBlock`): `b/<directive>\0<via>\0<bucket>`.
+pub fn target_blocks_prefix(directive_id: &str) -> Vec<u8> {
+    let mut k = key("b/", &[directive_id.as_bytes()]);
     k.push(0);
     k
 }
 
-pub fn target(directive_id: &str, node: &str) -> Vec<u8> {
-    let mut k = targets_prefix(directive_id);
-    k.extend_from_slice(node.as_bytes());
+/// How many blocks the targets reached through one child (or this node's own peers) are
+/// split into: enough that a block stays a few KiB in a province of thousands of
+/// enterprises, few enough that a report from one province rewrites a handful.
+pub const TARGET_BUCKETS: u64 = 8;
+
+/// The block holding `node`'s state, where `via` is the child that leads to it (empty for
+/// this node's own peers and for nodes it does not route to). The bucket is FNV-1a of the
+/// ID: it must never change, or a store would look for its records in the wrong block.
+pub fn target_block(directive_id: &str, via: &str, node: &str) -> Vec<u8> {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in node.bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    let mut k = target_blocks_prefix(directive_id);
+    k.extend_from_slice(via.as_bytes());
+    k.push(0);
+    k.push(b'0' + (hash % TARGET_BUCKETS) as u8);
     k
 }
+
+/// Stores written before target blocks kept one record per target: `t/<directive>\0<node>`.
+/// Folded into blocks at start (`core::targets::migrate`).
+pub const LEGACY_TARGET_PREFIX: &[u8] = b"t/";
 
 /// The enterprises a directive was queued for here (a `QueuedTargets`).
 pub fn queued(directive_id: &str) -> Vec<u8> {

@@ -222,6 +222,11 @@ impl Writes {
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }
+
+    /// How many keys the writes touch.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
 }
 
 /// Pending writes layered over the store: reads see the transaction's own writes first.

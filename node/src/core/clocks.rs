@@ -14,15 +14,14 @@ impl Core {
         deadline_ms: i64,
         run: bool,
     ) -> Result<(), NodeError> {
-        let key = records::target(directive_id, node);
-        let Some(mut rec) = g.read::<TargetRecord>(&key)? else {
+        let Some(mut rec) = self.target(g, directive_id, node)? else {
             return Ok(());
         };
         if rec.deadline_ms != 0 || deadline_ms == 0 {
             return Ok(());
         }
         rec.deadline_ms = deadline_ms;
-        g.txn.put(key, encode(&rec));
+        self.put_target(g, directive_id, node, rec)?;
         if run {
             g.txn
                 .put(records::clock(deadline_ms, directive_id, node), Vec::new());
@@ -56,17 +55,15 @@ impl Core {
             let Some((directive_id, node)) = records::clock_subject(&key) else {
                 continue;
             };
-            let tkey = records::target(&directive_id, &node);
-            let Some(v) = g.txn.get(&tkey)? else {
+            let Some(mut rec) = self.target(g, &directive_id, &node)? else {
                 continue;
             };
-            let mut rec: TargetRecord = decode(&tkey, &v)?;
             let state = TargetState::try_from(rec.state).unwrap_or(TargetState::Unspecified);
             if clock_satisfied(&node, state) || rec.overdue_at_ms != 0 {
                 continue;
             }
             rec.overdue_at_ms = rec.deadline_ms;
-            g.txn.put(tkey, encode(&rec));
+            self.put_target(g, &directive_id, &node, rec.clone())?;
             tracing::warn!(directive = %directive_id, %node, deadline_ms = rec.deadline_ms,
                 "clock ran out: overdue");
             // A relayed request's issuer learns it from here.
@@ -122,13 +119,12 @@ impl Core {
         node: &str,
         at_ms: i64,
     ) -> Result<(), NodeError> {
-        let key = records::target(directive_id, node);
-        let Some(mut rec) = g.read::<TargetRecord>(&key)? else {
+        let Some(mut rec) = self.target(g, directive_id, node)? else {
             return Ok(());
         };
         if rec.overdue_at_ms == 0 {
             rec.overdue_at_ms = at_ms;
-            g.txn.put(key, encode(&rec));
+            self.put_target(g, directive_id, node, rec)?;
         }
         Ok(())
     }

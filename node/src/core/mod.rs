@@ -43,9 +43,11 @@ mod enterprise;
 mod fanout;
 mod inbox;
 mod province;
+mod targets;
 
 pub use enterprise::{RuleFile, RuleFileEntry, active_rules};
 pub use fanout::stored_outbox;
+pub use targets::{stored_target, stored_targets};
 
 /// How a peer relates to this node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -388,6 +390,8 @@ struct Group<'s> {
     new_directives: u64,
     /// Peers whose link marks this group must write (see `records::encode_marks`).
     marks: BTreeSet<NodeId>,
+    /// Target-state blocks this group read or changed, written at its end.
+    targets: targets::Targets,
 }
 
 impl<'s> Group<'s> {
@@ -403,6 +407,7 @@ impl<'s> Group<'s> {
             copies: BTreeMap::new(),
             new_directives: 0,
             marks: BTreeSet::new(),
+            targets: targets::Targets::default(),
         }
     }
 
@@ -424,6 +429,7 @@ impl Core {
         fatal: CancellationToken,
     ) -> Result<(CoreHandle, std::thread::JoinHandle<()>), NodeError> {
         let store = shared.store.clone();
+        targets::migrate(&store, &shared.directory)?;
         let mut core = Core {
             tier: shared.node_id.tier(),
             shared: shared.clone(),
@@ -560,6 +566,7 @@ impl Core {
         }
         self.flush_upward(&mut g)?;
         self.fans.write(&mut g, &self.shared.peers);
+        g.targets.write(&mut g.txn);
         for peer in std::mem::take(&mut g.marks) {
             let applied = self.applied.get(&peer).copied().unwrap_or(0);
             let next = self.next_seq.get(&peer).copied().unwrap_or(1);
@@ -841,6 +848,37 @@ impl Core {
     }
 
     /// The directive's metadata as this group sees it.
+    /// The key of the block holding `node`'s state of directive `directive_id`.
+    fn target_key(&self, directive_id: &str, node: &str) -> Vec<u8> {
+        records::target_block(
+            directive_id,
+            targets::via(&self.shared.directory, node),
+            node,
+        )
+    }
+
+    /// `node`'s state of directive `directive_id`, as this group sees it.
+    fn target(
+        &self,
+        g: &mut Group<'_>,
+        directive_id: &str,
+        node: &str,
+    ) -> Result<Option<TargetRecord>, NodeError> {
+        let key = self.target_key(directive_id, node);
+        g.targets.get(&g.txn, key, node)
+    }
+
+    fn put_target(
+        &self,
+        g: &mut Group<'_>,
+        directive_id: &str,
+        node: &str,
+        rec: TargetRecord,
+    ) -> Result<(), NodeError> {
+        let key = self.target_key(directive_id, node);
+        g.targets.put(&g.txn, key, node, rec)
+    }
+
     fn stored_meta(&self, g: &Group<'_>, id: &str) -> Result<Option<DirectiveMeta>, NodeError> {
         g.read(&records::directive_meta(id))
     }
@@ -906,8 +944,11 @@ impl Core {
         state: TargetState,
         detail: &str,
     ) -> Result<(), NodeError> {
-        let key = records::target(directive_id, node);
-        let mut rec: TargetRecord = g.read(&key)?.unwrap_or_default();
+        let key = self.target_key(directive_id, node);
+        let mut rec = g
+            .targets
+            .get(&g.txn, key.clone(), node)?
+            .unwrap_or_default();
         let current = TargetState::try_from(rec.state).unwrap_or(TargetState::Unspecified);
         if state_rank(state) <= state_rank(current) && rec.state != 0 {
             return Ok(());
@@ -946,8 +987,7 @@ impl Core {
             TargetState::Returned | TargetState::Revoked => stamp(&mut rec.finished_at_ms),
             TargetState::Unspecified => {}
         }
-        g.txn.put(key, encode(&rec));
-        Ok(())
+        g.targets.put(&g.txn, key, node, rec)
     }
 
     /// Records that enterprise `targets` of a directive are queued here now, in the
@@ -1058,11 +1098,13 @@ impl Core {
         node: &str,
         result: &isms_proto::v1::QueryResult,
     ) -> Result<(), NodeError> {
-        let key = records::target(directive_id, node);
-        let mut rec: TargetRecord = g.read(&key)?.unwrap_or_default();
+        let key = self.target_key(directive_id, node);
+        let mut rec = g
+            .targets
+            .get(&g.txn, key.clone(), node)?
+            .unwrap_or_default();
         rec.result = Some(result.clone());
-        g.txn.put(key, encode(&rec));
-        Ok(())
+        g.targets.put(&g.txn, key, node, rec)
     }
 
     fn enqueue_directive(

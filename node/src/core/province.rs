@@ -55,8 +55,8 @@ impl Core {
         by: &str,
     ) -> Result<(), NodeError> {
         let me = self.shared.node_id.to_string();
-        let held = g
-            .read::<TargetRecord>(&records::target(x, &me))?
+        let held = self
+            .target(g, x, &me)?
             .is_some_and(|r| r.state == TargetState::Received as i32);
         if !held {
             return Ok(());
@@ -164,8 +164,8 @@ impl Core {
             .ok_or_else(|| NodeError::NotFound(format!("directive {id}")))?;
         let d = stored.directive.clone().unwrap_or_default();
         let me = self.shared.node_id.to_string();
-        let current = g
-            .read::<TargetRecord>(&records::target(id, &me))?
+        let current = self
+            .target(g, id, &me)?
             .map_or(TargetState::Unspecified, |r| {
                 TargetState::try_from(r.state).unwrap_or(TargetState::Unspecified)
             });
@@ -275,8 +275,7 @@ impl Core {
         if Urgency::try_from(meta.urgency) == Ok(Urgency::Emergency) {
             return Ok(());
         }
-        let key = records::target(directive_id, province.as_str());
-        let Some(rec) = g.read::<TargetRecord>(&key)? else {
+        let Some(rec) = self.target(g, directive_id, province.as_str())? else {
             return Ok(());
         };
         let state = TargetState::try_from(rec.state).unwrap_or(TargetState::Unspecified);
@@ -290,8 +289,7 @@ impl Core {
                     "cannot start the confirmation clock");
                 let mut rec = rec;
                 rec.detail = format!("no confirmation clock: {e}");
-                g.txn.put(key, encode(&rec));
-                Ok(())
+                self.put_target(g, directive_id, province.as_str(), rec)
             }
         }
     }

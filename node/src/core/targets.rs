@@ -1,0 +1,279 @@
+//! A directive's target states, kept in blocks (`records::target_block`): a group reads a
+//! block once, changes it in memory and writes it once at its end, so a province's report
+//! on 161 enterprises costs the ministry eight rewritten records, not 161 new keys.
+
+use std::collections::hash_map;
+
+use isms_proto::record::{TargetBlock, TargetEntry};
+
+use super::*;
+
+/// The child `node` is reached through here, or "" for this node's own peers and for nodes
+/// it does not route to (itself, its parent, foreign enterprises).
+pub fn via<'d>(directory: &'d BTreeMap<NodeId, NodeId>, node: &str) -> &'d str {
+    directory
+        .get(node)
+        .map(NodeId::as_str)
+        .filter(|route| *route != node)
+        .unwrap_or("")
+}
+
+/// The blocks a group has read or changed, by key.
+#[derive(Default)]
+pub(super) struct Targets {
+    blocks: HashMap<Vec<u8>, Block>,
+}
+
+struct Block {
+    targets: BTreeMap<String, TargetRecord>,
+    dirty: bool,
+}
+
+impl Targets {
+    fn block(&mut self, txn: &Txn<'_>, key: Vec<u8>) -> Result<&mut Block, NodeError> {
+        match self.blocks.entry(key) {
+            hash_map::Entry::Occupied(e) => Ok(e.into_mut()),
+            hash_map::Entry::Vacant(e) => {
+                let targets = match txn.get(e.key())? {
+                    Some(v) => decode_block(e.key(), &v)?,
+                    None => BTreeMap::new(),
+                };
+                Ok(e.insert(Block {
+                    targets,
+                    dirty: false,
+                }))
+            }
+        }
+    }
+
+    /// `node`'s record in block `key`, as this group sees it.
+    pub fn get(
+        &mut self,
+        txn: &Txn<'_>,
+        key: Vec<u8>,
+        node: &str,
+    ) -> Result<Option<TargetRecord>, NodeError> {
+        Ok(self.block(txn, key)?.targets.get(node).cloned())
+    }
+
+    pub fn put(
+        &mut self,
+        txn: &Txn<'_>,
+        key: Vec<u8>,
+        node: &str,
+        rec: TargetRecord,
+    ) -> Result<(), NodeError> {
+        let block = self.block(txn, key)?;
+        block.targets.insert(node.to_string(), rec);
+        block.dirty = true;
+        Ok(())
+    }
+
+    /// Writes the changed blocks into the group's batch.
+    pub fn write(&mut self, txn: &mut Txn<'_>) {
+        for (key, block) in self.blocks.drain() {
+            if block.dirty {
+                txn.put(key, encode_block(block.targets));
+            }
+        }
+    }
+}
+
+fn decode_block(key: &[u8], bytes: &[u8]) -> Result<BTreeMap<String, TargetRecord>, NodeError> {
+    let block: TargetBlock = decode(key, bytes)?;
+    Ok(block
+        .targets
+        .into_iter()
+        .map(|t| (t.node, t.record.unwrap_or_default()))
+        .collect())
+}
+
+fn encode_block(targets: BTreeMap<String, TargetRecord>) -> Vec<u8> {
+    encode(&TargetBlock {
+        targets: targets
+            .into_iter()
+            .map(|(node, record)| TargetEntry {
+                node,
+                record: Some(record),
+            })
+            .collect(),
+    })
+}
+
+/// Every target record of a directive in the store, in no particular order.
+pub fn stored_targets(
+    store: &Store,
+    directive_id: &str,
+) -> Result<Vec<(String, TargetRecord)>, NodeError> {
+    let mut out = Vec::new();
+    for entry in store.scan_prefix(&records::target_blocks_prefix(directive_id)) {
+        let (k, v) = entry?;
+        out.extend(decode_block(&k, &v)?);
+    }
+    Ok(out)
+}
+
+/// One target's record in the store (`via` as [`via`] says).
+pub fn stored_target(
+    store: &Store,
+    directive_id: &str,
+    via: &str,
+    node: &str,
+) -> Result<Option<TargetRecord>, NodeError> {
+    let key = records::target_block(directive_id, via, node);
+    Ok(match store.get(&key)? {
+        Some(v) => decode_block(&key, &v)?.remove(node),
+        None => None,
+    })
+}
+
+/// Folds the per-target records of a store written before target blocks into blocks, in one
+/// batch, synced before the node starts.
+pub fn migrate(store: &Store, directory: &BTreeMap<NodeId, NodeId>) -> Result<u64, NodeError> {
+    let mut txn = store.txn();
+    let mut targets = Targets::default();
+    let mut moved = 0u64;
+    for entry in store.scan_prefix(records::LEGACY_TARGET_PREFIX) {
+        let (k, v) = entry?;
+        let rest = &k[records::LEGACY_TARGET_PREFIX.len()..];
+        let Some(split) = rest.iter().position(|b| *b == 0) else {
+            return Err(records::CorruptRecord::new(&k, "legacy target key without a node").into());
+        };
+        let (directive_id, node) = (
+            String::from_utf8_lossy(&rest[..split]).into_owned(),
+            String::from_utf8_lossy(&rest[split + 1..]).into_owned(),
+        );
+        let rec: TargetRecord = decode(&k, &v)?;
+        let key = records::target_block(&directive_id, via(directory, &node), &node);
+        targets.put(&txn, key, &node, rec)?;
+        txn.delete(k);
+        moved += 1;
+    }
+    if moved > 0 {
+        targets.write(&mut txn);
+        store.apply(txn.into_writes())?;
+        store.sync()?;
+        tracing::info!(
+            records = moved,
+            "per-target records folded into target blocks"
+        );
+    }
+    Ok(moved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(state: TargetState, at: i64) -> TargetRecord {
+        TargetRecord {
+            state: state as i32,
+            updated_at_ms: at,
+            ..TargetRecord::default()
+        }
+    }
+
+    #[test]
+    fn blocks_group_targets_by_child_and_read_back_after_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let p11: NodeId = "province/11".parse().expect("id");
+        let mut directory = BTreeMap::new();
+        let enterprises: Vec<String> = (0..40).map(|i| format!("enterprise/e{i}")).collect();
+        for e in &enterprises {
+            directory.insert(e.parse::<NodeId>().expect("id"), p11.clone());
+        }
+        let d = "0190a1b2-0000-7000-8000-000000000001";
+        let mut txn = store.txn();
+        let mut targets = Targets::default();
+        for (i, e) in enterprises.iter().enumerate() {
+            let key = records::target_block(d, via(&directory, e), e);
+            targets
+                .put(&txn, key, e, rec(TargetState::Delivered, i as i64))
+                .expect("put");
+        }
+        let key = records::target_block(d, via(&directory, p11.as_str()), p11.as_str());
+        targets
+            .put(&txn, key, p11.as_str(), rec(TargetState::Forwarded, 7))
+            .expect("put");
+        // A later change in the same group is seen by the group and written once.
+        let e0 = &enterprises[0];
+        let key = records::target_block(d, via(&directory, e0), e0);
+        let mut r = targets
+            .get(&txn, key.clone(), e0)
+            .expect("get")
+            .expect("e0");
+        r.state = TargetState::Executed as i32;
+        targets.put(&txn, key, e0, r).expect("put");
+        targets.write(&mut txn);
+        let writes = txn.into_writes();
+        let blocks = writes.len();
+        assert!(
+            blocks <= 1 + records::TARGET_BUCKETS as usize,
+            "{blocks} records for 41 targets"
+        );
+        store.apply(writes).expect("apply");
+        store.sync().expect("sync");
+        drop(store);
+
+        let store = Store::open(dir.path()).expect("reopen");
+        let all = stored_targets(&store, d).expect("scan");
+        assert_eq!(all.len(), 41);
+        let e0 = stored_target(&store, d, "province/11", &enterprises[0])
+            .expect("read")
+            .expect("e0 stored");
+        assert_eq!(e0.state, TargetState::Executed as i32);
+        let e5 = stored_target(&store, d, "province/11", &enterprises[5])
+            .expect("read")
+            .expect("e5 stored");
+        assert_eq!(
+            (e5.state, e5.updated_at_ms),
+            (TargetState::Delivered as i32, 5)
+        );
+        let p = stored_target(&store, d, "", "province/11")
+            .expect("read")
+            .expect("province stored");
+        assert_eq!(p.state, TargetState::Forwarded as i32);
+        assert!(
+            stored_target(
+                &store,
+                "0190a1b2-0000-7000-8000-000000000002",
+                "",
+                "province/11"
+            )
+            .expect("read")
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn per_target_records_of_an_older_store_are_folded_into_blocks_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let d = "0190a1b2-0000-7000-8000-000000000003";
+        let mut txn = store.txn();
+        for (i, node) in ["enterprise/a", "enterprise/b", "province/11"]
+            .iter()
+            .enumerate()
+        {
+            let mut k = records::LEGACY_TARGET_PREFIX.to_vec();
+            k.extend_from_slice(d.as_bytes());
+            k.push(0);
+            k.extend_from_slice(node.as_bytes());
+            txn.put(k, encode(&rec(TargetState::Acknowledged, i as i64)));
+        }
+        store.apply(txn.into_writes()).expect("apply");
+        let directory = BTreeMap::new();
+        assert_eq!(migrate(&store, &directory).expect("migrate"), 3);
+        assert_eq!(migrate(&store, &directory).expect("again"), 0);
+        assert_eq!(store.scan_prefix(records::LEGACY_TARGET_PREFIX).count(), 0);
+        let b = stored_target(&store, d, "", "enterprise/b")
+            .expect("read")
+            .expect("b folded");
+        assert_eq!(
+            (b.state, b.updated_at_ms),
+            (TargetState::Acknowledged as i32, 1)
+        );
+        assert_eq!(stored_targets(&store, d).expect("scan").len(), 3);
+    }
+}
