@@ -392,6 +392,8 @@ struct Group<'s> {
     marks: BTreeSet<NodeId>,
     /// Target-state blocks this group read or changed, written at its end.
     targets: targets::Targets,
+    /// Directive metadata this group read or wrote; never changed once written.
+    metas: HashMap<String, Arc<DirectiveMeta>>,
 }
 
 impl<'s> Group<'s> {
@@ -408,6 +410,7 @@ impl<'s> Group<'s> {
             new_directives: 0,
             marks: BTreeSet::new(),
             targets: targets::Targets::default(),
+            metas: HashMap::new(),
         }
     }
 
@@ -840,14 +843,17 @@ impl Core {
         Ok(())
     }
 
-    fn stored_trace(&self, g: &Group<'_>, id: &str) -> Result<HashMap<String, String>, NodeError> {
+    fn stored_trace(
+        &self,
+        g: &mut Group<'_>,
+        id: &str,
+    ) -> Result<HashMap<String, String>, NodeError> {
         Ok(self
             .stored_meta(g, id)?
-            .map(|m| m.trace_context)
+            .map(|m| m.trace_context.clone())
             .unwrap_or_default())
     }
 
-    /// The directive's metadata as this group sees it.
     /// The key of the block holding `node`'s state of directive `directive_id`.
     fn target_key(&self, directive_id: &str, node: &str) -> Vec<u8> {
         records::target_block(
@@ -879,8 +885,22 @@ impl Core {
         g.targets.put(&g.txn, key, node, rec)
     }
 
-    fn stored_meta(&self, g: &Group<'_>, id: &str) -> Result<Option<DirectiveMeta>, NodeError> {
-        g.read(&records::directive_meta(id))
+    /// The directive's metadata as this group sees it, decoded once per group (a
+    /// province acknowledged by 161 enterprises asks for it 161 times).
+    fn stored_meta(
+        &self,
+        g: &mut Group<'_>,
+        id: &str,
+    ) -> Result<Option<Arc<DirectiveMeta>>, NodeError> {
+        if let Some(meta) = g.metas.get(id) {
+            return Ok(Some(meta.clone()));
+        }
+        let Some(meta) = g.read::<DirectiveMeta>(&records::directive_meta(id))? else {
+            return Ok(None);
+        };
+        let meta = Arc::new(meta);
+        g.metas.insert(id.to_string(), meta.clone());
+        Ok(Some(meta))
     }
 
     /// The directive's metadata as committed (for checks made before a group's writes).
@@ -1239,11 +1259,10 @@ impl Core {
             self.start_confirm_clock(g, peer, directive_id)?;
         }
         if peer.tier() == Tier::Enterprise {
-            let issuer = self
+            let relayed = self
                 .stored_meta(g, directive_id)?
-                .map(|m| m.issuer)
-                .unwrap_or_default();
-            if issuer != self.shared.node_id.as_str() {
+                .is_some_and(|m| m.issuer != self.shared.node_id.as_str());
+            if relayed {
                 self.report_up(
                     g,
                     directive_id,
@@ -1472,6 +1491,7 @@ fn store_directive(
         trace_context: trace.clone(),
     };
     g.txn.put(records::directive_meta(&d.id), encode(&meta));
+    g.metas.insert(d.id.clone(), Arc::new(meta));
     let stored = StoredDirective {
         directive: Some(d.clone()),
         received_from,
