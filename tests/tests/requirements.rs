@@ -62,6 +62,9 @@ fn a_province_confirms_a_requirement_and_it_is_forwarded_at_once() {
         let s = net.target_states("ministry", &id)?;
         (s["enterprise/e1101"] == "executed" && s["enterprise/e1102"] == "executed").then_some(())
     });
+    // Read again: province/11's decision may reach the ministry after province/44's
+    // receipt, but it precedes its enterprises' reports on the same link.
+    let view = net.directive("ministry", &id).expect("view");
     assert_eq!(hop(&view, "province/11")["detail"], "auto-confirmed");
 
     let pending = net
