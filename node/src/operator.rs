@@ -85,6 +85,7 @@ pub fn directive_view(shared: &Shared, id: &str) -> Result<DirectiveView, NodeEr
         None => QueuedTargets::default(),
     };
     let mut waiting: BTreeSet<&str> = queued.targets.iter().map(String::as_str).collect();
+    let mut results = crate::core::stored_query_results(&shared.store, id)?;
     for (node, rec) in crate::core::stored_targets(&shared.store, id)? {
         let queued_at_ms = match (rec.queued_at_ms, waiting.remove(node.as_str())) {
             (0, true) => queued.at_ms,
@@ -101,7 +102,7 @@ pub fn directive_view(shared: &Shared, id: &str) -> Result<DirectiveView, NodeEr
             finished_at_ms: rec.finished_at_ms,
             deadline_ms: rec.deadline_ms,
             overdue_at_ms: rec.overdue_at_ms,
-            result: rec.result,
+            result: results.remove(&node),
         };
         if node.starts_with("province/") {
             view.hops.push(t);

@@ -198,6 +198,21 @@ pub fn target_block(directive_id: &str, via: &str, node: &str) -> Vec<u8> {
     k
 }
 
+/// A target's answer to an access-log query (a `QueryResult`), kept apart from its block:
+/// an answer can hold up to `access_log::MAX_LIMIT` records, and a block is rewritten
+/// whenever any of its targets moves. `y/<directive>\0<node>`.
+pub fn query_results_prefix(directive_id: &str) -> Vec<u8> {
+    let mut k = key("y/", &[directive_id.as_bytes()]);
+    k.push(0);
+    k
+}
+
+pub fn query_result(directive_id: &str, node: &str) -> Vec<u8> {
+    let mut k = query_results_prefix(directive_id);
+    k.extend_from_slice(node.as_bytes());
+    k
+}
+
 /// Stores written before target blocks kept one record per target: `t/<directive>\0<node>`.
 /// Folded into blocks at start (`core::targets::migrate`).
 pub const LEGACY_TARGET_PREFIX: &[u8] = b"t/";

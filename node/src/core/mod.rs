@@ -47,7 +47,7 @@ mod targets;
 
 pub use enterprise::{RuleFile, RuleFileEntry, active_rules};
 pub use fanout::stored_outbox;
-pub use targets::{stored_target, stored_targets};
+pub use targets::{stored_query_results, stored_target, stored_targets};
 
 /// How a peer relates to this node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1118,13 +1118,9 @@ impl Core {
         node: &str,
         result: &isms_proto::v1::QueryResult,
     ) -> Result<(), NodeError> {
-        let key = self.target_key(directive_id, node);
-        let mut rec = g
-            .targets
-            .get(&g.txn, key.clone(), node)?
-            .unwrap_or_default();
-        rec.result = Some(result.clone());
-        g.targets.put(&g.txn, key, node, rec)
+        g.txn
+            .put(records::query_result(directive_id, node), encode(result));
+        Ok(())
     }
 
     fn enqueue_directive(

@@ -113,6 +113,21 @@ pub fn stored_targets(
     Ok(out)
 }
 
+/// The answers to an access-log query in the store, by target.
+pub fn stored_query_results(
+    store: &Store,
+    directive_id: &str,
+) -> Result<BTreeMap<String, isms_proto::v1::QueryResult>, NodeError> {
+    let prefix = records::query_results_prefix(directive_id);
+    let mut out = BTreeMap::new();
+    for entry in store.scan_prefix(&prefix) {
+        let (k, v) = entry?;
+        let node = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+        out.insert(node, decode(&k, &v)?);
+    }
+    Ok(out)
+}
+
 /// One target's record in the store (`via` as [`via`] says).
 pub fn stored_target(
     store: &Store,
@@ -143,7 +158,10 @@ pub fn migrate(store: &Store, directory: &BTreeMap<NodeId, NodeId>) -> Result<u6
             String::from_utf8_lossy(&rest[..split]).into_owned(),
             String::from_utf8_lossy(&rest[split + 1..]).into_owned(),
         );
-        let rec: TargetRecord = decode(&k, &v)?;
+        let mut rec: TargetRecord = decode(&k, &v)?;
+        if let Some(result) = rec.result.take() {
+            txn.put(records::query_result(&directive_id, &node), encode(&result));
+        }
         let key = records::target_block(&directive_id, via(directory, &node), &node);
         targets.put(&txn, key, &node, rec)?;
         txn.delete(k);
@@ -260,7 +278,14 @@ mod tests {
             k.extend_from_slice(d.as_bytes());
             k.push(0);
             k.extend_from_slice(node.as_bytes());
-            txn.put(k, encode(&rec(TargetState::Acknowledged, i as i64)));
+            let mut r = rec(TargetState::Acknowledged, i as i64);
+            if *node == "enterprise/a" {
+                r.result = Some(isms_proto::v1::QueryResult {
+                    matched: 3,
+                    ..Default::default()
+                });
+            }
+            txn.put(k, encode(&r));
         }
         store.apply(txn.into_writes()).expect("apply");
         let directory = BTreeMap::new();
@@ -275,5 +300,31 @@ mod tests {
             (TargetState::Acknowledged as i32, 1)
         );
         assert_eq!(stored_targets(&store, d).expect("scan").len(), 3);
+        // The answer moved to its own record; the block keeps the state only.
+        let a = stored_target(&store, d, "", "enterprise/a")
+            .expect("read")
+            .expect("a folded");
+        assert!(a.result.is_none());
+        let results = stored_query_results(&store, d).expect("results");
+        assert_eq!(results.len(), 1);
+        assert_eq!(results["enterprise/a"].matched, 3);
+    }
+
+    #[test]
+    fn a_corrupt_block_is_an_error_naming_its_key_not_a_panic() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let d = "0190a1b2-0000-7000-8000-000000000004";
+        let key = records::target_block(d, "", "enterprise/a");
+        let mut txn = store.txn();
+        txn.put(key.clone(), vec![9, 1, 2, 3]);
+        store.apply(txn.into_writes()).expect("apply");
+        let err = stored_targets(&store, d).expect_err("garbage decodes");
+        assert!(err.to_string().contains(d), "{err}");
+        let txn = store.txn();
+        let err = Targets::default()
+            .get(&txn, key, "enterprise/a")
+            .expect_err("garbage decodes");
+        assert!(err.to_string().contains(d), "{err}");
     }
 }
