@@ -390,6 +390,9 @@ struct EntState {
     applied: u64,
     next_seq: u64,
     acked: u64,
+    /// Stored outbox records not yet acknowledged, oldest first: (first, last) sequence
+    /// number; one record per group, as enterprise-node stores a group's reports as one run.
+    records: std::collections::VecDeque<(u64, u64)>,
 }
 
 /// The one writer: groups whatever arrived, one atomic batch and one fsync per group, and
@@ -455,8 +458,12 @@ impl Committer {
                 Event::Acked { ent, up_to } => {
                     let st = &mut self.state[ent];
                     let up_to = up_to.min(st.next_seq);
-                    for seq in st.acked + 1..=up_to {
-                        txn.delete(outbox_key(ent, seq));
+                    while let Some(&(first, last)) = st.records.front() {
+                        if last > up_to {
+                            break;
+                        }
+                        txn.delete(outbox_key(ent, first));
+                        st.records.pop_front();
                     }
                     if up_to > st.acked {
                         let mut outbox = self.enterprises[ent]
@@ -511,9 +518,12 @@ impl Committer {
         let me = self.enterprises[ent].id.as_str().to_string();
         // Everything that can be refused is checked before the first write.
         let mut expect = self.state[ent].applied + 1;
-        for env in &envelopes {
+        for (env, rules) in envelopes.iter().zip(&rules) {
             if env.seq < expect {
                 continue;
+            }
+            if let Err(e) = rules {
+                return Err(e.clone());
             }
             if env.seq != expect {
                 return Err(format!("sequence gap: expected {expect}, got {}", env.seq));
@@ -529,6 +539,7 @@ impl Committer {
                 _ => return Err("only directives come down to an enterprise".into()),
             }
         }
+        let mut reports = Vec::new();
         for (env, rules) in envelopes.into_iter().zip(rules) {
             if env.seq <= self.state[ent].applied {
                 continue;
@@ -549,29 +560,33 @@ impl Committer {
             }
             // As enterprise-node: receipt, rules and `executed` in one commit, one report.
             txn.put(key, vec![TargetState::Executed as u8]);
-            let report = self.report(txn, ent, &d.id, TargetState::Executed, now);
-            outcome.reports.push((ent, report));
+            reports.push(self.report(ent, &d.id, TargetState::Executed, now));
             self.counters.received.fetch_add(1, Ordering::Relaxed);
             self.counters.executed.fetch_add(1, Ordering::Relaxed);
         }
+        // As enterprise-node: a group's reports for the province are one outbox record.
+        if let (Some(first), Some(last)) = (reports.first(), reports.last()) {
+            let value = match reports.as_slice() {
+                [one] => one.encode_to_vec(),
+                all => Batch::of(all, 0).encode_to_vec(),
+            };
+            txn.put(outbox_key(ent, first.seq), value);
+            self.state[ent].records.push_back((first.seq, last.seq));
+        }
+        outcome
+            .reports
+            .extend(reports.into_iter().map(|r| (ent, r)));
         let applied = self.state[ent].applied;
         txn.put(applied_key(ent), records::encode_u64(applied));
         Ok(applied)
     }
 
-    /// Appends a report to the enterprise's outbox, in this group's batch.
-    fn report(
-        &mut self,
-        txn: &mut isms_store::Txn<'_>,
-        ent: usize,
-        directive_id: &str,
-        state: TargetState,
-        now: i64,
-    ) -> Envelope {
+    /// The enterprise's next report, numbered in its outbox (stored by the caller).
+    fn report(&mut self, ent: usize, directive_id: &str, state: TargetState, now: i64) -> Envelope {
         let st = &mut self.state[ent];
         st.next_seq += 1;
         let seq = st.next_seq;
-        let env = Envelope {
+        Envelope {
             seq,
             id: uuid::Uuid::now_v7().to_string(),
             trace_context: Default::default(),
@@ -586,9 +601,7 @@ impl Committer {
                     result: None,
                 }],
             })),
-        };
-        txn.put(outbox_key(ent, seq), env.encode_to_vec());
-        env
+        }
     }
 }
 

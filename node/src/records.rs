@@ -158,6 +158,15 @@ pub fn fanout(id: &uuid::Uuid) -> Vec<u8> {
     k
 }
 
+pub const OUTBOX_RUN_PREFIX: &[u8] = b"g/";
+
+/// An outbox run (entries one group queued for one peer), by a UUIDv7 like fan-out records.
+pub fn outbox_run(id: &uuid::Uuid) -> Vec<u8> {
+    let mut k = OUTBOX_RUN_PREFIX.to_vec();
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
 pub const DIRECTIVE_PREFIX: &[u8] = b"d/";
 
 pub fn directive(id: &str) -> Vec<u8> {

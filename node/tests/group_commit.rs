@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use isms_node::clock::SystemClock;
 use isms_node::core::{Core, CoreOptions, PeerState, Role, Shared};
 use isms_node::identity::NodeId;
+use isms_node::proto::record::OutboxRun;
 use isms_node::proto::v1::{IssueRequest, Rule, RuleKind};
 use isms_store::Store;
 use tokio_util::sync::CancellationToken;
@@ -69,7 +70,8 @@ async fn concurrent_issues_share_fsyncs_and_all_survive_a_reopen() {
         syncs < requests,
         "{requests} concurrent issues took {syncs} fsyncs: no grouping"
     );
-    // Everything answered is there after a reopen, each with its outbox entry.
+    // Everything answered is there after a reopen, each with its outbox entry (one each, or
+    // in the run of entries its group queued for the child).
     // sled lets go of its file lock once its IO threads have run the closed store's last
     // writes, a moment after the core thread ends: polled, bounded.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -87,8 +89,16 @@ async fn concurrent_issues_share_fsyncs_and_all_survive_a_reopen() {
         let key = isms_node::records::directive(id);
         assert!(store.get(&key).expect("get").is_some(), "{id} lost");
     }
-    let queued = store
+    let mut seqs: Vec<u64> = store
         .scan_prefix(&isms_node::records::outbox_prefix(&child))
-        .count();
-    assert_eq!(queued, requests as usize);
+        .map(|e| isms_node::records::outbox_seq(&e.expect("read").0).expect("outbox key"))
+        .collect();
+    for entry in store.scan_prefix(isms_node::records::OUTBOX_RUN_PREFIX) {
+        let (key, value) = entry.expect("read");
+        let run: OutboxRun = isms_node::records::decode(&key, &value).expect("outbox run");
+        assert_eq!(run.peer, child.as_str());
+        seqs.extend(run.entries.iter().map(|e| e.seq));
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=requests).collect::<Vec<_>>(), "each queued once");
 }

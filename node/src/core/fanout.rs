@@ -1,18 +1,21 @@
-//! Fan-out records: the copies of one directive that one group queues for several peers,
-//! stored as one record (`f/<uuid>`) instead of an outbox entry each.
+//! Fan-out records and outbox runs: the copies of one directive that one group queues for
+//! several peers, stored as one record (`f/<uuid>`), and the other entries one group queues
+//! for one peer, stored as one record too (`g/<uuid>`), instead of an outbox entry each.
 //!
 //! A province confirming a national directive queues 161 copies; as outbox entries they
 //! cost 161 writes to queue and 161 more to delete, each a sled leaf rewrite. As one
-//! record they cost one of each. Every copy keeps its own sequence number in its peer's
-//! outbox, so the link protocol does not see the difference: link writers and
-//! acknowledgments find a copy through its peer's index (`PeerState::fanned`, sequence
-//! number to record key), and the group that sees a record's last copy acknowledged
-//! deletes it. At start the index is rebuilt from the records with every copy taken as
+//! record they cost one of each. Likewise an enterprise executing five directives from one
+//! frame queues five reports for its province, and a ministry issuing 64 directives to one
+//! province in one group queues 64 copies for it: one run record each. Every copy keeps
+//! its own sequence number in its peer's outbox, so the link protocol does not see the
+//! difference: link writers and acknowledgments find a copy through its peer's index
+//! (`PeerState::fanned`, sequence number to record key), and the group that sees a
+//! record's last copy acknowledged deletes it. At start the index is rebuilt from the records with every copy taken as
 //! unacknowledged; the peer's `Hello` then acknowledges what it already holds, as for any
 //! outbox entry.
 
 use super::*;
-use isms_proto::record::{FanCopy, FanOut};
+use isms_proto::record::{FanCopy, FanOut, OutboxRun};
 
 /// The fan-out records in the store, with how many of each one's copies are not yet
 /// acknowledged.
@@ -31,30 +34,48 @@ impl Fans {
         peers: &BTreeMap<NodeId, Arc<PeerState>>,
     ) -> Result<Self, NodeError> {
         let mut fans = Fans::default();
+        let peer = |name: &str| name.parse::<NodeId>().ok().and_then(|p| peers.get(&p));
         for item in store.scan_prefix(records::FANOUT_PREFIX) {
             let (key, value) = item?;
             let record: FanOut = decode(&key, &value)?;
-            let key: Arc<[u8]> = key.into();
-            let mut copies = 0;
-            for copy in &record.copies {
-                let Some(peer) = copy.peer.parse::<NodeId>().ok().and_then(|p| peers.get(&p))
-                else {
-                    continue;
-                };
-                peer.fanned().insert(copy.seq, key.clone());
-                copies += 1;
-            }
-            if copies == 0 {
-                fans.stale.push(key);
-            } else {
-                fans.pending.insert(key, copies);
-            }
+            let copies = record
+                .copies
+                .iter()
+                .filter_map(|c| peer(&c.peer).map(|p| (p, c.seq)));
+            fans.index(key.into(), copies);
+        }
+        for item in store.scan_prefix(records::OUTBOX_RUN_PREFIX) {
+            let (key, value) = item?;
+            let run: OutboxRun = decode(&key, &value)?;
+            let copies = peer(&run.peer)
+                .into_iter()
+                .flat_map(|p| run.entries.iter().map(move |e| (p, e.seq)));
+            fans.index(key.into(), copies);
         }
         Ok(fans)
     }
 
-    /// Writes the directive copies the group queued: a lone copy as an outbox entry, the
-    /// copies of one directive for several peers as one record, indexed by their peers.
+    /// Indexes a record's copies by peer; a record with none to wait for is deleted by the
+    /// next group.
+    fn index<'p>(
+        &mut self,
+        key: Arc<[u8]>,
+        copies: impl Iterator<Item = (&'p Arc<PeerState>, u64)>,
+    ) {
+        let mut indexed = 0;
+        for (peer, seq) in copies {
+            peer.fanned().insert(seq, key.clone());
+            indexed += 1;
+        }
+        if indexed == 0 {
+            self.stale.push(key);
+        } else {
+            self.pending.insert(key, indexed);
+        }
+    }
+
+    /// Writes what the group queued: the copies of one directive for several peers as one
+    /// fan-out record, the other entries for one peer as one run, a lone entry as itself.
     pub(super) fn write(&mut self, g: &mut Group<'_>, peers: &BTreeMap<NodeId, Arc<PeerState>>) {
         for (directive_id, copies) in std::mem::take(&mut g.copies) {
             let first = copies[0].1.clone();
@@ -70,9 +91,27 @@ impl Fans {
                 lone
             };
             for (peer, entry) in lone {
-                g.txn
-                    .put(records::outbox(&peer, entry.seq), encode(&*entry));
+                g.runs.entry(peer).or_default().push(entry);
             }
+        }
+        for (peer, mut entries) in std::mem::take(&mut g.runs) {
+            if let [entry] = entries.as_slice() {
+                g.txn
+                    .put(records::outbox(&peer, entry.seq), encode(&**entry));
+                continue;
+            }
+            entries.sort_by_key(|e| e.seq);
+            let key: Arc<[u8]> = records::outbox_run(&uuid::Uuid::now_v7()).into();
+            let run = OutboxRun {
+                peer: peer.to_string(),
+                entries: entries.iter().map(|e| OutboxEntry::clone(e)).collect(),
+            };
+            let copies = peers
+                .get(&peer)
+                .into_iter()
+                .flat_map(|p| entries.iter().map(move |e| (p, e.seq)));
+            self.index(key.clone(), copies);
+            g.txn.put(key.to_vec(), encode(&run));
         }
         for key in self.stale.drain(..) {
             g.txn.delete(key.to_vec());
@@ -95,8 +134,6 @@ impl Fans {
             directive_id,
             copies: Vec::with_capacity(fanned.len()),
         };
-        // Counted as `load` counts them: a copy for a peer with no link is never acknowledged.
-        let mut indexed = 0;
         for (peer, entry) in &fanned {
             let targets = match &entry.body {
                 Some(outbox_entry::Body::Directive(r)) => r.targets.as_slice(),
@@ -112,16 +149,12 @@ impl Fans {
                 seq: entry.seq,
                 targets,
             });
-            if let Some(p) = peers.get(peer) {
-                p.fanned().insert(entry.seq, key.clone());
-                indexed += 1;
-            }
         }
-        if indexed > 0 {
-            self.pending.insert(key.clone(), indexed);
-        } else {
-            self.stale.push(key.clone());
-        }
+        // Indexed as `load` indexes them: a copy for a peer with no link is never acknowledged.
+        let copies = fanned
+            .iter()
+            .filter_map(|(peer, entry)| peers.get(peer).map(|p| (p, entry.seq)));
+        self.index(key.clone(), copies);
         g.txn.put(key.to_vec(), encode(&record));
     }
 
@@ -180,23 +213,39 @@ pub fn stored_outbox(
     if copies.is_empty() {
         return Ok(entries);
     }
-    let mut read: HashMap<Arc<[u8]>, Option<FanOut>> = HashMap::new();
+    let mut read: HashMap<Arc<[u8]>, Option<Packed>> = HashMap::new();
     for (seq, key) in copies {
         if !read.contains_key(&key) {
             let record = match store.get(&key)? {
-                Some(value) => Some(decode::<FanOut>(&key, &value)?),
+                Some(value) if key.starts_with(records::OUTBOX_RUN_PREFIX) => {
+                    Some(Packed::Run(decode(&key, &value)?))
+                }
+                Some(value) => Some(Packed::Fan(decode(&key, &value)?)),
                 None => None,
             };
             read.insert(key.clone(), record);
         }
-        if let Some(Some(record)) = read.get(&key)
-            && let Some(entry) = copy_entry(record, &peer.id, seq)
-        {
-            entries.push(entry);
-        }
+        let entry = match read.get(&key) {
+            Some(Some(Packed::Fan(record))) => copy_entry(record, &peer.id, seq),
+            Some(Some(Packed::Run(run))) => run_entry(run, seq),
+            _ => None,
+        };
+        entries.extend(entry);
     }
     entries.sort_by_key(|e| e.seq);
     Ok(entries)
+}
+
+/// A record holding several outbox entries.
+enum Packed {
+    Fan(FanOut),
+    Run(OutboxRun),
+}
+
+/// Entry `seq` of a run (its entries are sorted by sequence number).
+fn run_entry(run: &OutboxRun, seq: u64) -> Option<OutboxEntry> {
+    let i = run.entries.binary_search_by_key(&seq, |e| e.seq).ok()?;
+    Some(run.entries[i].clone())
 }
 
 /// `peer`'s copy `seq` in `record`, as the outbox entry it stands for.
@@ -295,6 +344,84 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    fn status(g: &mut Group<'_>, peer: &str, seq: u64) {
+        let entry = OutboxEntry {
+            enqueued_at_ms: g.now,
+            seq,
+            message_id: format!("m{seq}"),
+            trace_context: HashMap::new(),
+            body: Some(outbox_entry::Body::Status(isms_proto::v1::StatusReport {
+                directive_id: format!("d{seq}"),
+                ..Default::default()
+            })),
+        };
+        g.runs.entry(id(peer)).or_default().push(Arc::new(entry));
+    }
+
+    /// (seq, message ID) of what `peer`'s outbox holds in the store.
+    fn ids(
+        store: &Store,
+        peers: &BTreeMap<NodeId, Arc<PeerState>>,
+        peer: &str,
+    ) -> Vec<(u64, String)> {
+        stored_outbox(store, &peers[&id(peer)], 1, 100)
+            .expect("read")
+            .into_iter()
+            .map(|e| (e.seq, e.message_id))
+            .collect()
+    }
+
+    #[test]
+    fn a_groups_entries_for_one_peer_share_one_run_until_the_last_is_acknowledged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        let names = ["province/11", "enterprise/a"];
+        let before = peers(&names);
+        let mut fans = Fans::default();
+        let mut g = group(&store);
+        for seq in 1..=3 {
+            status(&mut g, "province/11", seq);
+        }
+        // A lone directive copy joins the peer's run; a lone report stays an entry; a run
+        // for a peer with no link is not kept.
+        queue(&mut g, "province/11", 4, "m4", &["province/11"], "t1");
+        status(&mut g, "enterprise/a", 1);
+        status(&mut g, "province/99", 1);
+        status(&mut g, "province/99", 2);
+        fans.write(&mut g, &before);
+        commit(&store, g);
+        assert_eq!(count(&store, records::OUTBOX_RUN_PREFIX), 1);
+        assert_eq!(count(&store, b"o/"), 1);
+        let s = |v: &str| v.to_string();
+        let expect: Vec<(u64, String)> = (1..=4).map(|i| (i, format!("m{i}"))).collect();
+        assert_eq!(ids(&store, &before, "province/11"), expect);
+        assert_eq!(ids(&store, &before, "enterprise/a"), vec![(1, s("m1"))]);
+        let third = stored_outbox(&store, &before[&id("province/11")], 3, 4).expect("read");
+        assert_eq!(third.len(), 1);
+        assert!(matches!(
+            &third[0].body,
+            Some(outbox_entry::Body::Status(r)) if r.directive_id == "d3"
+        ));
+
+        // A restart finds every entry again from the run.
+        let after = peers(&names);
+        let mut fans = Fans::load(&store, &after).expect("load");
+        assert_eq!(ids(&store, &after, "province/11"), expect);
+
+        let p = &after[&id("province/11")];
+        let mut g = group(&store);
+        assert_eq!(fans.acked(&mut g, p, 2), BTreeSet::from([1, 2]));
+        commit(&store, g);
+        assert_eq!(count(&store, records::OUTBOX_RUN_PREFIX), 1);
+        assert_eq!(ids(&store, &after, "province/11"), expect[2..].to_vec());
+
+        let mut g = group(&store);
+        assert_eq!(fans.acked(&mut g, p, 4), BTreeSet::from([3, 4]));
+        commit(&store, g);
+        assert_eq!(count(&store, records::OUTBOX_RUN_PREFIX), 0);
+        assert_eq!(ids(&store, &after, "province/11"), Vec::new());
     }
 
     #[test]

@@ -43,6 +43,8 @@ mod enterprise;
 mod fanout;
 mod inbox;
 mod province;
+mod recent;
+use recent::Recent;
 mod targets;
 
 pub use enterprise::{RuleFile, RuleFileEntry, active_rules};
@@ -349,7 +351,13 @@ pub struct Core {
     fans: fanout::Fans,
     rules_file: Option<PathBuf>,
     fatal: CancellationToken,
+    /// Decoded target blocks and directive metadata, lent to each group and kept across
+    /// groups (see `Group`).
+    caches: Option<(targets::Targets, Recent<String, Arc<DirectiveMeta>>)>,
 }
+
+/// Directives whose metadata stays decoded; it never changes once written.
+const CACHED_METAS: usize = 4096;
 
 enum Reply {
     Inbound(
@@ -386,18 +394,36 @@ struct Group<'s> {
     outbox: Vec<(NodeId, Arc<OutboxEntry>, usize)>,
     /// Directive copies queued by this group, by directive, written at its end (`fanout`).
     copies: BTreeMap<String, Vec<(NodeId, Arc<OutboxEntry>)>>,
+    /// Other entries queued by this group, by peer, written at its end (`fanout`): several
+    /// for one peer become one outbox run.
+    runs: BTreeMap<NodeId, Vec<Arc<OutboxEntry>>>,
     /// Directives this group stored (each new: both callers check first).
     new_directives: u64,
     /// Peers whose link marks this group must write (see `records::encode_marks`).
     marks: BTreeSet<NodeId>,
-    /// Target-state blocks this group read or changed, written at its end.
+    /// Target-state blocks, as decoded before and as changed by this group, written at its
+    /// end: the node's cache, lent to the group.
     targets: targets::Targets,
-    /// Directive metadata this group read or wrote; never changed once written.
-    metas: HashMap<String, Arc<DirectiveMeta>>,
+    /// Directive metadata, never changed once written: the node's cache, lent to the group.
+    metas: Recent<String, Arc<DirectiveMeta>>,
 }
 
 impl<'s> Group<'s> {
     fn new(txn: Txn<'s>, now: i64) -> Self {
+        Self::with_caches(
+            txn,
+            now,
+            targets::Targets::default(),
+            Recent::new(CACHED_METAS),
+        )
+    }
+
+    fn with_caches(
+        txn: Txn<'s>,
+        now: i64,
+        targets: targets::Targets,
+        metas: Recent<String, Arc<DirectiveMeta>>,
+    ) -> Self {
         Group {
             txn,
             now,
@@ -407,10 +433,11 @@ impl<'s> Group<'s> {
             rules_dirty: false,
             outbox: Vec::new(),
             copies: BTreeMap::new(),
+            runs: BTreeMap::new(),
             new_directives: 0,
             marks: BTreeSet::new(),
-            targets: targets::Targets::default(),
-            metas: HashMap::new(),
+            targets,
+            metas,
         }
     }
 
@@ -447,6 +474,7 @@ impl Core {
             fans: fanout::Fans::load(&store, &shared.peers)?,
             rules_file: options.rules_file,
             fatal,
+            caches: None,
         };
         for (id, peer) in &shared.peers {
             let (applied, marked_next) = match store.get(&records::marks(id))? {
@@ -557,7 +585,13 @@ impl Core {
 
     fn process_group(&mut self, events: Vec<Event>) -> Result<(), NodeError> {
         let store = self.shared.store.clone();
-        let mut g = Group::new(store.txn(), self.shared.now_ms());
+        // A group that fails stops the node, so the caches it took need not come back.
+        let mut g = match self.caches.take() {
+            Some((targets, metas)) => {
+                Group::with_caches(store.txn(), self.shared.now_ms(), targets, metas)
+            }
+            None => Group::new(store.txn(), self.shared.now_ms()),
+        };
         for event in events {
             self.handle(&mut g, event)?;
         }
@@ -570,6 +604,7 @@ impl Core {
         self.flush_upward(&mut g)?;
         self.fans.write(&mut g, &self.shared.peers);
         g.targets.write(&mut g.txn);
+        g.metas.age();
         for peer in std::mem::take(&mut g.marks) {
             let applied = self.applied.get(&peer).copied().unwrap_or(0);
             let next = self.next_seq.get(&peer).copied().unwrap_or(1);
@@ -581,6 +616,8 @@ impl Core {
             replies,
             outbox,
             new_directives,
+            targets,
+            metas,
             ..
         } = g;
         let writes = txn.into_writes();
@@ -588,6 +625,8 @@ impl Core {
             store.apply(writes)?;
             store.sync()?;
         }
+        // Only now do the caches match the store again.
+        self.caches = Some((targets, metas));
         self.shared
             .directives
             .fetch_add(new_directives, Ordering::SeqCst);
@@ -885,15 +924,15 @@ impl Core {
         g.targets.put(&g.txn, key, node, rec)
     }
 
-    /// The directive's metadata as this group sees it, decoded once per group (a
-    /// province acknowledged by 161 enterprises asks for it 161 times).
+    /// The directive's metadata as this group sees it, kept decoded across groups (a
+    /// province acknowledged by 161 enterprises asks for it 161 times, over many groups).
     fn stored_meta(
         &self,
         g: &mut Group<'_>,
         id: &str,
     ) -> Result<Option<Arc<DirectiveMeta>>, NodeError> {
         if let Some(meta) = g.metas.get(id) {
-            return Ok(Some(meta.clone()));
+            return Ok(Some(Arc::clone(meta)));
         }
         let Some(meta) = g.read::<DirectiveMeta>(&records::directive_meta(id))? else {
             return Ok(None);
@@ -1175,10 +1214,9 @@ impl Core {
             g.copies.entry(id).or_default().push((peer.clone(), entry));
             return;
         }
-        let value = encode(&entry);
-        let size = value.len();
-        g.txn.put(records::outbox(peer, seq), value);
-        g.outbox.push((peer.clone(), Arc::new(entry), size));
+        let (size, entry) = (prost::Message::encoded_len(&entry), Arc::new(entry));
+        g.outbox.push((peer.clone(), entry.clone(), size));
+        g.runs.entry(peer.clone()).or_default().push(entry);
     }
 
     /// The peer holds everything up to `up_to`: drop those entries, and record `delivered`

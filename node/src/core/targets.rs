@@ -1,11 +1,13 @@
-//! A directive's target states, kept in blocks (`records::target_block`): a group reads a
-//! block once, changes it in memory and writes it once at its end, so a province's report
-//! on 161 enterprises costs the ministry eight rewritten records, not 161 new keys.
+//! A directive's target states, kept in blocks (`records::target_block`): a group changes a
+//! block in memory and writes it once at its end, so a province's report on 161 enterprises
+//! costs the ministry eight rewritten records, not 161 new keys; blocks stay decoded across
+//! groups while their directive is in flight.
 
-use std::collections::hash_map;
+use std::collections::HashSet;
 
 use isms_proto::record::{TargetBlock, TargetEntry};
 
+use super::recent::Recent;
 use super::*;
 
 /// The child `node` is reached through here, or "" for this node's own peers and for nodes
@@ -18,32 +20,44 @@ pub fn via<'d>(directory: &'d BTreeMap<NodeId, NodeId>, node: &str) -> &'d str {
         .unwrap_or("")
 }
 
-/// The blocks a group has read or changed, by key.
-#[derive(Default)]
+/// Decoded blocks, kept across groups (`Recent`): a directive's reports arrive over many
+/// groups, and each used to read and decode the same blocks again. The cache mirrors the
+/// store: only this module writes blocks, and a group that fails to commit stops the node.
 pub(super) struct Targets {
-    blocks: HashMap<Vec<u8>, Block>,
+    /// Each block's entries sorted by node, as they are stored.
+    blocks: Recent<Vec<u8>, TargetBlock>,
+    /// Blocks this group changed, written at its end.
+    dirty: HashSet<Vec<u8>>,
 }
 
-struct Block {
-    targets: BTreeMap<String, TargetRecord>,
-    dirty: bool,
+/// Blocks kept decoded: a national directive is 8 blocks per child (248 at the ministry),
+/// so this holds the blocks of every directive in flight at full pipelining.
+const CACHED_BLOCKS: usize = 8192;
+
+impl Default for Targets {
+    fn default() -> Self {
+        Targets::with_capacity(CACHED_BLOCKS)
+    }
 }
 
 impl Targets {
-    fn block(&mut self, txn: &Txn<'_>, key: Vec<u8>) -> Result<&mut Block, NodeError> {
-        match self.blocks.entry(key) {
-            hash_map::Entry::Occupied(e) => Ok(e.into_mut()),
-            hash_map::Entry::Vacant(e) => {
-                let targets = match txn.get(e.key())? {
-                    Some(v) => decode_block(e.key(), &v)?,
-                    None => BTreeMap::new(),
-                };
-                Ok(e.insert(Block {
-                    targets,
-                    dirty: false,
-                }))
-            }
+    fn with_capacity(blocks: usize) -> Self {
+        Targets {
+            blocks: Recent::new(blocks),
+            dirty: HashSet::new(),
         }
+    }
+
+    fn block(&mut self, txn: &Txn<'_>, key: Vec<u8>) -> Result<&mut TargetBlock, NodeError> {
+        self.blocks.get_or_try_insert_with(key, |key| {
+            let mut block: TargetBlock = match txn.get(key)? {
+                Some(v) => decode(key, &v)?,
+                None => TargetBlock::default(),
+            };
+            // Written sorted; sorting a sorted block is one pass.
+            block.targets.sort_by(|a, b| a.node.cmp(&b.node));
+            Ok(block)
+        })
     }
 
     /// `node`'s record in block `key`, as this group sees it.
@@ -53,7 +67,12 @@ impl Targets {
         key: Vec<u8>,
         node: &str,
     ) -> Result<Option<TargetRecord>, NodeError> {
-        Ok(self.block(txn, key)?.targets.get(node).cloned())
+        let block = self.block(txn, key)?;
+        Ok(block
+            .targets
+            .binary_search_by(|e| e.node.as_str().cmp(node))
+            .ok()
+            .map(|i| block.targets[i].record.clone().unwrap_or_default()))
     }
 
     pub fn put(
@@ -63,19 +82,36 @@ impl Targets {
         node: &str,
         rec: TargetRecord,
     ) -> Result<(), NodeError> {
+        if !self.dirty.contains(&key) {
+            self.dirty.insert(key.clone());
+        }
         let block = self.block(txn, key)?;
-        block.targets.insert(node.to_string(), rec);
-        block.dirty = true;
+        match block
+            .targets
+            .binary_search_by(|e| e.node.as_str().cmp(node))
+        {
+            Ok(i) => block.targets[i].record = Some(rec),
+            Err(i) => block.targets.insert(
+                i,
+                TargetEntry {
+                    node: node.to_string(),
+                    record: Some(rec),
+                },
+            ),
+        }
         Ok(())
     }
 
-    /// Writes the changed blocks into the group's batch.
+    /// Writes the blocks this group changed into its batch, and ages the cache.
     pub fn write(&mut self, txn: &mut Txn<'_>) {
-        for (key, block) in self.blocks.drain() {
-            if block.dirty {
-                txn.put(key, encode_block(block.targets));
+        for key in std::mem::take(&mut self.dirty) {
+            // A changed block is in the newer generation: aging waits for this write.
+            if let Some(block) = self.blocks.get(&key) {
+                let bytes = encode(&*block);
+                txn.put(key, bytes);
             }
         }
+        self.blocks.age();
     }
 }
 
@@ -86,18 +122,6 @@ fn decode_block(key: &[u8], bytes: &[u8]) -> Result<BTreeMap<String, TargetRecor
         .into_iter()
         .map(|t| (t.node, t.record.unwrap_or_default()))
         .collect())
-}
-
-fn encode_block(targets: BTreeMap<String, TargetRecord>) -> Vec<u8> {
-    encode(&TargetBlock {
-        targets: targets
-            .into_iter()
-            .map(|(node, record)| TargetEntry {
-                node,
-                record: Some(record),
-            })
-            .collect(),
-    })
 }
 
 /// Every target record of a directive in the store, in no particular order.
@@ -262,6 +286,59 @@ mod tests {
             .expect("read")
             .is_none()
         );
+    }
+
+    #[test]
+    fn blocks_stay_decoded_across_groups_and_each_group_writes_only_what_it_changed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let directory = BTreeMap::new();
+        let d = "0190a1b2-0000-7000-8000-000000000004";
+        let nodes: Vec<String> = (0..40).map(|i| format!("enterprise/e{i}")).collect();
+        let key = |n: &str| records::target_block(d, via(&directory, n), n);
+        // A cache smaller than one group's blocks: aging waits until they are written.
+        let mut targets = Targets::with_capacity(2);
+        let mut txn = store.txn();
+        for n in &nodes {
+            targets
+                .put(&txn, key(n), n, rec(TargetState::Delivered, 1))
+                .expect("put");
+        }
+        targets.write(&mut txn);
+        let writes = txn.into_writes();
+        assert_eq!(
+            writes.len(),
+            records::TARGET_BUCKETS as usize,
+            "every bucket written"
+        );
+        store.apply(writes).expect("apply");
+        store.sync().expect("sync");
+
+        // The next group changes one target: one block written, read from the cache or
+        // the store alike.
+        let mut txn = store.txn();
+        let e3 = &nodes[3];
+        let mut r = targets.get(&txn, key(e3), e3).expect("get").expect("e3");
+        assert_eq!(r.state, TargetState::Delivered as i32);
+        r.state = TargetState::Executed as i32;
+        targets.put(&txn, key(e3), e3, r).expect("put");
+        targets.write(&mut txn);
+        let writes = txn.into_writes();
+        assert_eq!(writes.len(), 1);
+        store.apply(writes).expect("apply");
+        store.sync().expect("sync");
+        drop(targets);
+        drop(store);
+
+        let store = Store::open(dir.path()).expect("reopen");
+        let all = stored_targets(&store, d).expect("scan");
+        assert_eq!(all.len(), 40);
+        let executed: Vec<&String> = all
+            .iter()
+            .filter(|(_, r)| r.state == TargetState::Executed as i32)
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(executed, vec![e3]);
     }
 
     #[test]
