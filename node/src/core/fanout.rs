@@ -10,9 +10,9 @@
 //! its own sequence number in its peer's outbox, so the link protocol does not see the
 //! difference: link writers and acknowledgments find a copy through its peer's index
 //! (`PeerState::fanned`, sequence number to record key), and the group that sees a
-//! record's last copy acknowledged deletes it. At start the index is rebuilt from the records with every copy taken as
-//! unacknowledged; the peer's `Hello` then acknowledges what it already holds, as for any
-//! outbox entry.
+//! record's last copy acknowledged deletes it. At start the index is rebuilt from the
+//! records with every copy taken as unacknowledged; the peer's `Hello` then acknowledges
+//! what it already holds, as for any outbox entry.
 
 use super::*;
 use isms_proto::record::{FanCopy, FanOut, OutboxRun};
@@ -422,6 +422,39 @@ mod tests {
         commit(&store, g);
         assert_eq!(count(&store, records::OUTBOX_RUN_PREFIX), 0);
         assert_eq!(ids(&store, &after, "province/11"), Vec::new());
+    }
+
+    #[test]
+    fn a_corrupt_run_is_an_error_naming_its_key_not_a_panic() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        let names = ["province/11"];
+        let before = peers(&names);
+        let mut fans = Fans::default();
+        let mut g = group(&store);
+        for seq in 1..=2 {
+            status(&mut g, "province/11", seq);
+        }
+        fans.write(&mut g, &before);
+        commit(&store, g);
+        let (key, value) = store
+            .scan_prefix(records::OUTBOX_RUN_PREFIX)
+            .next()
+            .expect("a run")
+            .expect("read");
+        // Cut short: the format byte is right, the entries do not decode.
+        let mut txn = store.txn();
+        txn.put(key.clone(), value[..value.len() / 2].to_vec());
+        store.apply(txn.into_writes()).expect("apply");
+
+        let named = |e: NodeError| {
+            let NodeError::Corrupt(c) = e else {
+                panic!("not a corrupt-record error: {e}");
+            };
+            assert_eq!(c.key, records::CorruptRecord::new(&key, "").key);
+        };
+        named(stored_outbox(&store, &before[&id("province/11")], 1, 3).expect_err("read"));
+        named(Fans::load(&store, &peers(&names)).err().expect("load"));
     }
 
     #[test]

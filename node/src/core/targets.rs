@@ -82,9 +82,8 @@ impl Targets {
         node: &str,
         rec: TargetRecord,
     ) -> Result<(), NodeError> {
-        if !self.dirty.contains(&key) {
-            self.dirty.insert(key.clone());
-        }
+        // Marked changed only once read: a block that fails to decode is not in the cache.
+        let first_change = (!self.dirty.contains(&key)).then(|| key.clone());
         let block = self.block(txn, key)?;
         match block
             .targets
@@ -98,6 +97,9 @@ impl Targets {
                     record: Some(rec),
                 },
             ),
+        }
+        if let Some(key) = first_change {
+            self.dirty.insert(key);
         }
         Ok(())
     }
