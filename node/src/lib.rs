@@ -1,6 +1,6 @@
 //! The ISMS node: everything the three binaries share. Layers, bottom up: `identity` and
 //! `config` → `tls` → `records` (keyspace over `isms_store`) → `core` (the state machine) →
-//! `link` and `operator` (gRPC at the edge) → `node` (wiring) → `cli` (operator commands).
+//! `link` (over `wire`) and `operator` (gRPC at the edge) → `node` (wiring) → `cli` (operator commands).
 
 pub mod access_log;
 pub mod calendar;
@@ -18,6 +18,7 @@ pub mod pki;
 pub mod records;
 pub mod telemetry;
 pub mod tls;
+pub mod wire;
 
 /// The wire types, for tools and tests that speak the protocol.
 pub use isms_proto as proto;

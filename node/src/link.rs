@@ -12,17 +12,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
+use isms_proto::Pieces;
 use isms_proto::record::{OutboxEntry, StoredDirective, outbox_entry};
-use isms_proto::v1::link_client::LinkClient;
-use isms_proto::v1::link_server::Link;
-use isms_proto::v1::{Ack, Batch, Directive, Envelope, Frame, Hello, envelope::Payload, frame};
+use isms_proto::v1::{Ack, Directive, Envelope, Frame, Hello, envelope::Payload, frame};
 use prost::Message;
 use prost::bytes::Bytes;
 use rand::Rng;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::Status;
 
 use crate::config::LinkTuning;
 use crate::core::{CoreHandle, PeerState, Role, Shared};
@@ -30,6 +29,7 @@ use crate::error::NodeError;
 use crate::identity::{Identity, NodeId};
 use crate::records::{self, decode};
 use crate::tls;
+use crate::wire::{FrameCodec, OPEN_PATH, Outbound};
 
 /// What every session of this node needs.
 #[derive(Debug, Clone)]
@@ -148,7 +148,7 @@ impl LinkContext {
     }
 }
 
-type FrameStream = Pin<Box<dyn Stream<Item = Result<Frame, Status>> + Send>>;
+pub(crate) type FrameStream = Pin<Box<dyn Stream<Item = Result<Frame, Status>> + Send>>;
 
 /// Why a session ended.
 #[derive(Debug, thiserror::Error)]
@@ -170,17 +170,17 @@ async fn run_session(
     ctx: LinkContext,
     peer: Arc<PeerState>,
     mut inbound: FrameStream,
-    out: mpsc::Sender<Result<Frame, Status>>,
+    out: Outbound,
 ) -> SessionEnd {
     let (cancel, session) = ctx.begin_session(&peer);
     let hello_applied = peer
         .durable_applied
         .load(std::sync::atomic::Ordering::SeqCst);
-    let hello = Frame {
+    let hello = Pieces::encode(&Frame {
         body: Some(frame::Body::Hello(Hello {
             applied: hello_applied,
         })),
-    };
+    });
     let result = async {
         if out.send(Ok(hello)).await.is_err() {
             return SessionEnd::Closed;
@@ -262,7 +262,7 @@ async fn read_loop(
     ctx: &LinkContext,
     peer: &PeerState,
     inbound: &mut FrameStream,
-    out: &mpsc::Sender<Result<Frame, Status>>,
+    out: &Outbound,
     watches: &Watches,
     cancel: &CancellationToken,
 ) -> SessionEnd {
@@ -325,11 +325,7 @@ async fn read_loop(
 }
 
 /// An undecodable or oversized frame: tells the peer why, and ends the session.
-async fn bad_frame(
-    peer: &PeerState,
-    out: &mpsc::Sender<Result<Frame, Status>>,
-    status: Status,
-) -> SessionEnd {
+async fn bad_frame(peer: &PeerState, out: &Outbound, status: Status) -> SessionEnd {
     tracing::warn!(peer = %peer.id, error = %status.message(), "bad frame; closing link");
     let _ = out.send(Err(status.clone())).await;
     SessionEnd::Transport(status)
@@ -416,7 +412,7 @@ async fn write_loop(
     mut next: u64,
     mut acked: watch::Receiver<u64>,
     mut owed: watch::Receiver<u64>,
-    out: mpsc::Sender<Result<Frame, Status>>,
+    out: Outbound,
     cancel: CancellationToken,
 ) {
     let mut durable = peer.durable_out.subscribe();
@@ -469,12 +465,7 @@ async fn write_loop(
             match envelopes {
                 Ok((Some(last), envelopes)) => {
                     next = last + 1;
-                    let frame = Frame {
-                        body: Some(frame::Body::Batch(Batch {
-                            envelopes,
-                            applied: ack.carry(applied_now(&owed)),
-                        })),
-                    };
+                    let frame = isms_proto::batch_frame(envelopes, ack.carry(applied_now(&owed)));
                     if out.send(Ok(frame)).await.is_err() {
                         return;
                     }
@@ -495,10 +486,7 @@ async fn write_loop(
         owed.mark_unchanged();
         let applied = applied_now(&owed);
         if ack.alone_now(applied) {
-            let frame = Frame {
-                body: Some(frame::Body::Ack(Ack { applied })),
-            };
-            if out.send(Ok(frame)).await.is_err() {
+            if out.send(Ok(ack_frame(applied))).await.is_err() {
                 return;
             }
             continue;
@@ -508,7 +496,7 @@ async fn write_loop(
                 // Leaving: what is owed is still worth saying, if there is room to say it.
                 let applied = applied_now(&owed);
                 if ack.owed(applied) {
-                    let _ = out.try_send(Ok(Frame { body: Some(frame::Body::Ack(Ack { applied })) }));
+                    let _ = out.try_send(Ok(ack_frame(applied)));
                 }
                 return;
             }
@@ -610,9 +598,16 @@ fn recent_directive(ctx: &LinkContext, id: &str) -> Result<Cached, NodeError> {
     Ok(cached)
 }
 
+/// An acknowledgment on its own.
+fn ack_frame(applied: u64) -> Pieces {
+    Pieces::encode(&Frame {
+        body: Some(frame::Body::Ack(Ack { applied })),
+    })
+}
+
 /// The encoded envelope an outbox entry makes: a directive copy carries only its own
-/// targets, after the directive's shared encoding.
-fn envelope((entry, directive): Unbuilt) -> Result<Bytes, NodeError> {
+/// targets, after the directive's shared encoding (by reference).
+fn envelope((entry, directive): Unbuilt) -> Result<Pieces, NodeError> {
     let mut envelope = Envelope {
         seq: entry.seq,
         id: entry.message_id,
@@ -622,7 +617,7 @@ fn envelope((entry, directive): Unbuilt) -> Result<Bytes, NodeError> {
     match (entry.body, directive) {
         (Some(outbox_entry::Body::Status(s)), _) => {
             envelope.payload = Some(Payload::Status(s));
-            Ok(Bytes::from(envelope.encode_to_vec()))
+            Ok(Pieces::encode(&envelope))
         }
         (Some(outbox_entry::Body::Directive(r)), Some(body)) => {
             Ok(isms_proto::directive_envelope(&envelope, &body, &r.targets))
@@ -644,17 +639,15 @@ impl LinkService {
     pub fn new(ctx: LinkContext) -> Self {
         LinkService { ctx }
     }
-}
 
-#[tonic::async_trait]
-impl Link for LinkService {
-    type OpenStream = ReceiverStream<Result<Frame, Status>>;
-
-    async fn open(
+    /// Opens a session for the child `request` comes from (configured children only), its
+    /// frames read from `inbound`; returns the frames it sends back.
+    pub(crate) fn open(
         &self,
-        request: Request<Streaming<Frame>>,
-    ) -> Result<Response<Self::OpenStream>, Status> {
-        let identity = tls::peer_identity(&request, &self.ctx.trust_domain);
+        request: &tonic::Request<()>,
+        inbound: FrameStream,
+    ) -> Result<mpsc::Receiver<Result<Pieces, Status>>, Status> {
+        let identity = tls::peer_identity(request, &self.ctx.trust_domain);
         let remote = request.remote_addr();
         let peer = match &identity {
             Some(Identity::Node(id)) => self
@@ -674,9 +667,8 @@ impl Link for LinkService {
             )));
         };
         let (tx, rx) = mpsc::channel(64);
-        let inbound: FrameStream = Box::pin(request.into_inner());
         tokio::spawn(run_session(self.ctx.clone(), peer, inbound, tx));
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(rx)
     }
 }
 
@@ -696,16 +688,16 @@ pub async fn dial_parent(
         let started = tokio::time::Instant::now();
         match tls::channel(&address, client.clone()) {
             Ok(channel) => {
-                let mut link = LinkClient::new(channel)
+                let mut link = tonic::client::Grpc::new(channel)
                     .max_decoding_message_size(ctx.tuning.max_frame_bytes)
                     .max_encoding_message_size(ctx.tuning.max_frame_bytes);
-                let (tx, rx) = mpsc::channel::<Result<Frame, Status>>(64);
+                let (tx, rx) = mpsc::channel::<Result<Pieces, Status>>(64);
                 // The request stream ends at the first error the session wants to signal.
                 let outbound =
                     tokio_stream::StreamExt::map_while(ReceiverStream::new(rx), Result::ok);
                 let opened = tokio::select! {
                     _ = ctx.shutdown.cancelled() => return,
-                    r = link.open(outbound) => r,
+                    r = open(&mut link, outbound) => r,
                 };
                 match opened {
                     Ok(response) => {
@@ -731,6 +723,22 @@ pub async fn dial_parent(
         }
         delay = (delay * 2).min(ctx.tuning.reconnect_max);
     }
+}
+
+/// Calls `Link/Open` as tonic's generated client would, with frames sent as their pieces.
+async fn open(
+    link: &mut tonic::client::Grpc<tonic::transport::Channel>,
+    outbound: impl Stream<Item = Pieces> + Send + 'static,
+) -> Result<tonic::Response<tonic::Streaming<Frame>>, Status> {
+    link.ready()
+        .await
+        .map_err(|e| Status::unavailable(format!("link not ready: {e}")))?;
+    let mut request = tonic::Request::new(outbound);
+    request
+        .extensions_mut()
+        .insert(tonic::GrpcMethod::new("isms.v1.Link", "Open"));
+    let path = http::uri::PathAndQuery::from_static(OPEN_PATH);
+    link.streaming(request, path, FrameCodec).await
 }
 
 #[cfg(test)]

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::Duration;
 
-use isms_proto::v1::link_server::LinkServer;
 use isms_proto::v1::operator_server::OperatorServer;
 use isms_store::Store;
 use tokio::net::TcpListener;
@@ -20,6 +19,7 @@ use crate::identity::{Identity, NodeId};
 use crate::link::{LinkContext, LinkService, dial_parent};
 use crate::operator::OperatorService;
 use crate::tls;
+use crate::wire::LinkServer;
 
 /// How long teardown may take before the node exits anyway.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
@@ -114,9 +114,7 @@ pub async fn run_with_clock(
     );
 
     let max = config.link.max_frame_bytes;
-    let link_service = LinkServer::new(LinkService::new(links.clone()))
-        .max_decoding_message_size(max)
-        .max_encoding_message_size(max);
+    let link_service = LinkServer::new(LinkService::new(links.clone()), max);
     let operator_service = OperatorServer::new(OperatorService::new(
         shared.clone(),
         core.clone(),
