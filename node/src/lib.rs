@@ -1,6 +1,7 @@
 //! The ISMS node: everything the three binaries share. Layers, bottom up: `identity` and
 //! `config` → `tls` → `records` (keyspace over `isms_store`) → `core` (the state machine) →
-//! `link` (over `wire`) and `operator` (gRPC at the edge) → `node` (wiring) → `cli` (operator commands).
+//! `link` (over `wire`) and `operator` (gRPC at the edge) → `node` (wiring) → `cli`
+//! (operator commands).
 
 pub mod access_log;
 pub mod calendar;
