@@ -133,6 +133,10 @@ impl tower::Service<http::Request<Body>> for LinkServer {
 /// buffer with their neighbours, so a frame is a few HTTP/2 data frames, not dozens.
 const SHARED_PIECE: usize = 4096;
 
+/// Frames ready at once are gathered into one data frame up to this size, as tonic's
+/// encoder gathers them.
+const GATHER: usize = 32 << 10;
+
 /// A gRPC response body: each frame behind its five-byte message prefix, its large pieces
 /// by reference, then the trailers with the status the stream ended with.
 #[derive(Debug)]
@@ -140,6 +144,8 @@ struct FrameBody {
     frames: mpsc::Receiver<Result<Pieces, Status>>,
     max_frame_bytes: usize,
     queued: VecDeque<Bytes>,
+    /// The status to end with, once everything queued is out.
+    ending: Option<Status>,
     ended: bool,
 }
 
@@ -149,13 +155,44 @@ impl FrameBody {
             frames,
             max_frame_bytes,
             queued: VecDeque::new(),
+            ending: None,
             ended: false,
         }
     }
 
-    /// Queues `frame`'s message prefix and pieces; a frame over the limit is an error, as
-    /// tonic's encoder makes it.
-    fn queue(&mut self, frame: Pieces) -> Result<(), Status> {
+    /// Queues `first` and whatever else is ready, until a status ends the stream.
+    fn gather(&mut self, first: Option<Result<Pieces, Status>>) {
+        let mut small = BytesMut::with_capacity(SHARED_PIECE);
+        let mut next = first;
+        loop {
+            let end = match next {
+                Some(Ok(frame)) => self.queue(frame, &mut small).err(),
+                Some(Err(status)) => Some(status),
+                None => Some(Status::ok("")),
+            };
+            if let Some(status) = end {
+                self.ending = Some(status);
+                // The sender is done with this stream: no frame after the status.
+                self.frames.close();
+                break;
+            }
+            if small.len() >= GATHER {
+                break;
+            }
+            next = match self.frames.try_recv() {
+                Ok(frame) => Some(frame),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+            };
+        }
+        if !small.is_empty() {
+            self.queued.push_back(small.freeze());
+        }
+    }
+
+    /// Appends `frame`'s message prefix and small pieces to `small`, queueing it before
+    /// each large piece; a frame over the limit is an error, as tonic's encoder makes it.
+    fn queue(&mut self, frame: Pieces, small: &mut BytesMut) -> Result<(), Status> {
         let len = u32::try_from(frame.len())
             .ok()
             .filter(|_| frame.len() <= self.max_frame_bytes)
@@ -166,7 +203,6 @@ impl FrameBody {
                     self.max_frame_bytes
                 ))
             })?;
-        let mut small = BytesMut::with_capacity(SHARED_PIECE);
         // Uncompressed, then the length.
         small.put_u8(0);
         small.put_u32(len);
@@ -179,9 +215,6 @@ impl FrameBody {
                 self.queued.push_back(small.split().freeze());
             }
             self.queued.push_back(piece);
-        }
-        if !small.is_empty() {
-            self.queued.push_back(small.freeze());
         }
         Ok(())
     }
@@ -200,27 +233,21 @@ impl http_body::Body for FrameBody {
             if let Some(data) = this.queued.pop_front() {
                 return Poll::Ready(Some(Ok(http_body::Frame::data(data))));
             }
+            if let Some(status) = this.ending.take() {
+                this.ended = true;
+                let mut trailers = http::HeaderMap::new();
+                if let Err(bad) = status.add_header(&mut trailers) {
+                    // A message that cannot be a header value: the code alone still goes out.
+                    trailers.clear();
+                    let _ = Status::new(bad.code(), "").add_header(&mut trailers);
+                }
+                return Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))));
+            }
             if this.ended {
                 return Poll::Ready(None);
             }
-            let status = match ready!(this.frames.poll_recv(cx)) {
-                Some(Ok(frame)) => match this.queue(frame) {
-                    Ok(()) => continue,
-                    Err(status) => status,
-                },
-                Some(Err(status)) => status,
-                None => Status::ok(""),
-            };
-            this.ended = true;
-            // The sender is done with this stream: no frame after the status.
-            this.frames.close();
-            let mut trailers = http::HeaderMap::new();
-            if let Err(bad) = status.add_header(&mut trailers) {
-                // A message that cannot be a header value: the code alone still goes out.
-                trailers.clear();
-                let _ = Status::new(bad.code(), "").add_header(&mut trailers);
-            }
-            return Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))));
+            let first = ready!(this.frames.poll_recv(cx));
+            this.gather(first);
         }
     }
 
@@ -294,6 +321,9 @@ mod tests {
         assert_eq!(frames[1], Frame::decode(whole).expect("decodes"));
         assert_eq!(frames[0].encode_to_vec(), ack(3).to_bytes());
         assert_eq!(trailers["grpc-status"], "0");
+        // Ready together: the ack and the batch's head in one data frame, then the rules,
+        // then the batch's tail.
+        assert_eq!(data.len(), 3);
     }
 
     #[tokio::test]
