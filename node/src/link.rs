@@ -45,8 +45,10 @@ pub struct LinkContext {
     /// 50,000 rules.
     recent: Arc<std::sync::Mutex<Recent>>,
     /// Room for large batches sent and not yet acknowledged, over all links, in KiB: a
-    /// province sending a 50,000-rule blacklist to 161 enterprises builds a few copies at a
+    /// province sending a 50,000-rule blacklist to 161 enterprises sends a few copies at a
     /// time instead of 161 at once (half of `link.max_frame_bytes`, so any batch fits).
+    /// Copies share the rules by reference now (`wire`), so this paces the receivers and
+    /// the encryption more than it saves the sender memory.
     large_in_flight: Arc<tokio::sync::Semaphore>,
 }
 

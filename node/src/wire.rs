@@ -252,7 +252,8 @@ impl http_body::Body for FrameBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.ended && self.queued.is_empty()
+        // Set only once the trailers, the last of it, are out.
+        self.ended
     }
 }
 

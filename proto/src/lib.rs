@@ -46,7 +46,7 @@ impl v1::Batch {
 /// An encoding held as the pieces it was built from, in order. A large shared piece (the
 /// rules of a directive every copy carries) is referenced, not copied: a relay sends one
 /// blacklist to 161 enterprises from one buffer.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct Pieces {
     parts: Vec<Bytes>,
     len: usize,
