@@ -20,7 +20,7 @@ use futures::StreamExt;
 use isms_node::clock::{Clock, SystemClock};
 use isms_node::identity::{Identity, NodeId};
 use isms_node::link::OwedAck;
-use isms_node::proto::v1::link_client::LinkClient;
+use isms_node::proto::Pieces;
 use isms_node::proto::v1::{
     Ack, Batch, DirectiveKind, Envelope, Frame, Hello, StatusReport, TargetState, TargetStatus,
     envelope::Payload, frame,
@@ -30,7 +30,7 @@ use isms_node::tls;
 use isms_store::Store;
 use prost::Message;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
 
 /// One simulated enterprise.
 pub struct Enterprise {
@@ -195,16 +195,14 @@ impl Sim {
     async fn session(&self, i: usize) -> anyhow::Result<()> {
         let ent = &self.enterprises[i];
         let channel = tls::channel(&ent.parent_address, ent.client.clone())?;
-        let mut client = LinkClient::new(channel)
-            .max_decoding_message_size(self.max_frame)
-            .max_encoding_message_size(self.max_frame);
-        let (out, rx) = mpsc::channel::<Frame>(64);
+        let (out, rx) = mpsc::channel(64);
         let hello_applied = ent.applied.load(Ordering::SeqCst);
         out.send(body(frame::Body::Hello(Hello {
             applied: hello_applied,
         })))
         .await?;
-        let mut inbound = client.open(ReceiverStream::new(rx)).await?.into_inner();
+        // The link's own transport, as enterprise-node's.
+        let mut inbound = isms_node::wire::open(channel, rx, self.max_frame).await?;
         let peer_applied = match inbound.next().await {
             Some(Ok(Frame {
                 body: Some(frame::Body::Hello(h)),
@@ -300,8 +298,9 @@ fn check_rules(env: &Envelope) -> Result<u64, String> {
     }
 }
 
-fn body(b: frame::Body) -> Frame {
-    Frame { body: Some(b) }
+/// A frame to send, encoded.
+fn body(b: frame::Body) -> Result<Pieces, Status> {
+    Ok(Pieces::encode(&Frame { body: Some(b) }))
 }
 
 /// Errors of individual links are expected while a province restarts; they go to stderr
@@ -334,7 +333,7 @@ async fn write_loop(
     mut next: u64,
     mut acked: watch::Receiver<u64>,
     mut owed: watch::Receiver<u64>,
-    out: mpsc::Sender<Frame>,
+    out: mpsc::Sender<Result<Pieces, Status>>,
     tuning: Tuning,
 ) {
     let mut durable = ent.durable_out.subscribe();

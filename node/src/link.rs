@@ -19,7 +19,6 @@ use prost::Message;
 use prost::bytes::Bytes;
 use rand::Rng;
 use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
@@ -29,7 +28,7 @@ use crate::error::NodeError;
 use crate::identity::{Identity, NodeId};
 use crate::records::{self, decode};
 use crate::tls;
-use crate::wire::{FrameCodec, OPEN_PATH, Outbound};
+use crate::wire::{self, Outbound};
 
 /// What every session of this node needs.
 #[derive(Debug, Clone)]
@@ -690,20 +689,15 @@ pub async fn dial_parent(
         let started = tokio::time::Instant::now();
         match tls::channel(&address, client.clone()) {
             Ok(channel) => {
-                let mut link = tonic::client::Grpc::new(channel)
-                    .max_decoding_message_size(ctx.tuning.max_frame_bytes)
-                    .max_encoding_message_size(ctx.tuning.max_frame_bytes);
                 let (tx, rx) = mpsc::channel::<Result<Pieces, Status>>(64);
                 // The request stream ends at the first error the session wants to signal.
-                let outbound =
-                    tokio_stream::StreamExt::map_while(ReceiverStream::new(rx), Result::ok);
                 let opened = tokio::select! {
                     _ = ctx.shutdown.cancelled() => return,
-                    r = open(&mut link, outbound) => r,
+                    r = wire::open(channel, rx, ctx.tuning.max_frame_bytes) => r,
                 };
                 match opened {
-                    Ok(response) => {
-                        let inbound: FrameStream = Box::pin(response.into_inner());
+                    Ok(inbound) => {
+                        let inbound: FrameStream = Box::pin(inbound);
                         run_session(ctx.clone(), parent.clone(), inbound, tx).await;
                     }
                     Err(status) => {
@@ -725,22 +719,6 @@ pub async fn dial_parent(
         }
         delay = (delay * 2).min(ctx.tuning.reconnect_max);
     }
-}
-
-/// Calls `Link/Open` as tonic's generated client would, with frames sent as their pieces.
-async fn open(
-    link: &mut tonic::client::Grpc<tonic::transport::Channel>,
-    outbound: impl Stream<Item = Pieces> + Send + 'static,
-) -> Result<tonic::Response<tonic::Streaming<Frame>>, Status> {
-    link.ready()
-        .await
-        .map_err(|e| Status::unavailable(format!("link not ready: {e}")))?;
-    let mut request = tonic::Request::new(outbound);
-    request
-        .extensions_mut()
-        .insert(tonic::GrpcMethod::new("isms.v1.Link", "Open"));
-    let path = http::uri::PathAndQuery::from_static(OPEN_PATH);
-    link.streaming(request, path, FrameCodec).await
 }
 
 #[cfg(test)]

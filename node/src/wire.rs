@@ -1,9 +1,12 @@
-//! The link's gRPC transport, written out where tonic would copy: each frame goes out as the
-//! pieces it was built from, so a province's 161 copies of a 50,000-rule blacklist share one
-//! buffer instead of each being copied whole into its own stream's (BENCHMARKS.md, "Bulk").
+//! The link's gRPC transport, written out where tonic would copy or hold memory: each frame
+//! goes out as the pieces it was built from, so a province's 161 copies of a 50,000-rule
+//! blacklist share one buffer instead of each being copied whole into its own stream's; and
+//! each frame comes in through a buffer of its own size, freed once decoded, where tonic's
+//! stream keeps one as large as the largest frame it ever saw (BENCHMARKS.md, "Bulk").
 //!
-//! On the wire nothing changes: `Link/Open` is the service isms.proto declares, and a
-//! child built on tonic's generated client (the load generator's) talks to it unchanged.
+//! On the wire nothing changes: `Link/Open` is the service isms.proto declares, served
+//! beside tonic's router and called through tonic's channel, and a peer built on tonic's
+//! generated code talks to it unchanged.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -11,14 +14,17 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+use http_body::Body as _;
 use isms_proto::Pieces;
 use isms_proto::v1::Frame;
 use prost::Message;
 use prost::bytes::{BufMut, Bytes, BytesMut};
 use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tonic::Status;
 use tonic::body::Body;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-use tonic::{Status, Streaming};
+use tonic::transport::Channel;
+use tower::Service;
 
 use crate::link::LinkService;
 
@@ -28,51 +34,6 @@ pub const OPEN_PATH: &str = "/isms.v1.Link/Open";
 /// Frames going out on one link, each as its pieces; an error ends the stream with that
 /// status.
 pub type Outbound = mpsc::Sender<Result<Pieces, Status>>;
-
-/// Decodes link frames, and encodes them from their pieces (the child's side, through
-/// tonic's client, which copies them into its buffer; frames going up are small).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct FrameCodec;
-
-impl Codec for FrameCodec {
-    type Encode = Pieces;
-    type Decode = Frame;
-    type Encoder = FrameCodec;
-    type Decoder = FrameCodec;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        *self
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        *self
-    }
-}
-
-impl Encoder for FrameCodec {
-    type Item = Pieces;
-    type Error = Status;
-
-    fn encode(&mut self, item: Pieces, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.reserve(item.len());
-        for piece in item.parts() {
-            dst.put_slice(piece);
-        }
-        Ok(())
-    }
-}
-
-impl Decoder for FrameCodec {
-    type Item = Frame;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Frame>, Status> {
-        // As tonic's own protobuf codec: an unparsable message is INTERNAL.
-        Frame::decode(src)
-            .map(Some)
-            .map_err(|e| Status::internal(e.to_string()))
-    }
-}
 
 /// The parent's side of `Link/Open`, as the service tonic's router serves.
 #[derive(Debug, Clone)]
@@ -94,7 +55,7 @@ impl tonic::server::NamedService for LinkServer {
     const NAME: &'static str = "isms.v1.Link";
 }
 
-impl tower::Service<http::Request<Body>> for LinkServer {
+impl Service<http::Request<Body>> for LinkServer {
     type Response = http::Response<Body>;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
@@ -113,10 +74,11 @@ impl tower::Service<http::Request<Body>> for LinkServer {
             }
             let (parts, body) = request.into_parts();
             let request = tonic::Request::from_http(http::Request::from_parts(parts, ()));
-            let inbound = Streaming::new_request(FrameCodec, body, None, Some(max));
+            let inbound = Inbound::new(body, max, Side::Parent);
             Ok(match service.open(&request, Box::pin(inbound)) {
                 Ok(frames) => {
-                    let mut response = http::Response::new(Body::new(FrameBody::new(frames, max)));
+                    let body = FrameBody::new(frames, max, Side::Parent);
+                    let mut response = http::Response::new(Body::new(body));
                     response.headers_mut().insert(
                         http::header::CONTENT_TYPE,
                         http::HeaderValue::from_static("application/grpc"),
@@ -137,12 +99,21 @@ const SHARED_PIECE: usize = 4096;
 /// encoder gathers them.
 const GATHER: usize = 32 << 10;
 
-/// A gRPC response body: each frame behind its five-byte message prefix, its large pieces
-/// by reference, then the trailers with the status the stream ended with.
+/// Which end of `Link/Open` a body belongs to: the parent's (the server's) response ends
+/// with a status in its trailers; the child's request simply ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Parent,
+    Child,
+}
+
+/// A gRPC message body: each frame behind its five-byte message prefix, its large pieces
+/// by reference; the parent's then ends with the trailers carrying the stream's status.
 #[derive(Debug)]
 struct FrameBody {
     frames: mpsc::Receiver<Result<Pieces, Status>>,
     max_frame_bytes: usize,
+    side: Side,
     queued: VecDeque<Bytes>,
     /// The status to end with, once everything queued is out.
     ending: Option<Status>,
@@ -150,10 +121,15 @@ struct FrameBody {
 }
 
 impl FrameBody {
-    fn new(frames: mpsc::Receiver<Result<Pieces, Status>>, max_frame_bytes: usize) -> Self {
+    fn new(
+        frames: mpsc::Receiver<Result<Pieces, Status>>,
+        max_frame_bytes: usize,
+        side: Side,
+    ) -> Self {
         FrameBody {
             frames,
             max_frame_bytes,
+            side,
             queued: VecDeque::new(),
             ending: None,
             ended: false,
@@ -167,6 +143,9 @@ impl FrameBody {
         loop {
             let end = match next {
                 Some(Ok(frame)) => self.queue(frame, &mut small).err(),
+                // A request has no trailers to carry a status: the child's session ends
+                // its side by ending it, as it did through tonic's client.
+                Some(Err(_)) if self.side == Side::Child => Some(Status::ok("")),
                 Some(Err(status)) => Some(status),
                 None => Some(Status::ok("")),
             };
@@ -235,6 +214,11 @@ impl http_body::Body for FrameBody {
             }
             if let Some(status) = this.ending.take() {
                 this.ended = true;
+                if this.side == Side::Child {
+                    // Only a frame over the limit is an error here: the stream is reset, as
+                    // tonic's client does with a message it cannot encode.
+                    return Poll::Ready((status.code() != tonic::Code::Ok).then_some(Err(status)));
+                }
                 let mut trailers = http::HeaderMap::new();
                 if let Err(bad) = status.add_header(&mut trailers) {
                     // A message that cannot be a header value: the code alone still goes out.
@@ -252,8 +236,212 @@ impl http_body::Body for FrameBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        // Set only once the trailers, the last of it, are out.
+        // Set only once the trailers, or the end of a request, are out.
         self.ended
+    }
+}
+
+/// Calls `Link/Open` on `channel` as tonic's generated client does (the same request,
+/// headers and message framing), sending `frames` as their pieces until the channel ends or
+/// yields an error; the parent's frames come back through the returned stream.
+pub async fn open(
+    mut channel: Channel,
+    frames: mpsc::Receiver<Result<Pieces, Status>>,
+    max_frame_bytes: usize,
+) -> Result<Inbound, Status> {
+    let body = Body::new(FrameBody::new(frames, max_frame_bytes, Side::Child));
+    // The channel adds the scheme and authority of its endpoint.
+    let request = http::Request::builder()
+        .method(http::Method::POST)
+        .uri(OPEN_PATH)
+        .version(http::Version::HTTP_2)
+        .header(http::header::TE, "trailers")
+        .header(http::header::CONTENT_TYPE, "application/grpc")
+        .body(body)
+        .map_err(|e| Status::internal(format!("link request: {e}")))?;
+    std::future::poll_fn(|cx| channel.poll_ready(cx))
+        .await
+        .map_err(|e| Status::unavailable(format!("link not ready: {e}")))?;
+    let response = channel
+        .call(request)
+        .await
+        .map_err(|e| Status::from_error(Box::new(e)))?;
+    // A refusal comes as a status in the headers ("trailers only"), as tonic checks.
+    if let Some(status) = Status::from_header_map(response.headers())
+        && status.code() != tonic::Code::Ok
+    {
+        return Err(status);
+    }
+    if response.status() != http::StatusCode::OK {
+        return Err(Status::unknown(format!(
+            "link refused with HTTP status {}",
+            response.status()
+        )));
+    }
+    Ok(Inbound::new(
+        response.into_body(),
+        max_frame_bytes,
+        Side::Child,
+    ))
+}
+
+/// The five bytes before each gRPC message: a compression flag and its length.
+const PREFIX: usize = 5;
+
+/// Frames coming in on one link. Each message is gathered into a buffer of its own size
+/// (or sliced from the data frame that holds it whole), decoded and dropped: a child of a
+/// province that once received a 1.9 MB blacklist does not keep 1.9 MB for good, as it did
+/// in tonic's stream (the load generator's 4,990 links held 9.7 GB after a bulk push).
+pub struct Inbound {
+    body: Body,
+    max_frame_bytes: usize,
+    side: Side,
+    /// Data received and not yet decoded, in order.
+    chunks: VecDeque<Bytes>,
+    buffered: usize,
+    done: bool,
+}
+
+impl Inbound {
+    fn new(body: Body, max_frame_bytes: usize, side: Side) -> Self {
+        Inbound {
+            body,
+            max_frame_bytes,
+            side,
+            chunks: VecDeque::new(),
+            buffered: 0,
+            done: false,
+        }
+    }
+
+    /// The next whole message, if it has all arrived.
+    fn next_message(&mut self) -> Result<Option<Bytes>, Status> {
+        if self.buffered < PREFIX {
+            return Ok(None);
+        }
+        let mut prefix = [0u8; PREFIX];
+        let mut filled = 0;
+        for chunk in &self.chunks {
+            let n = chunk.len().min(PREFIX - filled);
+            prefix[filled..filled + n].copy_from_slice(&chunk[..n]);
+            filled += n;
+            if filled == PREFIX {
+                break;
+            }
+        }
+        if prefix[0] != 0 {
+            // Neither side asks for compression; tonic's decoder refuses it the same way.
+            return Err(Status::internal(
+                "a compressed frame, and no compression was agreed",
+            ));
+        }
+        let [_, len @ ..] = prefix;
+        let len = u32::from_be_bytes(len) as usize;
+        if len > self.max_frame_bytes {
+            return Err(Status::out_of_range(format!(
+                "frame of {len} bytes is over the limit of {}",
+                self.max_frame_bytes
+            )));
+        }
+        if self.buffered < PREFIX + len {
+            return Ok(None);
+        }
+        self.take(PREFIX);
+        Ok(Some(self.take(len)))
+    }
+
+    /// The next `n` buffered bytes (`n` ≤ `buffered`): a slice of the chunk that holds them
+    /// all, else a copy into a buffer of exactly `n`.
+    fn take(&mut self, n: usize) -> Bytes {
+        self.buffered -= n;
+        if let Some(front) = self.chunks.front_mut()
+            && front.len() >= n
+        {
+            let out = front.split_to(n);
+            if front.is_empty() {
+                self.chunks.pop_front();
+            }
+            return out;
+        }
+        let mut out = BytesMut::with_capacity(n);
+        while out.len() < n {
+            let Some(front) = self.chunks.front_mut() else {
+                break;
+            };
+            let want = n - out.len();
+            if front.len() <= want {
+                out.extend_from_slice(front);
+                self.chunks.pop_front();
+            } else {
+                out.extend_from_slice(&front.split_to(want));
+            }
+        }
+        out.freeze()
+    }
+
+    /// How the stream ended, from its trailers (None: cleanly).
+    fn ended(&mut self, trailers: Option<&http::HeaderMap>) -> Option<Result<Frame, Status>> {
+        self.done = true;
+        if self.buffered != 0 {
+            return Some(Err(Status::internal(
+                "the link stream ended inside a frame",
+            )));
+        }
+        match (self.side, trailers.and_then(Status::from_header_map)) {
+            (_, Some(status)) if status.code() == tonic::Code::Ok => None,
+            (_, Some(status)) => Some(Err(status)),
+            // A request ends without trailers.
+            (Side::Parent, None) => None,
+            // As tonic: a response must end with a status.
+            (Side::Child, None) => Some(Err(Status::unknown(
+                "the link stream ended without a status",
+            ))),
+        }
+    }
+}
+
+impl Stream for Inbound {
+    type Item = Result<Frame, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            match this.next_message() {
+                Ok(Some(message)) => {
+                    // As tonic's protobuf codec: an unparsable message is INTERNAL.
+                    let frame = Frame::decode(message).map_err(|e| Status::internal(e.to_string()));
+                    return Poll::Ready(Some(frame));
+                }
+                Ok(None) => {}
+                Err(status) => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(status)));
+                }
+            }
+            let frame = match ready!(Pin::new(&mut this.body).poll_frame(cx)) {
+                Some(Ok(frame)) => frame,
+                Some(Err(status)) => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(status)));
+                }
+                None => return Poll::Ready(this.ended(None)),
+            };
+            match frame.into_data() {
+                Ok(data) => {
+                    if !data.is_empty() {
+                        this.buffered += data.len();
+                        this.chunks.push_back(data);
+                    }
+                }
+                Err(frame) => {
+                    let trailers = frame.into_trailers().ok();
+                    return Poll::Ready(this.ended(trailers.as_ref()));
+                }
+            }
+        }
     }
 }
 
@@ -312,7 +500,7 @@ mod tests {
         tx.send(Ok(ack(3))).await.expect("queued");
         tx.send(Ok(batch)).await.expect("queued");
         drop(tx);
-        let (data, joined, trailers) = drain(FrameBody::new(rx, 1 << 20)).await;
+        let (data, joined, trailers) = drain(FrameBody::new(rx, 1 << 20, Side::Parent)).await;
         assert!(
             data.iter().any(|d| d.as_ptr() == rules.as_ptr()),
             "the rules go out by reference"
@@ -334,7 +522,7 @@ mod tests {
         tx.send(Err(Status::invalid_argument("undecodable envelope")))
             .await
             .expect("queued");
-        let (_, joined, trailers) = drain(FrameBody::new(rx, 1 << 20)).await;
+        let (_, joined, trailers) = drain(FrameBody::new(rx, 1 << 20, Side::Parent)).await;
         assert_eq!(messages(&joined).len(), 1);
         assert_eq!(trailers["grpc-status"], "3");
         // Percent-encoded, as gRPC carries messages.
@@ -345,13 +533,161 @@ mod tests {
         );
     }
 
+    /// An inbound stream of `side` reading `chunks`, then `trailers` if any.
+    fn inbound(chunks: Vec<Bytes>, trailers: Option<http::HeaderMap>, side: Side) -> Inbound {
+        let frames = chunks
+            .into_iter()
+            .map(http_body::Frame::data)
+            .chain(trailers.map(http_body::Frame::trailers))
+            .map(Ok::<_, Status>);
+        let body = http_body_util::StreamBody::new(tokio_stream::iter(frames));
+        Inbound::new(Body::new(body), 1 << 20, side)
+    }
+
+    fn status_trailers(status: Status) -> http::HeaderMap {
+        let mut trailers = http::HeaderMap::new();
+        status.add_header(&mut trailers).expect("a header");
+        trailers
+    }
+
+    /// Everything `inbound` yields.
+    async fn read_all(mut inbound: Inbound) -> Vec<Result<Frame, Status>> {
+        let mut out = Vec::new();
+        while let Some(frame) = tokio_stream::StreamExt::next(&mut inbound).await {
+            out.push(frame);
+        }
+        out
+    }
+
+    /// `frames` as a gRPC body: each after its prefix.
+    fn framed(frames: &[Pieces]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for f in frames {
+            out.push(0);
+            out.extend_from_slice(&u32::try_from(f.len()).expect("small").to_be_bytes());
+            out.extend_from_slice(&f.to_bytes());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn frames_split_anyhow_across_data_frames_come_in_whole_then_the_stream_ends() {
+        let bytes = framed(&[ack(1), ack(9), ack(u64::MAX)]);
+        // One byte at a time, then in uneven runs: prefixes and messages straddle chunks.
+        for split in [1, 3, 7, bytes.len()] {
+            let chunks = bytes.chunks(split).map(Bytes::copy_from_slice).collect();
+            let trailers = status_trailers(Status::ok(""));
+            let frames: Vec<Frame> = read_all(inbound(chunks, Some(trailers), Side::Child))
+                .await
+                .into_iter()
+                .map(|f| f.expect("a frame"))
+                .collect();
+            let applied: Vec<u64> = frames
+                .iter()
+                .map(|f| match f.body {
+                    Some(frame::Body::Ack(Ack { applied })) => applied,
+                    _ => panic!("an ack"),
+                })
+                .collect();
+            assert_eq!(applied, [1, 9, u64::MAX], "split {split}");
+        }
+    }
+
+    #[test]
+    fn a_message_within_one_data_frame_is_a_slice_of_it_else_a_buffer_of_its_size() {
+        let bytes = Bytes::from(framed(&[ack(5)]));
+        let mut whole = inbound(vec![], None, Side::Child);
+        whole.chunks.push_back(bytes.clone());
+        whole.buffered = bytes.len();
+        let message = whole.next_message().expect("valid").expect("whole");
+        assert_eq!(message.as_ptr(), bytes[PREFIX..].as_ptr(), "not copied");
+        assert_eq!(whole.buffered, 0);
+
+        let mut split = inbound(vec![], None, Side::Child);
+        for chunk in [bytes.slice(..PREFIX + 1), bytes.slice(PREFIX + 1..)] {
+            split.buffered += chunk.len();
+            split.chunks.push_back(chunk);
+        }
+        let message = split.next_message().expect("valid").expect("whole");
+        assert_eq!(message, bytes.slice(PREFIX..));
+        assert!(split.chunks.is_empty() && split.buffered == 0);
+    }
+
+    #[tokio::test]
+    async fn how_an_inbound_stream_ends() {
+        let one = Bytes::from(framed(&[ack(1)]));
+        let code = |frames: &[Result<Frame, Status>]| {
+            frames.last().map(|f| f.as_ref().err().map(Status::code))
+        };
+        // A request (the parent reading its child) ends without trailers.
+        let frames = read_all(inbound(vec![one.clone()], None, Side::Parent)).await;
+        assert_eq!(frames.len(), 1);
+        assert!(frames[0].is_ok());
+        // A response must end with a status; an error status is the stream's error.
+        let frames = read_all(inbound(vec![one.clone()], None, Side::Child)).await;
+        assert_eq!(code(&frames), Some(Some(tonic::Code::Unknown)));
+        let trailers = status_trailers(Status::permission_denied("not a child"));
+        let frames = read_all(inbound(vec![one.clone()], Some(trailers), Side::Child)).await;
+        assert_eq!(frames.len(), 2);
+        assert_eq!(code(&frames), Some(Some(tonic::Code::PermissionDenied)));
+        // Cut inside a frame.
+        let frames = read_all(inbound(
+            vec![one.slice(..one.len() - 1)],
+            None,
+            Side::Parent,
+        ))
+        .await;
+        assert_eq!(code(&frames), Some(Some(tonic::Code::Internal)));
+        // Over the limit: refused from its prefix, before the rest arrives.
+        let mut huge = vec![0u8];
+        huge.extend_from_slice(&(2u32 << 20).to_be_bytes());
+        let frames = read_all(inbound(vec![Bytes::from(huge)], None, Side::Parent)).await;
+        assert_eq!(code(&frames), Some(Some(tonic::Code::OutOfRange)));
+        // Compressed, and nothing was agreed.
+        let mut compressed = one.to_vec();
+        compressed[0] = 1;
+        let frames = read_all(inbound(vec![Bytes::from(compressed)], None, Side::Parent)).await;
+        assert_eq!(code(&frames), Some(Some(tonic::Code::Internal)));
+        // Not a frame.
+        let mut garbage = vec![0u8, 0, 0, 0, 3];
+        garbage.extend_from_slice(&[0xff; 3]);
+        let frames = read_all(inbound(vec![Bytes::from(garbage)], None, Side::Parent)).await;
+        assert_eq!(code(&frames), Some(Some(tonic::Code::Internal)));
+    }
+
+    #[tokio::test]
+    async fn a_request_body_carries_the_frames_to_the_parents_reader_and_just_ends() {
+        let rules = Bytes::from(vec![0x42; 3 * SHARED_PIECE]);
+        let head = Envelope {
+            seq: 1,
+            id: "d1".into(),
+            ..Default::default()
+        };
+        let copy = isms_proto::directive_envelope(&head, &rules, &["enterprise/e1".into()]);
+        let batch = isms_proto::batch_frame(vec![copy], 7);
+        let whole = Frame::decode(batch.to_bytes()).expect("decodes");
+        let (tx, rx) = mpsc::channel(4);
+        tx.send(Ok(ack(3))).await.expect("queued");
+        tx.send(Ok(batch)).await.expect("queued");
+        // The child's session ends its side with an error: the request just ends.
+        tx.send(Err(Status::internal("done")))
+            .await
+            .expect("queued");
+        let body = Body::new(FrameBody::new(rx, 1 << 20, Side::Child));
+        let frames = read_all(Inbound::new(body, 1 << 20, Side::Parent)).await;
+        let frames: Vec<Frame> = frames.into_iter().map(|f| f.expect("a frame")).collect();
+        assert_eq!(frames.len(), 2);
+        assert_eq!(frames[1], whole);
+        assert!(tx.send(Ok(ack(4))).await.is_err(), "closed after the end");
+    }
+
     #[tokio::test]
     async fn a_frame_over_the_limit_is_refused_not_sent() {
         let (tx, rx) = mpsc::channel(4);
         tx.send(Ok(Pieces::from(Bytes::from(vec![0; 100]))))
             .await
             .expect("queued");
-        let (_, joined, trailers) = drain(FrameBody::new(rx, 64)).await;
+        let (_, joined, trailers) = drain(FrameBody::new(rx, 64, Side::Parent)).await;
         assert!(joined.is_empty());
         assert_eq!(trailers["grpc-status"], "11");
     }
