@@ -296,23 +296,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 );
                 let mut samples = Vec::new();
                 for run in 0..args.runs {
-                    if run > 0 {
-                        // Each link stream keeps a receive buffer the size of the largest
-                        // message it carried (tonic): ~3 MB in each of the load generator's
-                        // 4,990 streams and in the provinces after a blacklist. Restarting the
-                        // provinces ends those streams, so each run starts from the same
-                        // footprint instead of stacking on the last (a second run on the same
-                        // streams was stopped by the OOM killer; BENCHMARKS.md).
-                        for p in &provinces {
-                            bench.stop(p)?;
-                        }
-                        for p in &provinces {
-                            bench.spawn(p)?;
-                        }
-                        bench
-                            .wait_linked(&parents, Duration::from_secs(120))
-                            .await?;
-                    }
                     let run_before = cpu_split(&bench, &provinces, &real_enterprise);
                     let id = issue(&mut client, &format!("b{run}.{tag}"), args.bulk_rules).await?;
                     let done = wait_done(&mut client, &id, total_enterprises, SLOW_POLL).await?;
