@@ -299,8 +299,8 @@ pub struct Inbound {
     side: Side,
     /// The prefix of the next message, as far as it has come.
     prefix: BytesMut,
-    /// The message being filled, allocated at its full size.
-    message: Option<BytesMut>,
+    /// The message being filled, allocated at its full size, and that size.
+    message: Option<(BytesMut, usize)>,
     /// Messages whole and not yet decoded, in order.
     whole: VecDeque<Bytes>,
     /// What ends the stream once the messages before it are out.
@@ -325,7 +325,7 @@ impl Inbound {
     /// Takes in one data frame's bytes.
     fn receive(&mut self, mut data: &[u8]) -> Result<(), Status> {
         while !data.is_empty() {
-            let Some(message) = &mut self.message else {
+            let Some((message, len)) = &mut self.message else {
                 let n = data.len().min(PREFIX - self.prefix.len());
                 self.prefix.extend_from_slice(&data[..n]);
                 data = &data[n..];
@@ -334,7 +334,7 @@ impl Inbound {
                 }
                 continue;
             };
-            let n = data.len().min(message.capacity() - message.len());
+            let n = data.len().min(*len - message.len());
             message.extend_from_slice(&data[..n]);
             data = &data[n..];
             self.end_if_whole();
@@ -358,13 +358,13 @@ impl Inbound {
                 self.max_frame_bytes
             )));
         }
-        self.message = Some(BytesMut::with_capacity(len));
+        self.message = Some((BytesMut::with_capacity(len), len));
         self.end_if_whole();
         Ok(())
     }
 
     fn end_if_whole(&mut self) {
-        if let Some(message) = self.message.take_if(|m| m.len() == m.capacity()) {
+        if let Some((message, _)) = self.message.take_if(|(m, len)| m.len() == *len) {
             self.whole.push_back(message.freeze());
         }
     }
