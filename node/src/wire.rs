@@ -444,6 +444,19 @@ mod tests {
         })
     }
 
+    /// A batch of one directive whose rules are large enough to be sent by reference, and
+    /// those rules.
+    fn large_batch() -> (Bytes, Pieces) {
+        let rules = Bytes::from(vec![0x42; 3 * SHARED_PIECE]);
+        let head = Envelope {
+            seq: 1,
+            id: "d1".into(),
+            ..Default::default()
+        };
+        let copy = isms_proto::directive_envelope(&head, &rules, &["enterprise/e1".into()]);
+        (rules, isms_proto::batch_frame(vec![copy], 7))
+    }
+
     /// Everything `body` yields: its data joined, its trailers.
     async fn drain(body: FrameBody) -> (Vec<Bytes>, Bytes, http::HeaderMap) {
         let mut body = Box::pin(body);
@@ -474,14 +487,7 @@ mod tests {
 
     #[tokio::test]
     async fn frames_go_out_prefixed_with_large_pieces_shared_then_an_ok_status() {
-        let rules = Bytes::from(vec![0x42; 3 * SHARED_PIECE]);
-        let head = Envelope {
-            seq: 1,
-            id: "d1".into(),
-            ..Default::default()
-        };
-        let copy = isms_proto::directive_envelope(&head, &rules, &["enterprise/e1".into()]);
-        let batch = isms_proto::batch_frame(vec![copy], 7);
+        let (rules, batch) = large_batch();
         let whole = batch.to_bytes();
         let (tx, rx) = mpsc::channel(4);
         tx.send(Ok(ack(3))).await.expect("queued");
@@ -640,14 +646,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_body_carries_the_frames_to_the_parents_reader_and_just_ends() {
-        let rules = Bytes::from(vec![0x42; 3 * SHARED_PIECE]);
-        let head = Envelope {
-            seq: 1,
-            id: "d1".into(),
-            ..Default::default()
-        };
-        let copy = isms_proto::directive_envelope(&head, &rules, &["enterprise/e1".into()]);
-        let batch = isms_proto::batch_frame(vec![copy], 7);
+        let (_, batch) = large_batch();
         let whole = Frame::decode(batch.to_bytes()).expect("decodes");
         let (tx, rx) = mpsc::channel(4);
         tx.send(Ok(ack(3))).await.expect("queued");
