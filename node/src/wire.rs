@@ -344,14 +344,16 @@ impl Inbound {
 
     /// Starts the message the prefix announces.
     fn begin(&mut self) -> Result<(), Status> {
-        let prefix = self.prefix.split();
-        if prefix[0] != 0 {
+        let p = &self.prefix;
+        let (compressed, len) = (p[0], u32::from_be_bytes([p[1], p[2], p[3], p[4]]) as usize);
+        // Cleared, not split off: the next prefix reuses its five bytes.
+        self.prefix.clear();
+        if compressed != 0 {
             // Neither side asks for compression; tonic's decoder refuses it the same way.
             return Err(Status::internal(
                 "a compressed frame, and no compression was agreed",
             ));
         }
-        let len = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
         if len > self.max_frame_bytes {
             return Err(Status::out_of_range(format!(
                 "frame of {len} bytes is over the limit of {}",
