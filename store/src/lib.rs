@@ -5,7 +5,10 @@
 //! flushes the drive's cache nor the file's metadata, and it never fsyncs blob files (values
 //! or pages over ~128 KiB). sled fsyncs on its own only every 500 ms. [`Store::sync`] therefore
 //! follows the flush with `sync_data()` on the log file and on every blob file written since
-//! the last sync, then fsyncs the blob directory. Callers make it cheap by group commit: the
+//! the last sync, then fsyncs the blob directory. Listing that directory costs a group five
+//! system calls and a 32 KiB allocation, so a store skips it until it has been given an
+//! entry large enough that a page holding it could be written as a blob (below). Callers
+//! make syncing cheap by group commit: the
 //! node applies every event waiting in its queue as one atomic batch and syncs once for all
 //! of them before it acknowledges any.
 //!
@@ -15,7 +18,18 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// sled writes a page as a blob file only when its serialized size exceeds a quarter of a
+/// log segment (512 KiB by default, so about 128 KiB). A leaf holds at most 17 entries (it
+/// splits past 16) and an index node at most 257 keys, so entries under these bounds can
+/// never make one: 17 × 7 KiB and 257 × 264 B both stay well under 128 KiB.
+const BLOB_SAFE_ENTRY: usize = 7 << 10;
+const BLOB_SAFE_KEY: usize = 256;
+/// Where a store remembers, in a tree of its own, that it was once given such an entry: a
+/// leaf written inline may still become a blob when sled rewrites it later, in any run.
+const LARGE_TREE: &str = "isms-store";
+const LARGE_KEY: &[u8] = b"large-entries";
 
 /// Errors of the store layer. Any of them means the node cannot promise durability and
 /// must stop rather than acknowledge.
@@ -47,6 +61,12 @@ pub struct Store {
     _lock: File,
     /// Names of blob files already fsync'd, so each sync touches only new ones.
     synced_blobs: Mutex<BTreeSet<std::ffi::OsString>>,
+    /// Whether syncs list the blob directory: until the first sync has found it empty, and
+    /// for good once an entry over the bounds above is applied (`large_applied`, kept in
+    /// `LARGE_TREE` across runs).
+    may_have_blobs: AtomicBool,
+    large_applied: AtomicBool,
+    meta: sled::Tree,
     syncs: AtomicU64,
 }
 
@@ -89,12 +109,18 @@ impl Store {
             .open()?;
         let log_path = dir.join("db");
         let log_file = File::open(&log_path).map_err(io_err(&log_path))?;
+        let meta = db.open_tree(LARGE_TREE)?;
+        let large_applied = meta.contains_key(LARGE_KEY)?;
         let store = Store {
             db,
             dir: dir.to_path_buf(),
             log_file,
             _lock: lock,
             synced_blobs: Mutex::new(BTreeSet::new()),
+            // The first sync lists whatever an earlier run left.
+            may_have_blobs: AtomicBool::new(true),
+            large_applied: AtomicBool::new(large_applied),
+            meta,
             syncs: AtomicU64::new(0),
         };
         // The files sled just created must survive a power loss too.
@@ -136,11 +162,22 @@ impl Store {
             return Ok(());
         }
         let mut batch = sled::Batch::default();
+        let mut large = false;
         for (k, v) in writes.ops {
+            large |= k.len() > BLOB_SAFE_KEY
+                || k.len() + v.as_ref().map_or(0, Vec::len) > BLOB_SAFE_ENTRY;
             match v {
                 Some(v) => batch.insert(k, v),
                 None => batch.remove(k),
             }
+        }
+        if large && !self.large_applied.load(Ordering::SeqCst) {
+            // Before the batch, so no crash leaves the entry without the mark.
+            self.meta.insert(LARGE_KEY, &[1u8][..])?;
+            self.large_applied.store(true, Ordering::SeqCst);
+        }
+        if large {
+            self.may_have_blobs.store(true, Ordering::SeqCst);
         }
         self.db.apply_batch(batch)?;
         Ok(())
@@ -157,6 +194,9 @@ impl Store {
     }
 
     fn sync_new_blobs(&self) -> Result<()> {
+        if !self.may_have_blobs.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         let blobs = self.dir.join("blobs");
         let entries = match std::fs::read_dir(&blobs) {
             Ok(e) => e,
@@ -186,6 +226,11 @@ impl Store {
         }
         if any_new {
             sync_dir(&blobs)?;
+        }
+        // A store opened on a directory with no blob files, and given no large entry yet,
+        // stops listing until it is.
+        if present.is_empty() && !self.large_applied.load(Ordering::SeqCst) {
+            self.may_have_blobs.store(false, Ordering::SeqCst);
         }
         *synced = present;
         Ok(())
@@ -339,6 +384,57 @@ mod tests {
         let store = Store::open(dir.path()).expect("reopen");
         assert_eq!(store.get(b"big").expect("get"), Some(big));
         assert_eq!(store.get(b"small").expect("get"), Some(b"s".to_vec()));
+    }
+
+    fn blob_files(dir: &Path) -> usize {
+        std::fs::read_dir(dir.join("blobs")).map_or(0, |d| d.count())
+    }
+
+    #[test]
+    fn entries_within_the_bounds_never_make_blobs_so_syncs_skip_the_listing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        assert!(!store.may_have_blobs.load(Ordering::SeqCst));
+        // Leaves full of the largest entries allowed, rewritten so sled consolidates them.
+        for round in 0..4u8 {
+            let mut txn = store.txn();
+            for i in 0..64u32 {
+                let key = format!("k/{i:04}").into_bytes();
+                let value = vec![round; BLOB_SAFE_ENTRY - key.len()];
+                txn.put(key, value);
+            }
+            store.apply(txn.into_writes()).expect("apply");
+            store.sync().expect("sync");
+        }
+        assert_eq!(blob_files(dir.path()), 0);
+        assert!(!store.may_have_blobs.load(Ordering::SeqCst));
+
+        // One entry over the bounds, and every sync from then on lists the blobs.
+        let mut txn = store.txn();
+        txn.put(b"big".to_vec(), vec![1u8; 200 << 10]);
+        store.apply(txn.into_writes()).expect("apply");
+        store.sync().expect("sync");
+        assert!(blob_files(dir.path()) >= 1);
+        assert!(!store.synced_blobs.lock().expect("lock").is_empty());
+        let mut txn = store.txn();
+        txn.put(b"small".to_vec(), b"s".to_vec());
+        store.apply(txn.into_writes()).expect("apply");
+        store.sync().expect("sync");
+        assert!(store.may_have_blobs.load(Ordering::SeqCst));
+        drop(store);
+
+        // Reopened, it remembers, even once the large entry and its blob are gone.
+        let store = Store::open(dir.path()).expect("reopen");
+        assert!(store.may_have_blobs.load(Ordering::SeqCst));
+        assert!(!store.synced_blobs.lock().expect("lock").is_empty());
+        let mut txn = store.txn();
+        txn.delete(b"big".to_vec());
+        store.apply(txn.into_writes()).expect("apply");
+        store.sync().expect("sync");
+        drop(store);
+        let store = Store::open(dir.path()).expect("reopen");
+        assert!(store.large_applied.load(Ordering::SeqCst));
+        assert!(store.may_have_blobs.load(Ordering::SeqCst));
     }
 
     #[test]
