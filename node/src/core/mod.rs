@@ -1004,49 +1004,25 @@ impl Core {
         detail: &str,
     ) -> Result<(), NodeError> {
         let key = self.target_key(directive_id, node);
-        let mut rec = g
-            .targets
-            .get(&g.txn, key.clone(), node)?
-            .unwrap_or_default();
-        let current = TargetState::try_from(rec.state).unwrap_or(TargetState::Unspecified);
-        if state_rank(state) <= state_rank(current) && rec.state != 0 {
-            return Ok(());
-        }
-        // A relay that decided, or an enterprise that finished, stops its clock; a late one
-        // keeps the lateness (overdue_at_ms) on record.
-        if clock_satisfied(node, state) && rec.deadline_ms != 0 && rec.overdue_at_ms == 0 {
+        let now = g.now;
+        let stopped_clock = g.targets.update(&g.txn, key, node, |rec| {
+            let current = TargetState::try_from(rec.state).unwrap_or(TargetState::Unspecified);
+            if state_rank(state) <= state_rank(current) && rec.state != 0 {
+                return None;
+            }
+            // A relay that decided, or an enterprise that finished, stops its clock; a late
+            // one keeps the lateness (overdue_at_ms) on record.
+            let stopped =
+                (clock_satisfied(node, state) && rec.deadline_ms != 0 && rec.overdue_at_ms == 0)
+                    .then_some(rec.deadline_ms);
+            advance(rec, state, detail, now);
+            Some(stopped)
+        })?;
+        if let Some(Some(deadline_ms)) = stopped_clock {
             g.txn
-                .delete(records::clock(rec.deadline_ms, directive_id, node));
+                .delete(records::clock(deadline_ms, directive_id, node));
         }
-        rec.state = state as i32;
-        rec.updated_at_ms = g.now;
-        rec.detail = detail.to_string();
-        let stamp = |t: &mut i64| {
-            if *t == 0 {
-                *t = g.now;
-            }
-        };
-        // For a relaying province, "acknowledged" is when it decided (confirmed, or passed
-        // an emergency on) and "finished" when it returned the requirement.
-        // Reports are coalesced per group on the way up, so a target can jump past a phase
-        // (an enterprise reports `executed` with its acknowledgment); the phase it passed
-        // happened no later than now.
-        match state {
-            TargetState::Queued => stamp(&mut rec.queued_at_ms),
-            TargetState::Delivered | TargetState::Received => stamp(&mut rec.delivered_at_ms),
-            TargetState::Acknowledged | TargetState::Confirmed | TargetState::Forwarded => {
-                stamp(&mut rec.delivered_at_ms);
-                stamp(&mut rec.acknowledged_at_ms);
-            }
-            TargetState::Executed | TargetState::Failed => {
-                stamp(&mut rec.delivered_at_ms);
-                stamp(&mut rec.acknowledged_at_ms);
-                stamp(&mut rec.finished_at_ms);
-            }
-            TargetState::Returned | TargetState::Revoked => stamp(&mut rec.finished_at_ms),
-            TargetState::Unspecified => {}
-        }
-        g.targets.put(&g.txn, key, node, rec)
+        Ok(())
     }
 
     /// Records that enterprise `targets` of a directive are queued here now, in the
@@ -1510,6 +1486,40 @@ impl Core {
 
 /// Stores a directive and its metadata; `from` is the peer it came from (none if issued
 /// here).
+/// Moves `rec` to `state` now, stamping each phase it reached or passed.
+fn advance(rec: &mut TargetRecord, state: TargetState, detail: &str, now: i64) {
+    rec.state = state as i32;
+    rec.updated_at_ms = now;
+    if rec.detail != detail {
+        rec.detail = detail.to_string();
+    }
+    let stamp = |t: &mut i64| {
+        if *t == 0 {
+            *t = now;
+        }
+    };
+    // For a relaying province, "acknowledged" is when it decided (confirmed, or passed
+    // an emergency on) and "finished" when it returned the requirement.
+    // Reports are coalesced per group on the way up, so a target can jump past a phase
+    // (an enterprise reports `executed` with its acknowledgment); the phase it passed
+    // happened no later than now.
+    match state {
+        TargetState::Queued => stamp(&mut rec.queued_at_ms),
+        TargetState::Delivered | TargetState::Received => stamp(&mut rec.delivered_at_ms),
+        TargetState::Acknowledged | TargetState::Confirmed | TargetState::Forwarded => {
+            stamp(&mut rec.delivered_at_ms);
+            stamp(&mut rec.acknowledged_at_ms);
+        }
+        TargetState::Executed | TargetState::Failed => {
+            stamp(&mut rec.delivered_at_ms);
+            stamp(&mut rec.acknowledged_at_ms);
+            stamp(&mut rec.finished_at_ms);
+        }
+        TargetState::Returned | TargetState::Revoked => stamp(&mut rec.finished_at_ms),
+        TargetState::Unspecified => {}
+    }
+}
+
 fn store_directive(
     g: &mut Group<'_>,
     d: &Directive,
