@@ -1484,8 +1484,6 @@ impl Core {
     }
 }
 
-/// Stores a directive and its metadata; `from` is the peer it came from (none if issued
-/// here).
 /// Moves `rec` to `state` now, stamping each phase it reached or passed.
 fn advance(rec: &mut TargetRecord, state: TargetState, detail: &str, now: i64) {
     rec.state = state as i32;
@@ -1520,6 +1518,8 @@ fn advance(rec: &mut TargetRecord, state: TargetState, detail: &str, now: i64) {
     }
 }
 
+/// Stores a directive and its metadata; `from` is the peer it came from (none if issued
+/// here).
 fn store_directive(
     g: &mut Group<'_>,
     d: &Directive,

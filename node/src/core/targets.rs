@@ -93,7 +93,18 @@ impl Targets {
             .targets
             .binary_search_by(|e| e.node.as_str().cmp(node))
         {
-            Ok(i) => change(block.targets[i].record.get_or_insert_default()),
+            Ok(i) => match &mut block.targets[i].record {
+                Some(rec) => change(rec),
+                // Left as stored unless changed, so the cache still mirrors the store.
+                empty @ None => {
+                    let mut rec = TargetRecord::default();
+                    let changed = change(&mut rec);
+                    if changed.is_some() {
+                        *empty = Some(rec);
+                    }
+                    changed
+                }
+            },
             Err(i) => {
                 let mut rec = TargetRecord::default();
                 let changed = change(&mut rec);
