@@ -26,10 +26,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 /// never make one: 17 × 7 KiB and 257 × 264 B both stay well under 128 KiB.
 const BLOB_SAFE_ENTRY: usize = 7 << 10;
 const BLOB_SAFE_KEY: usize = 256;
-/// Where a store remembers, in a tree of its own, that it was once given such an entry: a
-/// leaf written inline may still become a blob when sled rewrites it later, in any run.
-const LARGE_TREE: &str = "isms-store";
+/// Where a store remembers, in a tree of its own, that it was once given such an entry (a
+/// leaf written inline may still become a blob when sled rewrites it later, in any run), and
+/// that it has checked every entry since it was created; a store that has not counts as
+/// given one.
+const META_TREE: &str = "isms-store";
 const LARGE_KEY: &[u8] = b"large-entries";
+const TRACKED_KEY: &[u8] = b"entry-sizes-tracked";
 
 /// Errors of the store layer. Any of them means the node cannot promise durability and
 /// must stop rather than acknowledge.
@@ -61,10 +64,8 @@ pub struct Store {
     _lock: File,
     /// Names of blob files already fsync'd, so each sync touches only new ones.
     synced_blobs: Mutex<BTreeSet<std::ffi::OsString>>,
-    /// Whether syncs list the blob directory: until the first sync has found it empty, and
-    /// for good once an entry over the bounds above is applied (`large_applied`, kept in
-    /// `LARGE_TREE` across runs).
-    may_have_blobs: AtomicBool,
+    /// Whether the store was ever given an entry over the bounds above, so syncs must list
+    /// the blob directory. Kept in `META_TREE` across runs.
     large_applied: AtomicBool,
     meta: sled::Tree,
     syncs: AtomicU64,
@@ -109,7 +110,14 @@ impl Store {
             .open()?;
         let log_path = dir.join("db");
         let log_file = File::open(&log_path).map_err(io_err(&log_path))?;
-        let meta = db.open_tree(LARGE_TREE)?;
+        let meta = db.open_tree(META_TREE)?;
+        if !meta.contains_key(TRACKED_KEY)? {
+            if !db.is_empty() {
+                // Written before entry sizes were checked: it may hold anything.
+                meta.insert(LARGE_KEY, &[1u8][..])?;
+            }
+            meta.insert(TRACKED_KEY, &[1u8][..])?;
+        }
         let large_applied = meta.contains_key(LARGE_KEY)?;
         let store = Store {
             db,
@@ -117,8 +125,6 @@ impl Store {
             log_file,
             _lock: lock,
             synced_blobs: Mutex::new(BTreeSet::new()),
-            // The first sync lists whatever an earlier run left.
-            may_have_blobs: AtomicBool::new(true),
             large_applied: AtomicBool::new(large_applied),
             meta,
             syncs: AtomicU64::new(0),
@@ -176,9 +182,6 @@ impl Store {
             self.meta.insert(LARGE_KEY, &[1u8][..])?;
             self.large_applied.store(true, Ordering::SeqCst);
         }
-        if large {
-            self.may_have_blobs.store(true, Ordering::SeqCst);
-        }
         self.db.apply_batch(batch)?;
         Ok(())
     }
@@ -194,7 +197,7 @@ impl Store {
     }
 
     fn sync_new_blobs(&self) -> Result<()> {
-        if !self.may_have_blobs.load(Ordering::SeqCst) {
+        if !self.large_applied.load(Ordering::SeqCst) {
             return Ok(());
         }
         let blobs = self.dir.join("blobs");
@@ -226,11 +229,6 @@ impl Store {
         }
         if any_new {
             sync_dir(&blobs)?;
-        }
-        // A store opened on a directory with no blob files, and given no large entry yet,
-        // stops listing until it is.
-        if present.is_empty() && !self.large_applied.load(Ordering::SeqCst) {
-            self.may_have_blobs.store(false, Ordering::SeqCst);
         }
         *synced = present;
         Ok(())
@@ -394,7 +392,7 @@ mod tests {
     fn entries_within_the_bounds_never_make_blobs_so_syncs_skip_the_listing() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
-        assert!(!store.may_have_blobs.load(Ordering::SeqCst));
+        assert!(!store.large_applied.load(Ordering::SeqCst));
         // Leaves full of the largest entries allowed, rewritten so sled consolidates them.
         for round in 0..4u8 {
             let mut txn = store.txn();
@@ -407,7 +405,11 @@ mod tests {
             store.sync().expect("sync");
         }
         assert_eq!(blob_files(dir.path()), 0);
-        assert!(!store.may_have_blobs.load(Ordering::SeqCst));
+        assert!(!store.large_applied.load(Ordering::SeqCst));
+        drop(store);
+        // Reopened, it still knows every entry it holds is within the bounds.
+        let store = Store::open(dir.path()).expect("reopen");
+        assert!(!store.large_applied.load(Ordering::SeqCst));
 
         // One entry over the bounds, and every sync from then on lists the blobs.
         let mut txn = store.txn();
@@ -420,12 +422,12 @@ mod tests {
         txn.put(b"small".to_vec(), b"s".to_vec());
         store.apply(txn.into_writes()).expect("apply");
         store.sync().expect("sync");
-        assert!(store.may_have_blobs.load(Ordering::SeqCst));
+        assert!(store.large_applied.load(Ordering::SeqCst));
         drop(store);
 
         // Reopened, it remembers, even once the large entry and its blob are gone.
         let store = Store::open(dir.path()).expect("reopen");
-        assert!(store.may_have_blobs.load(Ordering::SeqCst));
+        assert!(store.large_applied.load(Ordering::SeqCst));
         assert!(!store.synced_blobs.lock().expect("lock").is_empty());
         let mut txn = store.txn();
         txn.delete(b"big".to_vec());
@@ -434,7 +436,22 @@ mod tests {
         drop(store);
         let store = Store::open(dir.path()).expect("reopen");
         assert!(store.large_applied.load(Ordering::SeqCst));
-        assert!(store.may_have_blobs.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn a_store_written_before_entry_sizes_were_checked_lists_its_blobs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = Store::open(dir.path()).expect("open");
+            let mut txn = store.txn();
+            txn.put(b"small".to_vec(), b"s".to_vec());
+            store.apply(txn.into_writes()).expect("apply");
+            // As an older store: data, but no record of its entries having been checked.
+            store.meta.remove(TRACKED_KEY).expect("remove");
+            store.sync().expect("sync");
+        }
+        let store = Store::open(dir.path()).expect("reopen");
+        assert!(store.large_applied.load(Ordering::SeqCst));
     }
 
     #[test]

@@ -86,7 +86,8 @@ impl Targets {
         node: &str,
         change: impl FnOnce(&mut TargetRecord) -> Option<T>,
     ) -> Result<Option<T>, NodeError> {
-        // The key is kept only if this is the block's first change in the group.
+        // Marked changed only once read (a block that fails to decode is not in the cache),
+        // and only by its first change in the group.
         let first_change = (!self.dirty.contains(&key)).then(|| key.clone());
         let block = self.block(txn, key)?;
         let changed = match block
@@ -133,25 +134,10 @@ impl Targets {
         node: &str,
         rec: TargetRecord,
     ) -> Result<(), NodeError> {
-        // Marked changed only once read: a block that fails to decode is not in the cache.
-        let first_change = (!self.dirty.contains(&key)).then(|| key.clone());
-        let block = self.block(txn, key)?;
-        match block
-            .targets
-            .binary_search_by(|e| e.node.as_str().cmp(node))
-        {
-            Ok(i) => block.targets[i].record = Some(rec),
-            Err(i) => block.targets.insert(
-                i,
-                TargetEntry {
-                    node: node.to_string(),
-                    record: Some(rec),
-                },
-            ),
-        }
-        if let Some(key) = first_change {
-            self.dirty.insert(key);
-        }
+        self.update(txn, key, node, |r| {
+            *r = rec;
+            Some(())
+        })?;
         Ok(())
     }
 
