@@ -11,6 +11,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         // Shared, not copied, when a batch is decoded (see `Batch` in isms.proto).
         .bytes(".isms.v1.Batch.envelopes")
+        // Rule values are slices of the frame they came in (see `Rule` in isms.proto).
+        .bytes(".isms.v1.Rule.value")
         .compile_fds(fds)?;
     Ok(())
 }

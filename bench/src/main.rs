@@ -529,7 +529,7 @@ fn request(to: &str, tag: &str, rules: usize) -> IssueRequest {
         rules: (0..rules)
             .map(|i| Rule {
                 kind: RuleKind::BlockDomain as i32,
-                value: format!("r{i}.{tag}.bench.example"),
+                value: format!("r{i}.{tag}.bench.example").into(),
                 op: 0,
             })
             .collect(),

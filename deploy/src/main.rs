@@ -296,7 +296,7 @@ fn bench(dir: &Path, count: usize) -> anyhow::Result<()> {
                 urgency: Urgency::General as i32,
                 rules: vec![Rule {
                     kind: RuleKind::BlockDomain as i32,
-                    value: format!("b{i}.r{}.bench.example", &run[..8]),
+                    value: format!("b{i}.r{}.bench.example", &run[..8]).into(),
                     op: 0,
                 }],
                 ..Default::default()

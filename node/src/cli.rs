@@ -511,7 +511,7 @@ pub fn issue_request(args: &IssueArgs) -> anyhow::Result<IssueRequest> {
         for v in values {
             rules.push(Rule {
                 kind: kind as i32,
-                value: v.clone(),
+                value: v.clone().into(),
                 op: match args.op {
                     OpArg::Add => RuleOp::Add,
                     OpArg::Delete => RuleOp::Delete,
@@ -926,7 +926,7 @@ pub fn view_json(view: &DirectiveView) -> serde_json::Value {
         "rules": d.rules.iter().map(|r| json!({
             "kind": directive::rule_kind_name(r.kind),
             "op": if r.op == RuleOp::Delete as i32 { "delete" } else { "add" },
-            "value": r.value,
+            "value": directive::rule_text(r),
         })).collect::<Vec<_>>(),
         "targets": view.targets.iter().map(target_json).collect::<Vec<_>>(),
         "hops": view.hops.iter().map(target_json).collect::<Vec<_>>(),

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 use isms_proto::v1::{DirectiveKind, Rule, RuleKind, RuleOp, TargetState};
+use prost::bytes::Bytes;
 
 use foldhash::HashSetExt;
 
@@ -27,6 +28,8 @@ pub enum InputError {
     TooManyRules(usize),
     #[error("a rule has no kind")]
     NoRuleKind,
+    #[error("a {0} rule's value is not UTF-8 text")]
+    NotText(&'static str),
     #[error("invalid keyword {0:?}: {1}")]
     Keyword(String, &'static str),
     #[error("invalid target {0:?}: expected `all`, `province/NN` or `enterprise/ID`")]
@@ -60,8 +63,74 @@ pub const MAX_RULES: usize = 200_000;
 /// Normalises a domain: lower case, ASCII (punycode for IDNs), 1-63-character labels of
 /// letters, digits and inner hyphens, at least two labels; `*.` may lead. Borrowed when
 /// already normal: an enterprise checks every rule of a 50,000-rule blacklist, almost
-/// always normalised by the issuer, so this is one pass over the bytes and no allocation.
+/// always normalised by the issuer, so a normal name is checked by [`plain_domain`] without
+/// allocating, and only a name it does not pass takes the checks that say what is wrong.
 pub fn parse_domain(input: &str) -> Result<Cow<'_, str>, InputError> {
+    match plain_domain(input.as_bytes()) {
+        Some(false) => Ok(Cow::Borrowed(input)),
+        Some(true) => Ok(Cow::Owned(input.to_ascii_lowercase())),
+        None => check_domain(input),
+    }
+}
+
+/// [`parse_domain`] of a rule's value, which is bytes on the wire: a name [`plain_domain`]
+/// passes is ASCII, so it needs no UTF-8 check of its own.
+fn parse_domain_bytes(input: &[u8]) -> Result<Cow<'_, str>, InputError> {
+    let text = || std::str::from_utf8(input).map_err(|_| InputError::NotText("domain"));
+    match plain_domain(input) {
+        Some(false) => Ok(Cow::Borrowed(text()?)),
+        Some(true) => Ok(Cow::Owned(text()?.to_ascii_lowercase())),
+        None => check_domain(text()?),
+    }
+}
+
+/// Byte classes of a domain name, for [`plain_domain`]: one table lookup per byte in
+/// place of a chain of range tests.
+const UPPER: u8 = 1;
+const OTHER: u8 = 2;
+static DOMAIN_BYTE: [u8; 256] = {
+    let mut t = [OTHER; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = match b as u8 {
+            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' => 0,
+            b'A'..=b'Z' => UPPER,
+            _ => OTHER,
+        };
+        b += 1;
+    }
+    t
+};
+
+/// Whether `name` is a valid domain as [`check_domain`] accepts it with nothing to trim
+/// (`Some(has upper case)`), checked in two tight passes; `None` for anything else, valid
+/// or not, which [`check_domain`] then decides. A blacklist's check is mostly this.
+fn plain_domain(name: &[u8]) -> Option<bool> {
+    let body = name.strip_prefix(b"*.").unwrap_or(name);
+    let (first, last) = (body.first()?, body.last()?);
+    if name.len() > 253 || !first.is_ascii_alphanumeric() || !last.is_ascii_alphanumeric() {
+        return None;
+    }
+    let class = body.iter().fold(0, |c, &b| c | DOMAIN_BYTE[usize::from(b)]);
+    if class & OTHER != 0 {
+        return None;
+    }
+    let (mut labels, mut tld) = (0, &body[..0]);
+    for label in body.split(|&b| b == b'.') {
+        match label {
+            [b'-', ..] | [.., b'-'] | [] => return None,
+            l if l.len() > 63 => return None,
+            l => (labels, tld) = (labels + 1, l),
+        }
+    }
+    if labels < 2 || tld.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(class & UPPER != 0)
+}
+
+/// The full check of a domain name, saying what is wrong with it.
+fn check_domain(input: &str) -> Result<Cow<'_, str>, InputError> {
     let bad = |why| InputError::Domain(input.to_string(), why);
     // Names from an issuer's node come trimmed; only the odd one pays for the trims.
     let d = match input.as_bytes() {
@@ -180,13 +249,24 @@ pub fn parse_keyword(input: &str) -> Result<String, InputError> {
 
 /// A rule's normal value, borrowed from the rule when it is already normal.
 fn rule_value(rule: &Rule) -> Result<Cow<'_, str>, InputError> {
-    Ok(match RuleKind::try_from(rule.kind) {
-        Ok(RuleKind::BlockDomain) => parse_domain(&rule.value)?,
-        Ok(RuleKind::BlockUrl) => Cow::Owned(parse_url(&rule.value)?),
-        Ok(RuleKind::BlockIp) => Cow::Owned(parse_ip(&rule.value)?),
-        Ok(RuleKind::Keyword) => Cow::Owned(parse_keyword(&rule.value)?),
-        Ok(RuleKind::Unspecified) | Err(_) => return Err(InputError::NoRuleKind),
-    })
+    let kind = RuleKind::try_from(rule.kind).unwrap_or(RuleKind::Unspecified);
+    if kind == RuleKind::BlockDomain {
+        return parse_domain_bytes(&rule.value);
+    }
+    let text = std::str::from_utf8(&rule.value)
+        .map_err(|_| InputError::NotText(rule_kind_name(rule.kind)));
+    Ok(Cow::Owned(match kind {
+        RuleKind::BlockUrl => parse_url(text?)?,
+        RuleKind::BlockIp => parse_ip(text?)?,
+        RuleKind::Keyword => parse_keyword(text?)?,
+        RuleKind::BlockDomain | RuleKind::Unspecified => return Err(InputError::NoRuleKind),
+    }))
+}
+
+/// A stored rule's value as text, for display and the rules file: a node stores only rules
+/// [`normalise_rules`] returned, so nothing is replaced but in a damaged store.
+pub fn rule_text(rule: &Rule) -> Cow<'_, str> {
+    String::from_utf8_lossy(&rule.value)
 }
 
 fn rule_op(rule: &Rule) -> i32 {
@@ -234,47 +314,77 @@ pub fn normalise_rules(rules: &[Rule]) -> Result<Vec<Rule>, InputError> {
         .into_iter()
         .map(|(rule, value)| Rule {
             kind: rule.kind,
-            value: value.into_owned(),
+            // A value that came normal is kept as it came: a slice of the same frame.
+            value: match value {
+                Cow::Borrowed(v) if v.len() == rule.value.len() => rule.value.clone(),
+                v => Bytes::from(v.into_owned()),
+            },
             op: rule_op(rule),
         })
         .collect())
 }
 
 /// How many distinct rules [`normalise_rules`] would return, checked the same way, for a
-/// caller that keeps no per-rule copy.
+/// caller that keeps no per-rule copy: one pass, no list of normal values.
 pub fn count_distinct_rules(rules: &[Rule]) -> Result<usize, InputError> {
-    Ok(distinct_rules(rules)?.len())
+    check_rule_count(rules)?;
+    let mut seen = Seen::new(rules.len());
+    rules
+        .iter()
+        .try_fold(0, |n, r| Ok(n + usize::from(seen.first(r, rule_value(r)?))))
+}
+
+fn check_rule_count(rules: &[Rule]) -> Result<(), InputError> {
+    match rules.len() {
+        0 => Err(InputError::NoRules),
+        n if n > MAX_RULES => Err(InputError::TooManyRules(n)),
+        _ => Ok(()),
+    }
+}
+
+/// The normal values seen so far, one set per (kind, op), almost always a single one, so
+/// only the value is hashed; foldhash rather than SipHash: hashing was a fifth of a
+/// blacklist's check.
+struct Seen<T> {
+    sets: Vec<((i32, i32), foldhash::HashSet<T>)>,
+    capacity: usize,
+}
+
+impl<T: std::hash::Hash + Eq> Seen<T> {
+    fn new(capacity: usize) -> Self {
+        Self {
+            sets: Vec::new(),
+            capacity,
+        }
+    }
+
+    /// Whether `value` is the first of its (kind, op) with that value.
+    fn first(&mut self, rule: &Rule, value: T) -> bool {
+        let class = (rule.kind, rule_op(rule));
+        let i = match self.sets.iter().position(|(c, _)| *c == class) {
+            Some(i) => i,
+            None => {
+                let set = foldhash::HashSet::with_capacity(self.capacity);
+                self.sets.push((class, set));
+                self.sets.len() - 1
+            }
+        };
+        self.sets[i].1.insert(value)
+    }
 }
 
 /// Each valid rule's normal value, the first of each (kind, op, value) only, in order.
 fn distinct_rules(rules: &[Rule]) -> Result<Vec<(&Rule, Cow<'_, str>)>, InputError> {
-    if rules.is_empty() {
-        return Err(InputError::NoRules);
-    }
-    if rules.len() > MAX_RULES {
-        return Err(InputError::TooManyRules(rules.len()));
-    }
+    check_rule_count(rules)?;
     let normal = rules
         .iter()
         .map(|r| Ok((r, rule_value(r)?)))
         .collect::<Result<Vec<_>, InputError>>()?;
     let first: Vec<bool> = {
-        // One set of values per (kind, op), almost always a single one, so only the value
-        // is hashed; foldhash rather than SipHash: hashing was a fifth of a blacklist's check.
-        let mut seen: Vec<((i32, i32), foldhash::HashSet<&str>)> = Vec::new();
+        let mut seen = Seen::new(normal.len());
         normal
             .iter()
-            .map(|(r, v)| {
-                let class = (r.kind, rule_op(r));
-                let i = match seen.iter().position(|(c, _)| *c == class) {
-                    Some(i) => i,
-                    None => {
-                        seen.push((class, foldhash::HashSet::with_capacity(normal.len())));
-                        seen.len() - 1
-                    }
-                };
-                seen[i].1.insert(v.as_ref())
-            })
+            .map(|(r, v)| seen.first(r, v.as_ref()))
             .collect()
     };
     if first.iter().all(|f| *f) {
@@ -426,6 +536,71 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_quick_domain_check_passes_only_what_the_full_check_accepts_unchanged() {
+        // Every name of up to five characters from an alphabet of the cases that matter.
+        let alphabet = ["a", "Z", "0", "-", ".", "*", " ", "_", "é"];
+        let mut names = vec![String::new()];
+        let mut passed = 0;
+        for _ in 0..5 {
+            names = names
+                .iter()
+                .flat_map(|n| alphabet.iter().map(move |c| format!("{n}{c}")))
+                .collect();
+            for name in &names {
+                let Some(upper) = plain_domain(name.as_bytes()) else {
+                    // And every name already normal passes it: that is the blacklist's case.
+                    let normal = check_domain(name);
+                    assert!(
+                        !matches!(normal, Ok(Cow::Borrowed(n)) if n == name),
+                        "{name:?}"
+                    );
+                    continue;
+                };
+                passed += 1;
+                let normal = check_domain(name).expect("the full check accepts it");
+                assert_eq!(normal, name.to_ascii_lowercase(), "{name:?}");
+                assert_eq!(upper, normal != *name, "{name:?}");
+            }
+        }
+        assert!(passed > 300, "the quick check passed only {passed} names");
+        let labels = |last: usize| {
+            [
+                "a".repeat(63),
+                "b".repeat(63),
+                "c".repeat(63),
+                "d".repeat(last),
+            ]
+        };
+        for long in [format!("{}.com", "a".repeat(63)), labels(61).join(".")] {
+            assert_eq!(plain_domain(long.as_bytes()), Some(false), "{long}");
+        }
+        for too_long in [format!("{}.com", "a".repeat(64)), labels(62).join(".")] {
+            assert_eq!(plain_domain(too_long.as_bytes()), None, "{too_long}");
+            assert!(check_domain(&too_long).is_err(), "{too_long}");
+        }
+    }
+
+    #[test]
+    fn rule_values_must_be_text() {
+        let rule = |kind: RuleKind, value: &[u8]| Rule {
+            kind: kind as i32,
+            value: Bytes::copy_from_slice(value),
+            op: 0,
+        };
+        for kind in [RuleKind::BlockDomain, RuleKind::Keyword, RuleKind::BlockUrl] {
+            let err = normalise_rules(&[rule(kind, b"bad\xff.example")]).expect_err("not text");
+            assert!(matches!(err, InputError::NotText(_)), "{err}");
+        }
+        let rules = [
+            rule(RuleKind::BlockDomain, b"a.example"),
+            rule(RuleKind::BlockDomain, b" B.example"),
+        ];
+        let normal = normalise_rules(&rules).expect("valid");
+        assert_eq!(normal[0].value, rules[0].value);
+        assert_eq!(normal[1].value, &b"b.example"[..]);
+    }
+
+    #[test]
     fn domains() {
         assert_eq!(parse_domain("Example.COM.").as_deref(), Ok("example.com"));
         assert_eq!(
@@ -495,7 +670,7 @@ mod tests {
         assert_eq!(normalise_rules(&[]), Err(InputError::NoRules));
         let r = |v: &str| Rule {
             kind: RuleKind::BlockDomain as i32,
-            value: v.into(),
+            value: Bytes::copy_from_slice(v.as_bytes()),
             op: 0,
         };
         let rules =

@@ -45,7 +45,7 @@ async fn concurrent_issues_share_fsyncs_and_all_survive_a_reopen() {
                     to: vec!["all".into()],
                     rules: vec![Rule {
                         kind: RuleKind::BlockDomain as i32,
-                        value: format!("d{i}.example"),
+                        value: format!("d{i}.example").into(),
                         op: 0,
                     }],
                     ..Default::default()

@@ -38,7 +38,8 @@ impl v1::Batch {
     pub fn decode_envelopes(&self) -> Result<Vec<v1::Envelope>, prost::DecodeError> {
         self.envelopes
             .iter()
-            .map(|b| v1::Envelope::decode(b.as_ref()))
+            // From the shared buffer itself, so rule values are slices of it, not copies.
+            .map(|b| v1::Envelope::decode(b.clone()))
             .collect()
     }
 }
@@ -181,7 +182,7 @@ mod tests {
             rules: (0..3)
                 .map(|i| Rule {
                     kind: 1,
-                    value: format!("r{i}.example"),
+                    value: format!("r{i}.example").into(),
                     op: 0,
                 })
                 .collect(),

@@ -65,7 +65,7 @@ async fn a_large_blacklist_reaches_every_enterprise() {
         rules: (0..RULES)
             .map(|i| Rule {
                 kind: RuleKind::BlockDomain as i32,
-                value: format!("bl{i:05}.blacklist.example"),
+                value: format!("bl{i:05}.blacklist.example").into(),
                 op: 0,
             })
             .collect(),

@@ -3,6 +3,7 @@
 //! data corrections.
 
 use super::*;
+use prost::bytes::Bytes;
 
 impl Core {
     /// Enterprise: acknowledge on receipt and add the rules to the active set; the rules
@@ -81,7 +82,7 @@ impl Core {
                 .partition(|r| r.op != RuleOp::Delete as i32);
             // A delete removes the matching rules of the same action, whoever added them.
             if !deletes.is_empty() {
-                let doomed: HashSet<(i32, String)> =
+                let doomed: HashSet<(i32, Bytes)> =
                     deletes.into_iter().map(|r| (r.kind, r.value)).collect();
                 for (k, v) in g.txn.scan_prefix(records::RULE_PREFIX)? {
                     let active: ActiveRule = decode(&k, &v)?;
@@ -330,7 +331,7 @@ fn rules_in_force(
             }
             .to_string(),
             kind: directive::rule_kind_name(rule.kind).to_string(),
-            value: rule.value,
+            value: directive::rule_text(&rule).into_owned(),
             issuer: r.issuer,
             applied_at_ms: r.applied_at_ms,
             effective_at_ms: r.effective_at_ms,
