@@ -73,8 +73,8 @@ pub fn parse_domain(input: &str) -> Result<Cow<'_, str>, InputError> {
     }
 }
 
-/// [`parse_domain`] of a rule's value, which is bytes on the wire: a name [`plain_domain`]
-/// passes is ASCII, so it needs no UTF-8 check of its own.
+/// [`parse_domain`] of a rule's value, which is bytes on the wire: a value that is not
+/// UTF-8 is refused as such.
 fn parse_domain_bytes(input: &[u8]) -> Result<Cow<'_, str>, InputError> {
     let text = || std::str::from_utf8(input).map_err(|_| InputError::NotText("domain"));
     match plain_domain(input) {
@@ -249,18 +249,16 @@ pub fn parse_keyword(input: &str) -> Result<String, InputError> {
 
 /// A rule's normal value, borrowed from the rule when it is already normal.
 fn rule_value(rule: &Rule) -> Result<Cow<'_, str>, InputError> {
-    let kind = RuleKind::try_from(rule.kind).unwrap_or(RuleKind::Unspecified);
-    if kind == RuleKind::BlockDomain {
-        return parse_domain_bytes(&rule.value);
-    }
-    let text = std::str::from_utf8(&rule.value)
-        .map_err(|_| InputError::NotText(rule_kind_name(rule.kind)));
-    Ok(Cow::Owned(match kind {
-        RuleKind::BlockUrl => parse_url(text?)?,
-        RuleKind::BlockIp => parse_ip(text?)?,
-        RuleKind::Keyword => parse_keyword(text?)?,
-        RuleKind::BlockDomain | RuleKind::Unspecified => return Err(InputError::NoRuleKind),
-    }))
+    let text = || {
+        std::str::from_utf8(&rule.value).map_err(|_| InputError::NotText(rule_kind_name(rule.kind)))
+    };
+    Ok(match RuleKind::try_from(rule.kind) {
+        Ok(RuleKind::BlockDomain) => parse_domain_bytes(&rule.value)?,
+        Ok(RuleKind::BlockUrl) => Cow::Owned(parse_url(text()?)?),
+        Ok(RuleKind::BlockIp) => Cow::Owned(parse_ip(text()?)?),
+        Ok(RuleKind::Keyword) => Cow::Owned(parse_keyword(text()?)?),
+        Ok(RuleKind::Unspecified) | Err(_) => return Err(InputError::NoRuleKind),
+    })
 }
 
 /// A stored rule's value as text, for display and the rules file: a node stores only rules
