@@ -235,10 +235,7 @@ impl Store {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
         }
-        let db = sled::Config::new()
-            .path(dir)
-            .mode(sled::Mode::HighThroughput)
-            .open()?;
+        let db = open_sled(dir)?;
         let log_path = dir.join("db");
         let log_file = File::open(&log_path).map_err(io_err(&log_path))?;
         let meta = db.open_tree(META_TREE)?;
@@ -254,7 +251,7 @@ impl Store {
             None => escape_values(&db, dir)?,
             Some(f) => match *f {
                 [f @ (FORMAT_ESCAPED | FORMAT_PIECES)] => f,
-                [f] => {
+                [f] if f > FORMAT_PIECES => {
                     return Err(StoreError::NewerFormat {
                         path: dir.to_path_buf(),
                         format: f,
@@ -263,7 +260,7 @@ impl Store {
                 _ => {
                     return Err(StoreError::corrupt(
                         FORMAT_KEY,
-                        "the value format is not one byte",
+                        "the value format is not a known one",
                     ));
                 }
             },
@@ -452,7 +449,7 @@ impl Store {
                 });
             }
             // A value can go to pieces; a key cannot.
-            large |= k.len() > BLOB_SAFE_KEY || k.len() > INLINE_ENTRY;
+            large |= k.len() > BLOB_SAFE_KEY;
             if writer.spilled.contains(&k) {
                 self.remove_pieces(&k, &mut batch)?;
                 batch.remove(spilled_key(&k));
@@ -575,6 +572,29 @@ impl Store {
         Txn {
             store: self,
             writes: Writes::default(),
+        }
+    }
+}
+
+/// Opens sled, waiting a moment for its lock on the log if need be. With `isms.lock` held no
+/// other process has the store, but sled's thread pool may still be finishing a write for a
+/// `Store` this process just dropped, and holds sled's lock until it has (sled's own tests
+/// wait for it the same way).
+fn open_sled(dir: &Path) -> Result<sled::Db> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+        {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            r => return r.map_err(Into::into),
         }
     }
 }
