@@ -16,8 +16,8 @@
 //! so changes to it, and writes a leaf over ~128 KiB as a blob. A 2 MB blacklist stored
 //! beside keys that change as reports come in was therefore rewritten, 2 MB at a time, by
 //! its neighbours' updates. A value that would make its entry larger than
-//! [`BLOB_SAFE_ENTRY`] is instead stored in pieces in a range of its own (below the
-//! callers' keys' reach), written once and removed once, and its key holds a short header.
+//! [`BLOB_SAFE_ENTRY`] is instead stored in pieces in a key range callers cannot write,
+//! written once and removed once, and its key holds a short header.
 //! No leaf then grows large enough to be a blob, and syncs skip the blob listing.
 //!
 //! **The reserved range.** Keys from `0xFF` up belong to the store: `FF 00 <key>` lists the
