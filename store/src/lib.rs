@@ -183,6 +183,14 @@ fn stored<'a>(key: &[u8], raw: &'a [u8]) -> Result<Stored<'a>> {
     }
 }
 
+/// A caller's value that starts with `0xFF`, as stored.
+fn escaped(value: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(2 + value.len());
+    v.extend_from_slice(&[RESERVED, ESCAPED_TAG]);
+    v.extend_from_slice(value);
+    v
+}
+
 fn spilled_key(key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(2 + key.len());
     k.extend_from_slice(&[RESERVED, SPILLED_TAG]);
@@ -311,7 +319,9 @@ impl Store {
         let mut large = Vec::new();
         for entry in self.db.range(b"".to_vec()..CALLERS_END.to_vec()) {
             let (k, raw) = entry?;
-            if matches!(stored(&k, &raw)?, Stored::Inline(_)) && k.len() + raw.len() > INLINE_ENTRY
+            // The same test as `apply`'s, so what it puts back goes to pieces.
+            if let Stored::Inline(v) = stored(&k, &raw)?
+                && k.len() + v.len() > INLINE_ENTRY
             {
                 large.push(k.to_vec());
             }
@@ -474,12 +484,7 @@ impl Store {
                     batch.insert(k.clone(), header.encode());
                     spilled.push(k);
                 }
-                Some(v) if v.first() == Some(&RESERVED) => {
-                    let mut escaped = Vec::with_capacity(2 + v.len());
-                    escaped.extend_from_slice(&[RESERVED, ESCAPED_TAG]);
-                    escaped.extend_from_slice(&v);
-                    batch.insert(k, escaped);
-                }
+                Some(v) if v.first() == Some(&RESERVED) => batch.insert(k, escaped(&v)),
                 Some(v) => batch.insert(k, v),
             }
         }
@@ -618,10 +623,7 @@ fn escape_values(db: &sled::Db, dir: &Path) -> Result<u8> {
     for entry in db.iter() {
         let (k, v) = entry?;
         if v.first() == Some(&RESERVED) {
-            let mut escaped = Vec::with_capacity(2 + v.len());
-            escaped.extend_from_slice(&[RESERVED, ESCAPED_TAG]);
-            escaped.extend_from_slice(&v);
-            batch.insert(k, escaped);
+            batch.insert(k, escaped(&v));
         }
     }
     batch.insert(FORMAT_KEY, &[format][..]);
@@ -1061,15 +1063,11 @@ mod tests {
 
         // One key over the bounds, and every sync from then on lists the blobs.
         let big_key = vec![b'k'; 200 << 10];
-        let mut txn = store.txn();
-        txn.put(big_key.clone(), b"v".to_vec());
-        store.apply(txn.into_writes()).expect("apply");
+        put(&store, &big_key, b"v");
         store.sync().expect("sync");
         assert!(blob_files(dir.path()) >= 1);
         assert!(!store.synced_blobs.lock().expect("lock").is_empty());
-        let mut txn = store.txn();
-        txn.put(b"small".to_vec(), b"s".to_vec());
-        store.apply(txn.into_writes()).expect("apply");
+        put(&store, b"small", b"s");
         store.sync().expect("sync");
         assert!(store.large_applied.load(Ordering::SeqCst));
         drop(store);
@@ -1078,9 +1076,7 @@ mod tests {
         let store = Store::open(dir.path()).expect("reopen");
         assert!(store.large_applied.load(Ordering::SeqCst));
         assert!(!store.synced_blobs.lock().expect("lock").is_empty());
-        let mut txn = store.txn();
-        txn.delete(big_key);
-        store.apply(txn.into_writes()).expect("apply");
+        delete(&store, &big_key);
         store.sync().expect("sync");
         drop(store);
         let store = Store::open(dir.path()).expect("reopen");
@@ -1092,9 +1088,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let store = Store::open(dir.path()).expect("open");
-            let mut txn = store.txn();
-            txn.put(b"small".to_vec(), b"s".to_vec());
-            store.apply(txn.into_writes()).expect("apply");
+            put(&store, b"small", b"s");
             // As an older store: data, but no record of its entries having been checked.
             store.meta.remove(TRACKED_KEY).expect("remove");
             store.sync().expect("sync");
