@@ -447,13 +447,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
     let c = &sim.counters;
     println!(
-        "simulated enterprises: {} directives received, {} duplicates, {} executed, {} rules validated, {} refused batches, {} commits",
+        "simulated enterprises: {} directives received, {} duplicates, {} executed, {} rules validated, {} refused batches, {} commits, {} frames with envelopes",
         c.received.load(Ordering::SeqCst),
         c.duplicates.load(Ordering::SeqCst),
         c.executed.load(Ordering::SeqCst),
         c.rules.load(Ordering::SeqCst),
         c.refused.load(Ordering::SeqCst),
         c.commits.load(Ordering::SeqCst),
+        c.frames.load(Ordering::SeqCst),
     );
     anyhow::ensure!(
         c.duplicates.load(Ordering::SeqCst) == 0,

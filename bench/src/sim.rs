@@ -62,6 +62,9 @@ pub struct Counters {
     pub refused: AtomicU64,
     /// Group commits (each one fsync).
     pub commits: AtomicU64,
+    /// Frames received that carried envelopes: with `received`, how well the provinces
+    /// batch what they send each enterprise.
+    pub frames: AtomicU64,
 }
 
 enum Event {
@@ -246,6 +249,7 @@ impl Sim {
                         .await?;
                 }
                 if !envelopes.is_empty() {
+                    self.counters.frames.fetch_add(1, Ordering::Relaxed);
                     let _room = if bytes >= LARGE_BATCH {
                         let kib = (bytes.div_ceil(1024)).min(LARGE_WAITING / 1024);
                         Some(

@@ -88,6 +88,7 @@ pub async fn run_with_clock(
         calendar,
         auto_confirm: config.auto_confirm.iter().map(|k| k.kind()).collect(),
         access_log: config.access_log.clone(),
+        linger: config.link.group_linger,
     };
     let (core, core_thread) = Core::start(shared.clone(), options, fatal.clone())?;
     // The regulation's clocks are checked every second; a tick on a busy core is dropped.
@@ -170,7 +171,7 @@ pub async fn run_with_clock(
     }
     store.sync()?;
     if shared.failed.load(std::sync::atomic::Ordering::SeqCst) {
-        anyhow::bail!("stopped after a store failure");
+        anyhow::bail!("stopped after a failure of the core (store or bug; see the log above)");
     }
     tracing::info!(node = %config.node_id, "stopped");
     Ok(())
