@@ -1,10 +1,11 @@
 //! The node's state machine: one thread owns every write to the store.
 //!
 //! Link sessions and the operator API send it [`Event`]s. It takes every event waiting in
-//! its queue as one group (a small group waits `link.group_linger` for more), applies the group's writes as one atomic batch, syncs the store
-//! once (group commit), and only then replies, acknowledges to peers, and lets link writers
-//! see the new outbox entries. So nothing is acknowledged or sent before it is durable, and a
-//! crash at any point leaves either the whole group or none of it.
+//! its queue as one group (a small group waits `link.group_linger` for more), applies the
+//! group's writes as one atomic batch, syncs the store once (group commit), and only then
+//! replies, acknowledges to peers, and lets link writers see the new outbox entries. So
+//! nothing is acknowledged or sent before it is durable, and a crash at any point leaves
+//! either the whole group or none of it.
 //!
 //! Per link and direction (DESIGN.md "Links"): an outbox entry is written in the same batch
 //! as the state change that caused it, with the next sequence number; an inbound envelope is
@@ -632,7 +633,7 @@ impl Core {
     /// commit. The costs that come per group (the fsync, block and fan-out record
     /// rewrites, a status frame to the parent and the parent's own group for it) are most
     /// of a relay's work when reports arrive a few at a time, and a node on a busy machine
-    /// loses nothing by letting others run for a millisecond (BENCHMARKS.md).
+    /// loses nothing by letting others run for a few milliseconds (BENCHMARKS.md).
     fn linger(
         &self,
         rx: &mut mpsc::Receiver<Event>,
