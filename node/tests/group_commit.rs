@@ -1,17 +1,56 @@
 //! Group commit, in process: many operator requests arriving together are made durable by
-//! far fewer fsyncs than requests, and every one is answered only after its commit.
+//! far fewer fsyncs than requests, and every one is answered only after its commit; a
+//! request arriving after its group began waits into it (`link.group_linger`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use isms_node::clock::SystemClock;
-use isms_node::core::{Core, CoreOptions, PeerState, Role, Shared};
+use isms_node::core::{Core, CoreHandle, CoreOptions, Event, PeerState, Role, Shared};
 use isms_node::identity::NodeId;
 use isms_node::proto::record::OutboxRun;
 use isms_node::proto::v1::{IssueRequest, Rule, RuleKind};
 use isms_store::Store;
 use tokio_util::sync::CancellationToken;
+
+/// A ministry's core with one enterprise directly under it, on a fresh store.
+fn ministry_core(
+    dir: &std::path::Path,
+    child: &NodeId,
+    options: CoreOptions,
+) -> (CoreHandle, Arc<Shared>, std::thread::JoinHandle<()>) {
+    let shared = Arc::new(Shared {
+        node_id: NodeId::ministry(),
+        store: Arc::new(Store::open(dir).expect("open")),
+        peers: BTreeMap::from([(
+            child.clone(),
+            Arc::new(PeerState::new(child.clone(), Role::Child)),
+        )]),
+        directory: BTreeMap::from([(child.clone(), child.clone())]),
+        clock: Arc::new(SystemClock),
+        started_at_ms: 0,
+        failed: AtomicBool::new(false),
+        directives: AtomicU64::new(0),
+    });
+    let (core, thread) =
+        Core::start(shared.clone(), options, CancellationToken::new()).expect("core");
+    (core, shared, thread)
+}
+
+fn takedown(name: &str) -> IssueRequest {
+    IssueRequest {
+        id: uuid::Uuid::now_v7().to_string(),
+        to: vec!["all".into()],
+        rules: vec![Rule {
+            kind: RuleKind::BlockDomain as i32,
+            value: name.as_bytes().to_vec().into(),
+            op: 0,
+        }],
+        ..Default::default()
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_issues_share_fsyncs_and_all_survive_a_reopen() {
@@ -19,38 +58,15 @@ async fn concurrent_issues_share_fsyncs_and_all_survive_a_reopen() {
     let child: NodeId = "enterprise/e0001".parse().expect("id");
     let requests = 200;
     let (ids, syncs) = {
-        let store = Arc::new(Store::open(dir.path()).expect("open"));
-        let shared = Arc::new(Shared {
-            node_id: NodeId::ministry(),
-            store: store.clone(),
-            peers: BTreeMap::from([(
-                child.clone(),
-                Arc::new(PeerState::new(child.clone(), Role::Child)),
-            )]),
-            directory: BTreeMap::from([(child.clone(), child.clone())]),
-            clock: Arc::new(SystemClock),
-            started_at_ms: 0,
-            failed: AtomicBool::new(false),
-            directives: AtomicU64::new(0),
-        });
-        let (core, thread) =
-            Core::start(shared, CoreOptions::default(), CancellationToken::new()).expect("core");
+        let (core, shared, thread) = ministry_core(dir.path(), &child, CoreOptions::default());
+        let store = shared.store.clone();
+        drop(shared);
         let before = store.sync_count();
         let mut tasks = Vec::new();
         for i in 0..requests {
             let core = core.clone();
             tasks.push(tokio::spawn(async move {
-                let request = IssueRequest {
-                    id: uuid::Uuid::now_v7().to_string(),
-                    to: vec!["all".into()],
-                    rules: vec![Rule {
-                        kind: RuleKind::BlockDomain as i32,
-                        value: format!("d{i}.example").into(),
-                        op: 0,
-                    }],
-                    ..Default::default()
-                };
-                core.issue(request, "tester".into())
+                core.issue(takedown(&format!("d{i}.example")), "tester".into())
                     .await
                     .expect("issued")
                     .id
@@ -101,4 +117,43 @@ async fn concurrent_issues_share_fsyncs_and_all_survive_a_reopen() {
     }
     seqs.sort_unstable();
     assert_eq!(seqs, (1..=requests).collect::<Vec<_>>(), "each queued once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_group_waits_the_linger_for_more_events() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let child: NodeId = "enterprise/e0001".parse().expect("id");
+    // Long here, so that a slow machine cannot end it between the two requests.
+    let options = CoreOptions {
+        linger: Duration::from_secs(2),
+        ..CoreOptions::default()
+    };
+    let (core, shared, thread) = ministry_core(dir.path(), &child, options);
+    let before = shared.store.sync_count();
+    let (reply, first) = tokio::sync::oneshot::channel();
+    core.send(Event::Issue {
+        request: Box::new(takedown("a.example")),
+        operator: "tester".into(),
+        reply,
+    })
+    .await
+    .expect("queued");
+    // The second is sent only once the core has taken the first into a group: without the
+    // linger it would have a group and a sync of its own.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while core.queued() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the core never took the first request"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    core.issue(takedown("b.example"), "tester".into())
+        .await
+        .expect("second issued");
+    first.await.expect("reply").expect("first issued");
+    assert_eq!(shared.directives.load(Ordering::SeqCst), 2);
+    assert_eq!(shared.store.sync_count() - before, 1, "both in one commit");
+    drop(core);
+    thread.join().expect("core thread");
 }

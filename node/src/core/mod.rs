@@ -250,6 +250,11 @@ pub struct CoreHandle {
 }
 
 impl CoreHandle {
+    /// Events sent and not yet taken into a group.
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     pub async fn send(&self, event: Event) -> Result<(), NodeError> {
         self.tx
             .send(event)
@@ -1712,90 +1717,5 @@ mod tests {
         }
         assert_eq!(tail.start(), 1);
         assert_eq!(tail.entries.len(), OutboxTail::MAX_ENTRIES);
-    }
-
-    /// A ministry's core with one enterprise directly under it, on a fresh store.
-    fn ministry_core(
-        dir: &std::path::Path,
-        linger: std::time::Duration,
-    ) -> (CoreHandle, Arc<Shared>, std::thread::JoinHandle<()>) {
-        let enterprise: NodeId = "enterprise/e0001".parse().expect("id");
-        let peer = Arc::new(PeerState::new(enterprise.clone(), Role::Child));
-        let shared = Arc::new(Shared {
-            node_id: "ministry".parse().expect("id"),
-            store: Arc::new(Store::open(dir).expect("store")),
-            peers: BTreeMap::from([(enterprise.clone(), peer)]),
-            directory: BTreeMap::from([(enterprise.clone(), enterprise)]),
-            clock: Arc::new(crate::clock::SystemClock),
-            started_at_ms: 0,
-            failed: AtomicBool::new(false),
-            directives: AtomicU64::new(0),
-        });
-        let options = CoreOptions {
-            linger,
-            ..CoreOptions::default()
-        };
-        let (core, thread) =
-            Core::start(shared.clone(), options, CancellationToken::new()).expect("core");
-        (core, shared, thread)
-    }
-
-    fn takedown(name: &str) -> IssueRequest {
-        IssueRequest {
-            to: vec!["all".into()],
-            rules: vec![Rule {
-                kind: isms_proto::v1::RuleKind::BlockDomain as i32,
-                value: name.as_bytes().to_vec().into(),
-                op: 0,
-            }],
-            ..Default::default()
-        }
-    }
-
-    /// Issues two directives, the second only once the core has taken the first from its
-    /// queue (so it comes after the first's group began), and counts the syncs.
-    async fn syncs_for_two_issues(linger: std::time::Duration) -> u64 {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (core, shared, thread) = ministry_core(dir.path(), linger);
-        let before = shared.store.sync_count();
-        let (reply, first) = oneshot::channel();
-        core.tx
-            .send(Event::Issue {
-                request: Box::new(takedown("a.example")),
-                operator: "op".into(),
-                reply,
-            })
-            .await
-            .expect("queued");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while core.tx.capacity() < core.tx.max_capacity() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the core never took the event"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
-        core.issue(takedown("b.example"), "op".into())
-            .await
-            .expect("second issued");
-        first.await.expect("reply").expect("first issued");
-        assert_eq!(shared.directives.load(Ordering::SeqCst), 2);
-        let syncs = shared.store.sync_count() - before;
-        drop(core);
-        tokio::task::spawn_blocking(move || thread.join())
-            .await
-            .expect("join")
-            .expect("core thread");
-        syncs
-    }
-
-    #[tokio::test(flavor = "multi_thread")]
-    async fn a_small_group_waits_the_linger_for_more_events() {
-        // Without the linger the second would have a group and a sync of its own. The
-        // linger is long here so that a slow machine cannot end it between the two.
-        assert_eq!(
-            syncs_for_two_issues(std::time::Duration::from_secs(2)).await,
-            1
-        );
     }
 }
