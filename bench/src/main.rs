@@ -73,6 +73,9 @@ struct Args {
     /// Where the node binaries are (default: next to this program).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
+    /// `link.group_linger` of the ministry and the provinces (default: the node's own).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    group_linger: Option<std::time::Duration>,
     /// Write the figures as JSON here too.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -167,7 +170,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.per_province,
         root.display()
     );
-    let mut bench = BenchNet::generate(&root, bin_dir, args.provinces, args.per_province)?;
+    let mut link = isms_node::config::LinkTuning::default();
+    if let Some(linger) = args.group_linger {
+        link.group_linger = linger;
+    }
+    let mut bench = BenchNet::generate(&root, bin_dir, args.provinces, args.per_province, link)?;
     let provinces: Vec<String> = net::PROVINCE_CODES[..args.provinces]
         .iter()
         .map(|c| format!("province/{c}"))

@@ -34,6 +34,7 @@ impl BenchNet {
         bin_dir: PathBuf,
         provinces: usize,
         per_province: usize,
+        link: LinkTuning,
     ) -> anyhow::Result<BenchNet> {
         anyhow::ensure!(
             (1..=PROVINCE_CODES.len()).contains(&provinces),
@@ -60,7 +61,7 @@ impl BenchNet {
         };
         let options = Options {
             log_filter: "info".into(),
-            link: LinkTuning::default(),
+            link,
             calendar: Path::new(env!("CARGO_MANIFEST_DIR")).join("../calendar"),
             ..Options::default()
         };
