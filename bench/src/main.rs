@@ -586,8 +586,8 @@ async fn backlog_of(client: &mut OperatorClient<Channel>, peer: &str) -> anyhow:
         .with_context(|| format!("{peer} not among the ministry's peers"))
 }
 
-/// Poll intervals: a directive's full view is 4,991 target records, so reading it is not
-/// free for the ministry; latency is measured on the ministry's clock, not by the poll.
+/// Poll intervals: even a summary is the ministry reading 4,991 target records, so it is
+/// not free; latency is measured on the ministry's clock, not by the poll.
 const FAST_POLL: Duration = Duration::from_millis(25);
 const SLOW_POLL: Duration = Duration::from_millis(250);
 
@@ -612,31 +612,33 @@ async fn wait_done(
     poll: Duration,
 ) -> anyhow::Result<Done> {
     let started = Instant::now();
+    let count = |s: &isms_node::proto::v1::DirectiveSummary, state: &str| {
+        s.counts.get(state).copied().unwrap_or(0) as usize
+    };
     loop {
-        let view = client
-            .get_directive(GetDirectiveRequest { id: id.into() })
+        // The summary, not the view: building, sending and reading 4,991 rows 40 times a
+        // second was a quarter of the ministry's CPU in the latency scenario.
+        let summary = client
+            .get_directive_summary(GetDirectiveRequest { id: id.into() })
             .await?
             .into_inner();
-        let executed = view
-            .targets
-            .iter()
-            .filter(|t| t.state == TargetState::Executed as i32)
-            .count();
-        if executed == n && view.targets.len() == n {
+        let executed = count(&summary, "executed");
+        if executed == n && summary.targets as usize == n {
             return Ok(Done {
-                issued_ms: view.directive.map_or(0, |d| d.issued_at_ms),
-                finished_ms: view
-                    .targets
-                    .iter()
-                    .map(|t| t.finished_at_ms)
-                    .max()
-                    .unwrap_or(0),
+                issued_ms: summary.issued_at_ms,
+                finished_ms: summary.finished_at_ms,
             });
         }
-        if let Some(bad) = view.targets.iter().find(|t| {
-            t.state == TargetState::Failed as i32 || t.state == TargetState::Returned as i32
-        }) {
-            bail!("{id}: {} {}: {}", bad.node, bad.state, bad.detail);
+        if count(&summary, "failed") + count(&summary, "returned") > 0 {
+            let view = client
+                .get_directive(GetDirectiveRequest { id: id.into() })
+                .await?
+                .into_inner();
+            if let Some(bad) = view.targets.iter().find(|t| {
+                t.state == TargetState::Failed as i32 || t.state == TargetState::Returned as i32
+            }) {
+                bail!("{id}: {} {}: {}", bad.node, bad.state, bad.detail);
+            }
         }
         if started.elapsed() > Duration::from_secs(600) {
             bail!("{id}: only {executed} of {n} executed after 600s");

@@ -839,7 +839,8 @@ async fn get(client: &mut OperatorClient<Channel>, id: &str) -> anyhow::Result<D
     Ok(r.into_inner())
 }
 
-/// Polls until every target is final or `timeout` passes, with a progress bar on stderr.
+/// Polls the directive's summary until every target is final or `timeout` passes, with a
+/// progress bar on stderr; then reads the whole view once.
 async fn follow(
     client: &mut OperatorClient<Channel>,
     id: &str,
@@ -859,24 +860,32 @@ async fn follow(
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     loop {
-        let view = get(client, id).await?;
-        let final_count = view
-            .targets
-            .iter()
-            .filter(|t| is_final(TargetState::try_from(t.state).unwrap_or_default()))
-            .count();
-        bar.set_length(view.targets.len() as u64);
-        bar.set_position(final_count as u64);
+        let summary = client
+            .get_directive_summary(GetDirectiveRequest { id: id.to_string() })
+            .await
+            .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+            .into_inner();
+        bar.set_length(u64::from(summary.targets));
+        bar.set_position(u64::from(summary.finished));
         bar.set_message(
-            counts(&view.targets)
+            summary
+                .counts
+                .iter()
+                .collect::<std::collections::BTreeMap<_, _>>()
                 .iter()
                 .map(|(k, v)| format!("{k}: {v}"))
                 .collect::<Vec<_>>()
                 .join("  "),
         );
-        let done = final_count == view.targets.len();
+        let done = summary.finished == summary.targets;
         if done || tokio::time::Instant::now() >= deadline {
             bar.finish_and_clear();
+            let view = get(client, id).await?;
+            // A target may have finished between the two reads; the view decides.
+            let done = view
+                .targets
+                .iter()
+                .all(|t| is_final(TargetState::try_from(t.state).unwrap_or_default()));
             return Ok((view, done));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

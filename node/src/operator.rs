@@ -1,14 +1,14 @@
 //! The node's operator API: only operators of this node (certificate `<node>/operator/<name>`)
 //! may call it. Issuing goes through the core; views are read from the store.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use isms_proto::record::{QueuedTargets, StoredDirective};
+use isms_proto::record::{QueuedTargets, StoredDirective, TargetRecord};
 use isms_proto::v1::operator_server::Operator;
 use isms_proto::v1::{
-    DecisionReply, DecisionRequest, DirectiveList, DirectiveSummary, DirectiveView,
+    DecisionReply, DecisionRequest, Directive, DirectiveList, DirectiveSummary, DirectiveView,
     GetDirectiveRequest, IssueReply, IssueRequest, ListDirectivesRequest, ListPendingRequest,
     NodeStatusReply, NodeStatusRequest, PeerStatus, PendingDirective, PendingList, TargetState,
     TargetView,
@@ -16,7 +16,7 @@ use isms_proto::v1::{
 use tonic::{Request, Response, Status};
 
 use crate::core::{CoreHandle, Decision, Role, Shared};
-use crate::directive::state_name;
+use crate::directive::{is_final, state_name};
 use crate::error::NodeError;
 use crate::identity::{Identity, Tier};
 use crate::records::{self, decode};
@@ -68,25 +68,19 @@ impl OperatorService {
 
 /// Reads a directive and its per-target states.
 pub fn directive_view(shared: &Shared, id: &str) -> Result<DirectiveView, NodeError> {
-    let key = records::directive(id);
-    let stored: StoredDirective = match shared.store.get(&key)? {
-        Some(v) => decode(&key, &v)?,
-        None => return Err(NodeError::NotFound(format!("directive {id}"))),
-    };
+    let Rows {
+        stored,
+        queued,
+        records,
+    } = stored_rows(shared, id)?;
     let mut view = DirectiveView {
         directive: stored.directive,
         targets: Vec::new(),
         hops: Vec::new(),
     };
-    // Enterprises queued here and not heard of since have no record of their own.
-    let queued_key = records::queued(id);
-    let queued: QueuedTargets = match shared.store.get(&queued_key)? {
-        Some(v) => decode(&queued_key, &v)?,
-        None => QueuedTargets::default(),
-    };
     let mut waiting: BTreeSet<&str> = queued.targets.iter().map(String::as_str).collect();
     let mut results = crate::core::stored_query_results(&shared.store, id)?;
-    for (node, rec) in crate::core::stored_targets(&shared.store, id)? {
+    for (node, rec) in records {
         let queued_at_ms = match (rec.queued_at_ms, waiting.remove(node.as_str())) {
             (0, true) => queued.at_ms,
             (t, _) => t,
@@ -122,6 +116,106 @@ pub fn directive_view(shared: &Shared, id: &str) -> Result<DirectiveView, NodeEr
     Ok(view)
 }
 
+/// A directive as this node stores it.
+struct Rows {
+    stored: StoredDirective,
+    /// The enterprises queued here; those not heard of since have no record of their own.
+    queued: QueuedTargets,
+    /// The records of its targets and relays.
+    records: Vec<(String, TargetRecord)>,
+}
+
+fn stored_rows(shared: &Shared, id: &str) -> Result<Rows, NodeError> {
+    let key = records::directive(id);
+    let stored: StoredDirective = match shared.store.get(&key)? {
+        Some(v) => decode(&key, &v)?,
+        None => return Err(NodeError::NotFound(format!("directive {id}"))),
+    };
+    let queued_key = records::queued(id);
+    let queued: QueuedTargets = match shared.store.get(&queued_key)? {
+        Some(v) => decode(&queued_key, &v)?,
+        None => QueuedTargets::default(),
+    };
+    let records = crate::core::stored_targets(&shared.store, id)?;
+    Ok(Rows {
+        stored,
+        queued,
+        records,
+    })
+}
+
+/// [`directive_view`]'s counts, without building its rows.
+pub fn directive_summary(shared: &Shared, id: &str) -> Result<DirectiveSummary, NodeError> {
+    let Rows {
+        stored,
+        queued,
+        records,
+    } = stored_rows(shared, id)?;
+    let mut waiting: HashSet<&str> = queued.targets.iter().map(String::as_str).collect();
+    let mut tally = Tally::default();
+    for (node, rec) in &records {
+        waiting.remove(node.as_str());
+        let hop = node.starts_with("province/");
+        tally.add(hop, rec.state, rec.finished_at_ms, rec.overdue_at_ms);
+    }
+    for _ in waiting {
+        tally.add(false, TargetState::Queued as i32, 0, 0);
+    }
+    Ok(tally.summary(&stored.directive.unwrap_or_default()))
+}
+
+/// The counts of a [`DirectiveSummary`], target by target.
+#[derive(Default)]
+struct Tally {
+    counts: BTreeMap<String, u32>,
+    targets: u32,
+    finished: u32,
+    finished_at_ms: i64,
+    overdue: u32,
+}
+
+impl Tally {
+    /// One enterprise target, or a relay (`hop`: counted only when its clock ran out).
+    fn add(&mut self, hop: bool, state: i32, finished_at_ms: i64, overdue_at_ms: i64) {
+        if overdue_at_ms != 0 {
+            self.overdue += 1;
+        }
+        if hop {
+            return;
+        }
+        let state = TargetState::try_from(state).unwrap_or(TargetState::Unspecified);
+        *self
+            .counts
+            .entry(state_name(state).to_string())
+            .or_insert(0) += 1;
+        self.targets += 1;
+        if is_final(state) {
+            self.finished += 1;
+            self.finished_at_ms = self.finished_at_ms.max(finished_at_ms);
+        }
+    }
+
+    fn summary(self, d: &Directive) -> DirectiveSummary {
+        DirectiveSummary {
+            id: d.id.clone(),
+            issuer: d.issuer.clone(),
+            kind: d.kind,
+            urgency: d.urgency,
+            issued_at_ms: d.issued_at_ms,
+            rules: u32::try_from(d.rules.len()).unwrap_or(u32::MAX),
+            targets: self.targets,
+            counts: self.counts.into_iter().collect(),
+            overdue: self.overdue,
+            finished: self.finished,
+            finished_at_ms: if self.finished == self.targets {
+                self.finished_at_ms
+            } else {
+                0
+            },
+        }
+    }
+}
+
 /// Targets per state name.
 pub fn counts(targets: &[TargetView]) -> BTreeMap<String, u32> {
     let mut counts = BTreeMap::new();
@@ -155,6 +249,15 @@ impl Operator for OperatorService {
         self.operator(&request)?;
         let id = request.into_inner().id;
         Ok(Response::new(directive_view(&self.shared, &id)?))
+    }
+
+    async fn get_directive_summary(
+        &self,
+        request: Request<GetDirectiveRequest>,
+    ) -> Result<Response<DirectiveSummary>, Status> {
+        self.operator(&request)?;
+        let id = request.into_inner().id;
+        Ok(Response::new(directive_summary(&self.shared, &id)?))
     }
 
     async fn list_directives(
@@ -200,10 +303,14 @@ impl Operator for OperatorService {
             let d = stored.directive.unwrap_or_default();
             let view = directive_view(&self.shared, &d.id)?;
             let all = || view.targets.iter().chain(view.hops.iter());
-            let overdue = all().filter(|t| t.overdue_at_ms != 0).count();
+            let mut tally = Tally::default();
+            for t in all() {
+                let hop = t.node.starts_with("province/");
+                tally.add(hop, t.state, t.finished_at_ms, t.overdue_at_ms);
+            }
             let matches = match wanted.as_str() {
                 "" => true,
-                "overdue" => overdue > 0,
+                "overdue" => tally.overdue > 0,
                 name => all().any(|t| {
                     state_name(TargetState::try_from(t.state).unwrap_or_default()) == name
                 }),
@@ -211,17 +318,7 @@ impl Operator for OperatorService {
             if !matches || (!kind.is_empty() && crate::directive::kind_name(d.kind) != kind) {
                 continue;
             }
-            directives.push(DirectiveSummary {
-                id: d.id.clone(),
-                issuer: d.issuer.clone(),
-                kind: d.kind,
-                urgency: d.urgency,
-                issued_at_ms: d.issued_at_ms,
-                rules: u32::try_from(d.rules.len()).unwrap_or(u32::MAX),
-                targets: u32::try_from(view.targets.len()).unwrap_or(u32::MAX),
-                counts: counts(&view.targets).into_iter().collect(),
-                overdue: u32::try_from(overdue).unwrap_or(u32::MAX),
-            });
+            directives.push(tally.summary(&d));
         }
         Ok(Response::new(DirectiveList { directives }))
     }

@@ -210,3 +210,63 @@ fn directive_states_survive_a_ministry_restart() {
         .expect("list");
     assert_eq!(list["directives"].as_array().map(Vec::len), Some(3));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_directive_summary_counts_what_its_view_shows() {
+    use isms_node::proto::v1::{GetDirectiveRequest, ListDirectivesRequest};
+    let net = TestNet::start(&Topology::devnet());
+    net.stop("enterprise/e3101");
+    let id = net.issue(&["--to", "all", "--block-domain", "summary.example"]);
+    wait_split(&net, &id, &["enterprise/e3101"]);
+    let mut client = net.operator("ministry").await;
+    let request = || GetDirectiveRequest { id: id.clone() };
+
+    let open = client
+        .get_directive_summary(request())
+        .await
+        .expect("summary")
+        .into_inner();
+    assert_eq!((open.targets, open.finished), (7, 6));
+    assert_eq!(open.finished_at_ms, 0, "a target is still open");
+    assert_eq!(open.counts.get("executed"), Some(&6));
+    assert_eq!(open.counts.get("queued"), Some(&1));
+
+    net.spawn("enterprise/e3101");
+    let view = net.wait_all(&id, "executed", T);
+    let last = view["targets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["finished_at_ms"].as_i64())
+        .max();
+    let done = client
+        .get_directive_summary(request())
+        .await
+        .expect("summary")
+        .into_inner();
+    assert_eq!((done.targets, done.finished), (7, 7));
+    assert_eq!(done.counts.get("executed"), Some(&7));
+    assert_eq!(Some(done.finished_at_ms), last);
+    assert!(done.finished_at_ms >= done.issued_at_ms && done.issued_at_ms > 0);
+
+    let listed = client
+        .list_directives(ListDirectivesRequest {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .into_inner()
+        .directives
+        .into_iter()
+        .find(|d| d.id == id);
+    assert_eq!(listed, Some(done), "the list says the same");
+
+    let unknown = client
+        .get_directive_summary(GetDirectiveRequest {
+            id: uuid::Uuid::now_v7().to_string(),
+        })
+        .await
+        .expect_err("no such directive");
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+}
