@@ -175,6 +175,18 @@ struct Tally {
 }
 
 impl Tally {
+    /// Of a directive's view: its targets, and its relays (`hops`) for `overdue`.
+    fn of_view(targets: &[TargetView], hops: &[TargetView]) -> Tally {
+        let mut tally = Tally::default();
+        for t in targets {
+            tally.add(false, t.state, t.finished_at_ms, t.overdue_at_ms);
+        }
+        for t in hops {
+            tally.add(true, t.state, t.finished_at_ms, t.overdue_at_ms);
+        }
+        tally
+    }
+
     /// One enterprise target, or a relay (`hop`: counted only when its clock ran out).
     fn add(&mut self, hop: bool, state: i32, finished_at_ms: i64, overdue_at_ms: i64) {
         if overdue_at_ms != 0 {
@@ -218,12 +230,7 @@ impl Tally {
 
 /// Targets per state name.
 pub fn counts(targets: &[TargetView]) -> BTreeMap<String, u32> {
-    let mut counts = BTreeMap::new();
-    for t in targets {
-        let s = TargetState::try_from(t.state).unwrap_or(TargetState::Unspecified);
-        *counts.entry(state_name(s).to_string()).or_insert(0) += 1;
-    }
-    counts
+    Tally::of_view(targets, &[]).counts
 }
 
 #[tonic::async_trait]
@@ -303,11 +310,7 @@ impl Operator for OperatorService {
             let d = stored.directive.unwrap_or_default();
             let view = directive_view(&self.shared, &d.id)?;
             let all = || view.targets.iter().chain(view.hops.iter());
-            let mut tally = Tally::default();
-            for t in all() {
-                let hop = t.node.starts_with("province/");
-                tally.add(hop, t.state, t.finished_at_ms, t.overdue_at_ms);
-            }
+            let tally = Tally::of_view(&view.targets, &view.hops);
             let matches = match wanted.as_str() {
                 "" => true,
                 "overdue" => tally.overdue > 0,
