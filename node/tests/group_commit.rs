@@ -15,12 +15,18 @@ use isms_node::proto::v1::{IssueRequest, Rule, RuleKind};
 use isms_store::Store;
 use tokio_util::sync::CancellationToken;
 
-/// A ministry's core with one enterprise directly under it, on a fresh store.
+/// A ministry's core with one enterprise directly under it, on a fresh store; the
+/// token is the node's stop.
 fn ministry_core(
     dir: &std::path::Path,
     child: &NodeId,
     options: CoreOptions,
-) -> (CoreHandle, Arc<Shared>, std::thread::JoinHandle<()>) {
+) -> (
+    CoreHandle,
+    Arc<Shared>,
+    std::thread::JoinHandle<()>,
+    CancellationToken,
+) {
     let shared = Arc::new(Shared {
         node_id: NodeId::ministry(),
         store: Arc::new(Store::open(dir).expect("open")),
@@ -34,9 +40,18 @@ fn ministry_core(
         failed: AtomicBool::new(false),
         directives: AtomicU64::new(0),
     });
-    let (core, thread) =
-        Core::start(shared.clone(), options, CancellationToken::new()).expect("core");
-    (core, shared, thread)
+    let fatal = CancellationToken::new();
+    let (core, thread) = Core::start(shared.clone(), options, fatal.clone()).expect("core");
+    (core, shared, thread, fatal)
+}
+
+/// Waits, bounded, until the core has taken every queued event into a group.
+async fn taken(core: &CoreHandle) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while core.queued() > 0 {
+        assert!(Instant::now() < deadline, "the core never took the request");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }
 
 fn takedown(name: &str) -> IssueRequest {
@@ -58,7 +73,7 @@ async fn concurrent_issues_share_fsyncs_and_all_survive_a_reopen() {
     let child: NodeId = "enterprise/e0001".parse().expect("id");
     let requests = 200;
     let (ids, syncs) = {
-        let (core, shared, thread) = ministry_core(dir.path(), &child, CoreOptions::default());
+        let (core, shared, thread, _) = ministry_core(dir.path(), &child, CoreOptions::default());
         let store = shared.store.clone();
         drop(shared);
         let before = store.sync_count();
@@ -128,7 +143,7 @@ async fn a_small_group_waits_the_linger_for_more_events() {
         linger: Duration::from_secs(2),
         ..CoreOptions::default()
     };
-    let (core, shared, thread) = ministry_core(dir.path(), &child, options);
+    let (core, shared, thread, _) = ministry_core(dir.path(), &child, options);
     let before = shared.store.sync_count();
     let (reply, first) = tokio::sync::oneshot::channel();
     core.send(Event::Issue {
@@ -140,20 +155,43 @@ async fn a_small_group_waits_the_linger_for_more_events() {
     .expect("queued");
     // The second is sent only once the core has taken the first into a group: without the
     // linger it would have a group and a sync of its own.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while core.queued() > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the core never took the first request"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    taken(&core).await;
     core.issue(takedown("b.example"), "tester".into())
         .await
         .expect("second issued");
     first.await.expect("reply").expect("first issued");
     assert_eq!(shared.directives.load(Ordering::SeqCst), 2);
     assert_eq!(shared.store.sync_count() - before, 1, "both in one commit");
+    drop(core);
+    thread.join().expect("core thread");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_node_does_not_wait_out_a_linger() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let child: NodeId = "enterprise/e0001".parse().expect("id");
+    // Far longer than the test may take: only the node's stop can end this wait.
+    let options = CoreOptions {
+        linger: Duration::from_secs(3600),
+        ..CoreOptions::default()
+    };
+    let (core, shared, thread, fatal) = ministry_core(dir.path(), &child, options);
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    core.send(Event::Issue {
+        request: Box::new(takedown("a.example")),
+        operator: "tester".into(),
+        reply,
+    })
+    .await
+    .expect("queued");
+    taken(&core).await;
+    fatal.cancel();
+    tokio::time::timeout(Duration::from_secs(30), answer)
+        .await
+        .expect("the group committed once the node began to stop")
+        .expect("reply")
+        .expect("issued");
+    assert_eq!(shared.directives.load(Ordering::SeqCst), 1);
     drop(core);
     thread.join().expect("core thread");
 }

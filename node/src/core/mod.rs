@@ -648,21 +648,27 @@ impl Core {
         let Some(runtime) = &self.runtime else {
             return;
         };
-        if self.linger.is_zero() {
+        // A stopping node commits at once: its drain has a deadline, and the runtime this
+        // wait's timer lives on is gone after it.
+        if self.linger.is_zero() || self.fatal.is_cancelled() {
             return;
         }
         let deadline = tokio::time::Instant::from_std(first + self.linger);
         while events.len() < LINGER_BELOW {
             // The timer is made inside: it needs the runtime's context.
-            let next =
-                runtime.block_on(async { tokio::time::timeout_at(deadline, rx.recv()).await });
+            let next = runtime.block_on(async {
+                tokio::select! {
+                    r = tokio::time::timeout_at(deadline, rx.recv()) => r.ok().flatten(),
+                    () = self.fatal.cancelled() => None,
+                }
+            });
             match next {
-                Ok(Some(e)) => {
+                Some(e) => {
                     events.push(e);
                     take_ready(rx, events);
                 }
-                // Closed (the node is stopping) or the linger is over.
-                Ok(None) | Err(_) => break,
+                // The linger is over, the queue closed, or the node is stopping.
+                None => break,
             }
         }
     }
