@@ -215,17 +215,16 @@ impl Sim {
         ent.linked.store(true, Ordering::Relaxed);
         let (acked_tx, acked_rx) = watch::channel(peer_applied);
         let (owed_tx, owed_rx) = watch::channel(hello_applied);
-        let ack = OwedAck::new(hello_applied, self.ack_delay, self.window);
-        let teller = ack.teller();
         let writer = tokio::spawn(write_loop(
             ent.clone(),
             peer_applied + 1,
             acked_rx,
-            (owed_rx, ack),
+            owed_rx,
             out.clone(),
             Tuning {
                 window: self.window,
                 batch: self.batch,
+                ack_delay: self.ack_delay,
             },
         ));
         let result = async {
@@ -275,7 +274,7 @@ impl Sim {
                         })
                         .await?;
                     let applied = answer.await?.map_err(anyhow::Error::msg)?;
-                    teller.owe(&owed_tx, applied);
+                    raise(&owed_tx, applied);
                 }
             }
             anyhow::Ok(())
@@ -327,6 +326,7 @@ fn raise(w: &watch::Sender<u64>, to: u64) {
 struct Tuning {
     window: u64,
     batch: usize,
+    ack_delay: Duration,
 }
 
 /// Sends durable, unacknowledged reports, at most `window` beyond the last acknowledgment,
@@ -336,12 +336,12 @@ async fn write_loop(
     ent: Arc<Enterprise>,
     mut next: u64,
     mut acked: watch::Receiver<u64>,
-    (mut owed, mut ack): (watch::Receiver<u64>, OwedAck),
+    mut owed: watch::Receiver<u64>,
     out: mpsc::Sender<Result<Pieces, Status>>,
     tuning: Tuning,
 ) {
     let mut durable = ent.durable_out.subscribe();
-    owed.mark_unchanged();
+    let mut ack = OwedAck::new(*owed.borrow_and_update(), tuning.ack_delay, tuning.window);
     let applied_now =
         |owed: &watch::Receiver<u64>| (*owed.borrow()).max(ent.applied.load(Ordering::SeqCst));
     loop {
@@ -381,9 +381,7 @@ async fn write_loop(
         }
         tokio::select! {
             r = durable.changed() => if r.is_err() { return },
-            // As enterprise-node: acknowledgments matter here only to reports the window
-            // holds back.
-            r = acked.changed(), if next <= top => if r.is_err() { return },
+            r = acked.changed() => if r.is_err() { return },
             r = owed.changed() => if r.is_err() { return },
             () = ack.timer() => {}
         }

@@ -9,7 +9,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
@@ -218,25 +217,18 @@ async fn run_session(
         }
         let (acked_tx, acked_rx) = watch::channel(peer_applied);
         let (owed_tx, owed_rx) = watch::channel(hello_applied);
-        let ack = OwedAck::new(
-            hello_applied,
-            ctx.tuning.ack_delay,
-            u64::from(ctx.tuning.window),
-        );
-        let teller = ack.teller();
         let writer = tokio::spawn(write_loop(
             ctx.clone(),
             peer.clone(),
             peer_applied + 1,
             acked_rx,
-            (owed_rx, ack),
+            owed_rx,
             out.clone(),
             cancel.clone(),
         ));
         let watches = Watches {
             acked: acked_tx,
             owed: owed_tx,
-            teller,
         };
         let end = read_loop(&ctx, &peer, &mut inbound, &out, &watches, &cancel).await;
         cancel.cancel();
@@ -255,8 +247,6 @@ struct Watches {
     acked: watch::Sender<u64>,
     /// Highest sequence number applied from the peer: an acknowledgment is owed.
     owed: watch::Sender<u64>,
-    /// Raises `owed`, waking the writer only when it must act.
-    teller: Teller,
 }
 
 fn raise(w: &watch::Sender<u64>, to: u64) {
@@ -311,7 +301,7 @@ async fn read_loop(
                 // The acknowledgment the batch carries is applied in the same group as the
                 // envelopes, so a report that answers a directive moves it on once.
                 match ctx.core.inbound(peer.id.clone(), envelopes, acked).await {
-                    Ok(applied) => watches.teller.owe(&watches.owed, applied),
+                    Ok(applied) => raise(&watches.owed, applied),
                     Err(e) => {
                         tracing::warn!(peer = %peer.id, error = %e, "refusing batch; closing link");
                         let status = Status::from(clone_error(&e));
@@ -357,8 +347,6 @@ fn clone_error(e: &NodeError) -> NodeError {
 #[derive(Debug)]
 pub struct OwedAck {
     sent: u64,
-    /// `sent`, for the session's reader ([`Teller`]).
-    told: Arc<AtomicU64>,
     due: Option<tokio::time::Instant>,
     delay: Duration,
     eager: u64,
@@ -369,25 +357,10 @@ impl OwedAck {
     pub fn new(sent: u64, delay: Duration, window: u64) -> Self {
         OwedAck {
             sent,
-            told: Arc::new(AtomicU64::new(sent)),
             due: None,
             delay,
             eager: (window / 4).max(1),
         }
-    }
-
-    /// For the session's reader: raises what is owed and wakes this writer only if needed.
-    pub fn teller(&self) -> Teller {
-        Teller {
-            told: self.told.clone(),
-            eager: self.eager,
-        }
-    }
-
-    fn told(&mut self, applied: u64) {
-        self.sent = applied;
-        self.due = None;
-        self.told.store(applied, Ordering::SeqCst);
     }
 
     /// For a batch going out now, with `applied` durably applied: what it carries (0: none).
@@ -395,7 +368,8 @@ impl OwedAck {
         if applied <= self.sent {
             return 0;
         }
-        self.told(applied);
+        self.sent = applied;
+        self.due = None;
         applied
     }
 
@@ -408,7 +382,8 @@ impl OwedAck {
         let now = tokio::time::Instant::now();
         let due = *self.due.get_or_insert(now + self.delay);
         if applied - self.sent >= self.eager || due <= now {
-            self.told(applied);
+            self.sent = applied;
+            self.due = None;
             return true;
         }
         false
@@ -428,33 +403,6 @@ impl OwedAck {
     }
 }
 
-/// The reader's side of an [`OwedAck`]. A writer woken for every message applied from the
-/// peer mostly finds nothing to do: the acknowledgment already went out on a batch, or its
-/// timer is set. It is woken when the first thing is owed since it last told the peer (it
-/// then sets its timer), or when enough is owed to send at once; otherwise the new value
-/// waits in `owed` for the writer's next look, which a set timer guarantees. The writer
-/// stores what it told before it reads `owed` again, so a raise it did not see is one
-/// that sees what it told.
-#[derive(Debug, Clone)]
-pub struct Teller {
-    told: Arc<AtomicU64>,
-    eager: u64,
-}
-
-impl Teller {
-    /// `owed` is now `applied`, if that is higher.
-    pub fn owe(&self, owed: &watch::Sender<u64>, applied: u64) {
-        owed.send_if_modified(|v| {
-            if applied <= *v {
-                return false;
-            }
-            let before = std::mem::replace(v, applied);
-            let told = self.told.load(Ordering::SeqCst);
-            applied > told && (before <= told || applied - told >= self.eager)
-        });
-    }
-}
-
 /// Sends durable outbox entries from `next`, at most `window` beyond the peer's last
 /// acknowledgment, in batches bounded by count and bytes, and the acknowledgments owed to
 /// the peer: carried by a batch when one goes out, else on their own after `ack_delay`
@@ -464,7 +412,7 @@ async fn write_loop(
     peer: Arc<PeerState>,
     mut next: u64,
     mut acked: watch::Receiver<u64>,
-    (mut owed, mut ack): (watch::Receiver<u64>, OwedAck),
+    mut owed: watch::Receiver<u64>,
     out: Outbound,
     cancel: CancellationToken,
 ) {
@@ -472,7 +420,7 @@ async fn write_loop(
     let window = u64::from(ctx.tuning.window);
     let batch_max = u64::from(ctx.tuning.batch);
     let byte_budget = ctx.tuning.max_frame_bytes / 2;
-    owed.mark_unchanged();
+    let mut ack = OwedAck::new(*owed.borrow_and_update(), ctx.tuning.ack_delay, window);
     // Room taken for large batches, by the last sequence number each carried.
     let mut held: VecDeque<(u64, tokio::sync::OwnedSemaphorePermit)> = VecDeque::new();
     // The core publishes what it applied before it wakes this writer for the reports that
@@ -554,9 +502,7 @@ async fn write_loop(
                 return;
             }
             r = durable.changed() => if r.is_err() { return },
-            // The peer's acknowledgments matter here only to entries the window holds back
-            // and to room held for large batches; otherwise the next look reads them.
-            r = acked.changed(), if next <= top || !held.is_empty() => if r.is_err() { return },
+            r = acked.changed() => if r.is_err() { return },
             r = owed.changed() => if r.is_err() { return },
             () = ack.timer() => {}
         }
@@ -800,30 +746,6 @@ mod tests {
         );
         let mut now = OwedAck::new(0, Duration::ZERO, 8192);
         assert!(now.alone_now(1), "no delay: at once");
-    }
-
-    #[tokio::test]
-    async fn the_reader_wakes_the_writer_only_when_it_must_act() {
-        // Window 40: a quarter, 10, owed goes at once.
-        let mut ack = OwedAck::new(10, Duration::from_secs(3600), 40);
-        let teller = ack.teller();
-        let (owed, mut seen) = watch::channel(10u64);
-        let mut woken = |applied: u64| {
-            teller.owe(&owed, applied);
-            let w = seen.has_changed().expect("open");
-            seen.mark_unchanged();
-            (w, *seen.borrow())
-        };
-        assert_eq!(woken(11), (true, 11), "the first owed: the writer sets its timer");
-        ack.alone_now(11);
-        assert_eq!(woken(12), (false, 12), "its timer is set: the value waits");
-        assert_eq!(woken(20), (true, 20), "a quarter of the window: at once");
-        assert_eq!(ack.carry(20), 20);
-        assert_eq!(woken(20), (false, 20), "nothing new");
-        assert_eq!(woken(21), (true, 21), "owed again after it told the peer");
-        assert_eq!(ack.carry(25), 25, "a batch carried more than the reader raised");
-        assert_eq!(woken(23), (false, 23), "already told");
-        assert_eq!(woken(26), (true, 26));
     }
 
     #[test]
