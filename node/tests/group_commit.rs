@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use isms_node::clock::SystemClock;
 use isms_node::core::{Core, CoreHandle, CoreOptions, Event, PeerState, Role, Shared};
+use isms_node::error::NodeError;
 use isms_node::identity::NodeId;
 use isms_node::proto::record::OutboxRun;
-use isms_node::proto::v1::{IssueRequest, Rule, RuleKind};
+use isms_node::proto::v1::{IssueReply, IssueRequest, Rule, RuleKind};
 use isms_store::Store;
 use tokio_util::sync::CancellationToken;
 
@@ -43,6 +44,22 @@ fn ministry_core(
     let fatal = CancellationToken::new();
     let (core, thread) = Core::start(shared.clone(), options, fatal.clone()).expect("core");
     (core, shared, thread, fatal)
+}
+
+/// Sends an operator's issue without waiting for the answer, which comes on the receiver.
+async fn send_issue(
+    core: &CoreHandle,
+    name: &str,
+) -> tokio::sync::oneshot::Receiver<Result<IssueReply, NodeError>> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    core.send(Event::Issue {
+        request: Box::new(takedown(name)),
+        operator: "tester".into(),
+        reply,
+    })
+    .await
+    .expect("queued");
+    answer
 }
 
 /// Waits, bounded, until the core has taken every queued event into a group.
@@ -145,14 +162,7 @@ async fn a_small_group_waits_the_linger_for_more_events() {
     };
     let (core, shared, thread, _) = ministry_core(dir.path(), &child, options);
     let before = shared.store.sync_count();
-    let (reply, first) = tokio::sync::oneshot::channel();
-    core.send(Event::Issue {
-        request: Box::new(takedown("a.example")),
-        operator: "tester".into(),
-        reply,
-    })
-    .await
-    .expect("queued");
+    let first = send_issue(&core, "a.example").await;
     // The second is sent only once the core has taken the first into a group: without the
     // linger it would have a group and a sync of its own.
     taken(&core).await;
@@ -176,14 +186,7 @@ async fn a_stopping_node_does_not_wait_out_a_linger() {
         ..CoreOptions::default()
     };
     let (core, shared, thread, fatal) = ministry_core(dir.path(), &child, options);
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    core.send(Event::Issue {
-        request: Box::new(takedown("a.example")),
-        operator: "tester".into(),
-        reply,
-    })
-    .await
-    .expect("queued");
+    let answer = send_issue(&core, "a.example").await;
     taken(&core).await;
     fatal.cancel();
     tokio::time::timeout(Duration::from_secs(30), answer)
