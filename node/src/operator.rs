@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use isms_proto::record::{QueuedTargets, StoredDirective, TargetRecord};
+use isms_proto::record::{ActiveRules, QueuedTargets, StoredDirective, TargetRecord};
 use isms_proto::v1::operator_server::Operator;
 use isms_proto::v1::{
     DecisionReply, DecisionRequest, Directive, DirectiveList, DirectiveSummary, DirectiveView,
@@ -450,11 +450,14 @@ pub fn node_status(shared: &Shared) -> Result<NodeStatusReply, NodeError> {
     }
     let directives = shared.directives.load(Ordering::SeqCst);
     // Only an enterprise holds rules, and no more than it enforces.
-    let active_rules = if shared.node_id.tier() == Tier::Enterprise {
-        shared.store.scan_prefix(records::RULE_PREFIX).count() as u64
-    } else {
-        0
-    };
+    let mut active_rules = 0u64;
+    if shared.node_id.tier() == Tier::Enterprise {
+        for entry in shared.store.scan_prefix(records::RULE_SET_PREFIX) {
+            let (k, v) = entry?;
+            let set: ActiveRules = records::decode(&k, &v)?;
+            active_rules += set.rules.len() as u64;
+        }
+    }
     let rules_applied_total = match shared.store.get(records::RULES_APPLIED_COUNTER)? {
         Some(v) => records::decode_u64(records::RULES_APPLIED_COUNTER, &v)?,
         None => 0,

@@ -251,17 +251,28 @@ pub fn clock_subject(key: &[u8]) -> Option<(String, String)> {
     Some((directive.to_string(), node.to_string()))
 }
 
-/// Enterprise: the active rule set.
-pub const RULE_PREFIX: &[u8] = b"r/";
+/// Enterprise: the active rule set, as runs of one directive's rules (`ActiveRules`).
+pub const RULE_SET_PREFIX: &[u8] = b"rs/";
 
-pub fn rules_prefix(directive_id: &str) -> Vec<u8> {
-    let mut k = key("r/", &[directive_id.as_bytes()]);
+pub fn rule_sets(directive_id: &str) -> Vec<u8> {
+    let mut k = key("rs/", &[directive_id.as_bytes()]);
     k.push(0);
     k
 }
 
-pub fn rule(directive_id: &str, index: u32) -> Vec<u8> {
-    let mut k = rules_prefix(directive_id);
+pub fn rule_set(directive_id: &str, index: u32) -> Vec<u8> {
+    let mut k = rule_sets(directive_id);
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// Enterprise: one active rule per record (`ActiveRule`), as stores written before rule
+/// sets kept them; folded into rule sets at start.
+pub const LEGACY_RULE_PREFIX: &[u8] = b"r/";
+
+pub fn legacy_rule(directive_id: &str, index: u32) -> Vec<u8> {
+    let mut k = key("r/", &[directive_id.as_bytes()]);
+    k.push(0);
     k.extend_from_slice(&index.to_be_bytes());
     k
 }

@@ -84,27 +84,25 @@ impl Core {
             if !deletes.is_empty() {
                 let doomed: HashSet<(i32, Bytes)> =
                     deletes.into_iter().map(|r| (r.kind, r.value)).collect();
-                for (k, v) in g.txn.scan_prefix(records::RULE_PREFIX)? {
-                    let active: ActiveRule = decode(&k, &v)?;
-                    let rule = active.rule.unwrap_or_default();
-                    if active.kind == d.kind && doomed.contains(&(rule.kind, rule.value)) {
+                for (k, v) in g.txn.scan_prefix(records::RULE_SET_PREFIX)? {
+                    let mut set: ActiveRules = decode(&k, &v)?;
+                    if set.kind != d.kind {
+                        continue;
+                    }
+                    let before = set.rules.len();
+                    set.rules
+                        .retain(|r| !doomed.contains(&(r.kind, r.value.clone())));
+                    if set.rules.is_empty() {
                         g.txn.delete(k);
+                    } else if set.rules.len() != before {
+                        g.txn.put(k, encode(&set));
                     }
                 }
             }
             let added = adds.len() as u64;
-            for (i, rule) in adds.into_iter().enumerate() {
-                let active = ActiveRule {
-                    directive_id: d.id.clone(),
-                    rule: Some(rule),
-                    issuer: d.issuer.clone(),
-                    kind: d.kind,
-                    applied_at_ms: g.now,
-                    effective_at_ms: d.effective_at_ms,
-                    expires_at_ms: d.expires_at_ms,
-                };
+            for (i, set) in rule_sets(d, g.now, adds).into_iter().enumerate() {
                 let index = u32::try_from(i).unwrap_or(u32::MAX);
-                g.txn.put(records::rule(&d.id, index), encode(&active));
+                g.txn.put(records::rule_set(&d.id, index), encode(&set));
             }
             let counter = match g.txn.get(records::RULES_APPLIED_COUNTER)? {
                 Some(v) => records::decode_u64(records::RULES_APPLIED_COUNTER, &v)?,
@@ -140,9 +138,10 @@ impl Core {
         let x = d.revokes.as_str();
         g.txn.put(records::revoked(x), d.id.as_bytes().to_vec());
         let mut removed = 0usize;
-        for (k, _) in g.txn.scan_prefix(&records::rules_prefix(x))? {
+        for (k, v) in g.txn.scan_prefix(&records::rule_sets(x))? {
+            let set: ActiveRules = decode(&k, &v)?;
+            removed += set.rules.len();
             g.txn.delete(k);
-            removed += 1;
         }
         if self.stored_meta(g, x)?.is_some() {
             let x_trace = self.stored_trace(g, x)?;
@@ -170,7 +169,7 @@ impl Core {
                 .and_then(|s| s.directive)
                 .is_some_and(|d| d.expires_at_ms != 0 && d.expires_at_ms <= g.now);
             if lapsed {
-                for (k, _) in g.txn.scan_prefix(&records::rules_prefix(id))? {
+                for (k, _) in g.txn.scan_prefix(&records::rule_sets(id))? {
                     g.txn.delete(k);
                 }
                 tracing::info!(directive = %id, "directive lapsed: its rules are inactive");
@@ -225,7 +224,7 @@ impl Core {
     pub(super) fn execute_rules(&mut self, g: &mut Group<'_>) -> Result<(), NodeError> {
         let result = match &self.rules_file {
             Some(path) => {
-                let rules = rules_in_force(g.txn.scan_prefix(records::RULE_PREFIX)?, g.now)?;
+                let rules = rules_in_force(g.txn.scan_prefix(records::RULE_SET_PREFIX)?, g.now)?;
                 write_rules_file(path, rules, g.now).map_err(|e| e.to_string())
             }
             None => Ok(()),
@@ -250,7 +249,7 @@ impl Core {
                 }
                 Err(why) => {
                     tracing::error!(directive = %id, error = %why, "directive failed");
-                    for (k, _) in g.txn.scan_prefix(&records::rules_prefix(&id))? {
+                    for (k, _) in g.txn.scan_prefix(&records::rule_sets(&id))? {
                         g.txn.delete(k);
                     }
                     let detail = format!("rules file not written: {why}");
@@ -304,9 +303,86 @@ pub struct RuleFile {
 /// Reads the rules in force at `now_ms` from the store.
 pub fn active_rules(store: &Store, now_ms: i64) -> Result<Vec<RuleFileEntry>, NodeError> {
     let entries = store
-        .scan_prefix(records::RULE_PREFIX)
+        .scan_prefix(records::RULE_SET_PREFIX)
         .collect::<Result<Vec<_>, _>>()?;
     rules_in_force(entries, now_ms)
+}
+
+/// Rules per `ActiveRules` record: about 4 KiB of typical names, so a record stays whole in
+/// sled's leaf (longer values go to pieces, see `isms-store`), and a delete rewrites few.
+const RULES_PER_SET: usize = 128;
+
+/// `d`'s rules added to the active set, as the records that keep them.
+fn rule_sets(d: &Directive, applied_at_ms: i64, rules: Vec<Rule>) -> Vec<ActiveRules> {
+    let mut rules = rules.into_iter().peekable();
+    let mut sets = Vec::new();
+    while rules.peek().is_some() {
+        sets.push(ActiveRules {
+            directive_id: d.id.clone(),
+            issuer: d.issuer.clone(),
+            kind: d.kind,
+            applied_at_ms,
+            effective_at_ms: d.effective_at_ms,
+            expires_at_ms: d.expires_at_ms,
+            rules: rules.by_ref().take(RULES_PER_SET).collect(),
+        });
+    }
+    sets
+}
+
+/// Folds the active set of a store written before rule sets (one record per rule) into
+/// rule sets, in one commit, before the first group; returns how many rules moved.
+pub(super) fn migrate_rules(store: &Store) -> Result<u64, NodeError> {
+    let mut txn = store.txn();
+    let mut moved = 0u64;
+    // The set being filled and its index among its directive's sets.
+    let mut filling: Option<(ActiveRules, u32)> = None;
+    for entry in store.scan_prefix(records::LEGACY_RULE_PREFIX) {
+        let (k, v) = entry?;
+        let old: ActiveRule = decode(&k, &v)?;
+        txn.delete(k);
+        moved += 1;
+        let rule = old.rule.unwrap_or_default();
+        if let Some((set, _)) = &mut filling
+            && set.directive_id == old.directive_id
+            && set.rules.len() < RULES_PER_SET
+        {
+            set.rules.push(rule);
+            continue;
+        }
+        // Keys sort by directive, then index: a directive's rules come together.
+        let index = match filling.take() {
+            Some((set, index)) => {
+                let next = if set.directive_id == old.directive_id {
+                    index + 1
+                } else {
+                    0
+                };
+                txn.put(records::rule_set(&set.directive_id, index), encode(&set));
+                next
+            }
+            None => 0,
+        };
+        let set = ActiveRules {
+            directive_id: old.directive_id,
+            issuer: old.issuer,
+            kind: old.kind,
+            applied_at_ms: old.applied_at_ms,
+            effective_at_ms: old.effective_at_ms,
+            expires_at_ms: old.expires_at_ms,
+            rules: vec![rule],
+        };
+        filling = Some((set, index));
+    }
+    if let Some((set, index)) = filling {
+        txn.put(records::rule_set(&set.directive_id, index), encode(&set));
+    }
+    if moved > 0 {
+        store.apply(txn.into_writes())?;
+        store.sync()?;
+        tracing::info!(rules = moved, "active rules folded into rule sets");
+    }
+    Ok(moved)
 }
 
 /// The rules in force at `now_ms` among stored active-rule records.
@@ -316,27 +392,26 @@ fn rules_in_force(
 ) -> Result<Vec<RuleFileEntry>, NodeError> {
     let mut out = Vec::new();
     for (k, v) in entries {
-        let r: ActiveRule = decode(&k, &v)?;
+        let set: ActiveRules = decode(&k, &v)?;
         let in_force =
-            r.effective_at_ms <= now_ms && (r.expires_at_ms == 0 || now_ms < r.expires_at_ms);
+            set.effective_at_ms <= now_ms && (set.expires_at_ms == 0 || now_ms < set.expires_at_ms);
         if !in_force {
             continue;
         }
-        let rule = r.rule.unwrap_or_default();
-        out.push(RuleFileEntry {
-            directive: r.directive_id,
-            action: match DirectiveKind::try_from(r.kind) {
-                Ok(DirectiveKind::Monitoring) => "monitor",
-                _ => "block",
-            }
-            .to_string(),
+        let action = match DirectiveKind::try_from(set.kind) {
+            Ok(DirectiveKind::Monitoring) => "monitor",
+            _ => "block",
+        };
+        out.extend(set.rules.iter().map(|rule| RuleFileEntry {
+            directive: set.directive_id.clone(),
+            action: action.to_string(),
             kind: directive::rule_kind_name(rule.kind).to_string(),
-            value: directive::rule_text(&rule).into_owned(),
-            issuer: r.issuer,
-            applied_at_ms: r.applied_at_ms,
-            effective_at_ms: r.effective_at_ms,
-            expires_at_ms: r.expires_at_ms,
-        });
+            value: directive::rule_text(rule).into_owned(),
+            issuer: set.issuer.clone(),
+            applied_at_ms: set.applied_at_ms,
+            effective_at_ms: set.effective_at_ms,
+            expires_at_ms: set.expires_at_ms,
+        }));
     }
     Ok(out)
 }
@@ -374,4 +449,114 @@ fn write_rules_file(
     std::fs::rename(&tmp, path)?;
     std::fs::File::open(dir)?.sync_all()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn domain(name: &str) -> Rule {
+        Rule {
+            kind: isms_proto::v1::RuleKind::BlockDomain as i32,
+            value: Bytes::from(name.to_string()),
+            op: RuleOp::Add as i32,
+        }
+    }
+
+    fn blacklist(id: &str, n: usize) -> (Directive, Vec<Rule>) {
+        let d = Directive {
+            id: id.into(),
+            issuer: "ministry/miit".into(),
+            kind: DirectiveKind::Disposal as i32,
+            effective_at_ms: 10,
+            expires_at_ms: 0,
+            ..Directive::default()
+        };
+        (
+            d,
+            (0..n).map(|i| domain(&format!("d{i}.example"))).collect(),
+        )
+    }
+
+    #[test]
+    fn a_blacklist_is_kept_as_few_records_read_back_rule_by_rule() {
+        let (d, rules) = blacklist("0190a1b2-0000-7000-8000-000000000001", 300);
+        let sets = rule_sets(&d, 5, rules.clone());
+        assert_eq!(
+            sets.iter().map(|s| s.rules.len()).collect::<Vec<_>>(),
+            [128, 128, 44]
+        );
+        let entries = sets
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (records::rule_set(&d.id, i as u32), encode(s)))
+            .collect();
+        let file = rules_in_force(entries, 20).expect("in force");
+        assert_eq!(file.len(), 300);
+        assert_eq!(file[299].value, "d299.example");
+        assert_eq!(file[0].issuer, "ministry/miit");
+        assert_eq!((file[0].applied_at_ms, file[0].effective_at_ms), (5, 10));
+        // Not yet in force.
+        let entries = vec![(records::rule_set(&d.id, 0), encode(&sets[0]))];
+        assert!(rules_in_force(entries, 9).expect("in force").is_empty());
+    }
+
+    #[test]
+    fn a_store_with_a_record_per_rule_is_folded_into_rule_sets_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let a = "0190a1b2-0000-7000-8000-00000000000a";
+        let b = "0190a1b2-0000-7000-8000-00000000000b";
+        let mut txn = store.txn();
+        // Directive a: 200 rules, one deleted since (a gap in the indexes); b: 3 rules.
+        for (id, n) in [(a, 200u32), (b, 3)] {
+            for i in (0..n).filter(|i| !(id == a && *i == 7)) {
+                let old = ActiveRule {
+                    directive_id: id.into(),
+                    rule: Some(domain(&format!("{id}-{i}.example"))),
+                    issuer: "ministry/miit".into(),
+                    kind: DirectiveKind::Disposal as i32,
+                    applied_at_ms: 1,
+                    effective_at_ms: 2,
+                    expires_at_ms: 0,
+                };
+                txn.put(records::legacy_rule(id, i), encode(&old));
+            }
+        }
+        store.apply(txn.into_writes()).expect("apply");
+        let before = active_rules(&store, 3).expect("rules");
+        assert!(
+            before.is_empty(),
+            "the old records are not read as rule sets"
+        );
+
+        assert_eq!(migrate_rules(&store).expect("migrate"), 202);
+        assert_eq!(store.scan_prefix(records::LEGACY_RULE_PREFIX).count(), 0);
+        let keys: Vec<Vec<u8>> = store
+            .scan_prefix(records::RULE_SET_PREFIX)
+            .map(|e| e.expect("entry").0)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                records::rule_set(a, 0),
+                records::rule_set(a, 1),
+                records::rule_set(b, 0)
+            ]
+        );
+        let file = active_rules(&store, 3).expect("rules");
+        assert_eq!(file.len(), 202);
+        let values: Vec<&str> = file.iter().map(|r| r.value.as_str()).collect();
+        assert!(!values.contains(&format!("{a}-7.example").as_str()));
+        assert!(values.contains(&format!("{a}-199.example").as_str()));
+        assert_eq!(values[201], format!("{b}-2.example"));
+        assert!(
+            file.iter()
+                .all(|r| r.issuer == "ministry/miit" && r.effective_at_ms == 2)
+        );
+
+        // A second start finds nothing to fold.
+        assert_eq!(migrate_rules(&store).expect("migrate"), 0);
+        assert_eq!(active_rules(&store, 3).expect("rules").len(), 202);
+    }
 }

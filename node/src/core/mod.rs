@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use isms_proto::record::{
-    ActiveRule, AuditRecord, DirectiveMeta, DirectiveRef, OutboxEntry, QueuedTargets,
+    ActiveRule, ActiveRules, AuditRecord, DirectiveMeta, DirectiveRef, OutboxEntry, QueuedTargets,
     StoredDirective, TargetRecord, outbox_entry,
 };
 use isms_proto::v1::{
@@ -500,6 +500,9 @@ impl Core {
     ) -> Result<(CoreHandle, std::thread::JoinHandle<()>), NodeError> {
         let store = shared.store.clone();
         targets::migrate(&store, &shared.directory)?;
+        if shared.node_id.tier() == Tier::Enterprise {
+            enterprise::migrate_rules(&store)?;
+        }
         let mut core = Core {
             tier: shared.node_id.tier(),
             shared: shared.clone(),
