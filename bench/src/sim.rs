@@ -8,7 +8,8 @@
 //! enterprises share one store and one commit thread, so one fsync covers many of them
 //! (one machine cannot give each its own disk); a directive's body is written to that
 //! store once, not once per simulated enterprise; and the rules are recorded per
-//! enterprise as one record per directive instead of one per rule, with no rules file.
+//! enterprise as one record per directive instead of one per 128 rules, with no rules
+//! file.
 //! A real `enterprise-node` runs in the same network and pays those costs in full.
 
 use std::collections::{BTreeMap, HashSet};
