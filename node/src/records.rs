@@ -254,14 +254,14 @@ pub fn clock_subject(key: &[u8]) -> Option<(String, String)> {
 /// Enterprise: the active rule set, as runs of one directive's rules (`ActiveRules`).
 pub const RULE_SET_PREFIX: &[u8] = b"rs/";
 
-pub fn rule_sets(directive_id: &str) -> Vec<u8> {
+pub fn rule_set_prefix(directive_id: &str) -> Vec<u8> {
     let mut k = key("rs/", &[directive_id.as_bytes()]);
     k.push(0);
     k
 }
 
 pub fn rule_set(directive_id: &str, index: u32) -> Vec<u8> {
-    let mut k = rule_sets(directive_id);
+    let mut k = rule_set_prefix(directive_id);
     k.extend_from_slice(&index.to_be_bytes());
     k
 }

@@ -138,7 +138,7 @@ impl Core {
         let x = d.revokes.as_str();
         g.txn.put(records::revoked(x), d.id.as_bytes().to_vec());
         let mut removed = 0usize;
-        for (k, v) in g.txn.scan_prefix(&records::rule_sets(x))? {
+        for (k, v) in g.txn.scan_prefix(&records::rule_set_prefix(x))? {
             let set: ActiveRules = decode(&k, &v)?;
             removed += set.rules.len();
             g.txn.delete(k);
@@ -169,7 +169,7 @@ impl Core {
                 .and_then(|s| s.directive)
                 .is_some_and(|d| d.expires_at_ms != 0 && d.expires_at_ms <= g.now);
             if lapsed {
-                for (k, _) in g.txn.scan_prefix(&records::rule_sets(id))? {
+                for (k, _) in g.txn.scan_prefix(&records::rule_set_prefix(id))? {
                     g.txn.delete(k);
                 }
                 tracing::info!(directive = %id, "directive lapsed: its rules are inactive");
@@ -249,7 +249,7 @@ impl Core {
                 }
                 Err(why) => {
                     tracing::error!(directive = %id, error = %why, "directive failed");
-                    for (k, _) in g.txn.scan_prefix(&records::rule_sets(&id))? {
+                    for (k, _) in g.txn.scan_prefix(&records::rule_set_prefix(&id))? {
                         g.txn.delete(k);
                     }
                     let detail = format!("rules file not written: {why}");
