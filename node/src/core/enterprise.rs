@@ -559,4 +559,18 @@ mod tests {
         assert_eq!(migrate_rules(&store).expect("migrate"), 0);
         assert_eq!(active_rules(&store, 3).expect("rules").len(), 202);
     }
+
+    #[test]
+    fn a_corrupt_old_rule_record_stops_the_fold_and_changes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let id = "0190a1b2-0000-7000-8000-00000000000c";
+        let mut txn = store.txn();
+        txn.put(records::legacy_rule(id, 0), vec![1, 0xff, 0xff, 0xff]);
+        store.apply(txn.into_writes()).expect("apply");
+        let err = migrate_rules(&store).expect_err("corrupt record");
+        assert!(err.to_string().contains("r/"), "names the record: {err}");
+        assert_eq!(store.scan_prefix(records::LEGACY_RULE_PREFIX).count(), 1);
+        assert_eq!(store.scan_prefix(records::RULE_SET_PREFIX).count(), 0);
+    }
 }
