@@ -6,7 +6,7 @@
 //! Each round sends one frame down every connection and waits for every echo.
 //!
 //! `cargo run --release -p isms-bench --example transport_floor -- [servers] [per_server]
-//! [rounds] [frame_bytes] [hop]`: by default 31 × 161 connections, 20 rounds, 300-byte
+//! [rounds] [frame_bytes] [hop] [current]`: by default 31 × 161 connections, 20 rounds, 300-byte
 //! frames. Flags for the servers: `hop`, each answers from a task of its own through a
 //! channel, as a node's link writer does, instead of from the request stream itself;
 //! `current`, each runs Tokio's single-threaded scheduler instead of its multi-threaded one.
@@ -57,6 +57,16 @@ fn main() -> anyhow::Result<()> {
     let rounds = num(2, 20)?;
     let size = num(3, 300)?;
     let flags: Vec<String> = args.iter().skip(4).cloned().collect();
+    anyhow::ensure!(
+        servers > 0 && per > 0 && rounds > 0,
+        "servers, links per server and rounds must be at least 1"
+    );
+    if let Some(bad) = flags
+        .iter()
+        .find(|f| !["hop", "current"].contains(&f.as_str()))
+    {
+        anyhow::bail!("unknown flag {bad:?}: the flags are hop and current");
+    }
     tokio::runtime::Runtime::new()?.block_on(drive(servers, per, rounds, size, &flags))
 }
 
