@@ -44,7 +44,7 @@ impl NodeId {
     pub fn tier(&self) -> Tier {
         if self.0 == "ministry" {
             Tier::Ministry
-        } else if self.0.starts_with("province/") {
+        } else if is_province(&self.0) {
             Tier::Province
         } else {
             Tier::Enterprise
@@ -54,6 +54,12 @@ impl NodeId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Whether a node ID as stored (a target's or a relay's name) is a province's: the
+/// relays among a directive's targets.
+pub fn is_province(id: &str) -> bool {
+    id.starts_with("province/")
 }
 
 fn valid_enterprise_id(id: &str) -> bool {

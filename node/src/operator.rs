@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status};
 use crate::core::{CoreHandle, Decision, Role, Shared};
 use crate::directive::{is_final, state_name};
 use crate::error::NodeError;
-use crate::identity::{Identity, Tier};
+use crate::identity::{Identity, Tier, is_province};
 use crate::records::{self, decode};
 use crate::tls;
 
@@ -98,7 +98,7 @@ pub fn directive_view(shared: &Shared, id: &str) -> Result<DirectiveView, NodeEr
             overdue_at_ms: rec.overdue_at_ms,
             result: results.remove(&node),
         };
-        if node.starts_with("province/") {
+        if is_province(&node) {
             view.hops.push(t);
         } else {
             view.targets.push(t);
@@ -155,8 +155,12 @@ pub fn directive_summary(shared: &Shared, id: &str) -> Result<DirectiveSummary, 
     let mut tally = Tally::default();
     for (node, rec) in &records {
         waiting.remove(node.as_str());
-        let hop = node.starts_with("province/");
-        tally.add(hop, rec.state, rec.finished_at_ms, rec.overdue_at_ms);
+        tally.add(
+            is_province(node),
+            rec.state,
+            rec.finished_at_ms,
+            rec.overdue_at_ms,
+        );
     }
     for _ in waiting {
         tally.add(false, TargetState::Queued as i32, 0, 0);
