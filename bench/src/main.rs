@@ -76,6 +76,10 @@ struct Args {
     /// `link.group_linger` of the ministry and the provinces (default: the node's own).
     #[arg(long, value_parser = humantime::parse_duration)]
     group_linger: Option<std::time::Duration>,
+    /// Scheduling policy of the nodes and of this program's simulated enterprises, as the
+    /// nodes' `scheduling` setting: `batch` (their default) or `inherit`.
+    #[arg(long, default_value = "batch")]
+    scheduling: isms_node::scheduling::Scheduling,
     /// Write the figures as JSON here too.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -91,6 +95,10 @@ enum Scenario {
 
 fn main() {
     let args = Args::parse();
+    // As enterprise-node does at start: the simulated enterprises are enterprises too.
+    if let Err(e) = isms_node::scheduling::apply(args.scheduling) {
+        eprintln!("isms-bench: scheduling: {e}; keeping the inherited policy");
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -174,7 +182,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(linger) = args.group_linger {
         link.group_linger = linger;
     }
-    let mut bench = BenchNet::generate(&root, bin_dir, args.provinces, args.per_province, link)?;
+    let mut bench = BenchNet::generate(
+        &root,
+        bin_dir,
+        args.provinces,
+        args.per_province,
+        link,
+        args.scheduling,
+    )?;
     let provinces: Vec<String> = net::PROVINCE_CODES[..args.provinces]
         .iter()
         .map(|c| format!("province/{c}"))

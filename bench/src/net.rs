@@ -35,6 +35,7 @@ impl BenchNet {
         provinces: usize,
         per_province: usize,
         link: LinkTuning,
+        scheduling: isms_node::scheduling::Scheduling,
     ) -> anyhow::Result<BenchNet> {
         anyhow::ensure!(
             (1..=PROVINCE_CODES.len()).contains(&provinces),
@@ -62,6 +63,7 @@ impl BenchNet {
         let options = Options {
             log_filter: "info".into(),
             link,
+            scheduling,
             calendar: Path::new(env!("CARGO_MANIFEST_DIR")).join("../calendar"),
             ..Options::default()
         };

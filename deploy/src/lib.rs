@@ -62,6 +62,8 @@ pub struct Options {
     pub otlp_endpoint: Option<String>,
     pub log_filter: String,
     pub link: LinkTuning,
+    /// `scheduling` of every node.
+    pub scheduling: isms_node::scheduling::Scheduling,
     /// Give every node a testing clock file (`<node dir>/clock`), moved with `NAME clock`.
     pub clock_files: bool,
     /// The working-day calendar copied into the network (`<root>/calendar`).
@@ -78,6 +80,7 @@ impl Default for Options {
             otlp_endpoint: None,
             log_filter: "info".into(),
             link: LinkTuning::default(),
+            scheduling: Default::default(),
             clock_files: false,
             calendar: Path::new(env!("CARGO_MANIFEST_DIR")).join("../calendar"),
             manual_confirm: Vec::new(),
@@ -291,6 +294,7 @@ pub fn generate(root: &Path, topology: &Topology, options: &Options) -> anyhow::
                 }
                 _ => Vec::new(),
             },
+            scheduling: options.scheduling,
             link: options.link.clone(),
             telemetry: Telemetry {
                 otlp_endpoint: options.otlp_endpoint.clone(),

@@ -53,6 +53,12 @@ pub struct Config {
     /// `directive confirm` or `directive return`.
     #[serde(default)]
     pub auto_confirm: Vec<KindName>,
+    /// The kernel scheduling policy of the node's threads: `batch` (`SCHED_BATCH`, at the
+    /// nice value the node was started with) or `inherit` (keep the policy it was started
+    /// with). Default `batch`: a woken thread then does not preempt the running one, and
+    /// finds a burst's frames together.
+    #[serde(default)]
+    pub scheduling: crate::scheduling::Scheduling,
     /// Link tuning. Defaults suit a national network.
     #[serde(default)]
     pub link: LinkTuning,

@@ -17,6 +17,7 @@ pub mod node;
 pub mod operator;
 pub mod pki;
 pub mod records;
+pub mod scheduling;
 pub mod telemetry;
 pub mod tls;
 pub mod wire;

@@ -220,6 +220,8 @@ pub fn serve(binary: &str, tier: crate::identity::Tier, config_path: &std::path:
             return 1;
         }
     };
+    // Before the runtime and the store start their threads, which inherit it.
+    let scheduled = crate::scheduling::apply(config.scheduling);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -232,6 +234,10 @@ pub fn serve(binary: &str, tier: crate::identity::Tier, config_path: &std::path:
     };
     let result = runtime.block_on(async {
         let telemetry = crate::telemetry::init(binary, config.node_id.as_str(), &config.telemetry)?;
+        match &scheduled {
+            Ok(()) => tracing::debug!(scheduling = ?config.scheduling, "scheduling policy set"),
+            Err(e) => tracing::warn!(error = %e, "scheduling: keeping the inherited policy"),
+        }
         let result = async {
             let listener = TcpListener::bind(config.listen).await.map_err(|e| {
                 anyhow::anyhow!("config field `listen`: cannot bind {}: {e}", config.listen)

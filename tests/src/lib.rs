@@ -118,6 +118,16 @@ impl TestNet {
         assert!(old.is_none(), "{id} was already running");
     }
 
+    /// The process ID of a running node.
+    pub fn pid(&self, id: &str) -> u32 {
+        self.procs
+            .lock()
+            .expect("procs lock")
+            .get(id)
+            .unwrap_or_else(|| panic!("{id} is not running"))
+            .id()
+    }
+
     fn take(&self, id: &str) -> Child {
         self.procs
             .lock()

@@ -14,6 +14,19 @@ fn a_directive_to_all_reaches_every_enterprise_once() {
     let net = TestNet::start(&Topology::devnet());
     let enterprises = net.enterprises();
     assert_eq!(enterprises.len(), 7);
+    // Every thread of every node runs under the default `scheduling = "batch"`.
+    for n in &net.net.nodes {
+        let threads = isms_node::scheduling::process_threads(net.pid(n.id.as_str()))
+            .unwrap_or_else(|e| panic!("{}: {e}", n.id));
+        assert!(threads.len() > 1, "{}: {threads:?}", n.id);
+        assert!(
+            threads
+                .iter()
+                .all(|t| t.policy == isms_node::scheduling::SCHED_BATCH),
+            "{} not all under SCHED_BATCH: {threads:?}",
+            n.id
+        );
+    }
 
     let id = net.issue(&[
         "--to",
