@@ -3,8 +3,8 @@
 //! A relay's work comes as bursts of small frames on thousands of connections. Under the
 //! default policy every frame that lands wakes the node's thread and may preempt whatever
 //! runs, so on a machine shared with other nodes each burst costs a context switch per
-//! frame. Under `SCHED_BATCH` a woken thread waits for the running one's slice, and then
-//! finds many frames at once (BENCHMARKS.md, "The nodes under SCHED_BATCH").
+//! frame. Under `SCHED_BATCH` a woken thread waits until the running one blocks or its slice
+//! ends, and then finds many frames at once (BENCHMARKS.md, "The nodes under SCHED_BATCH").
 
 use serde::{Deserialize, Serialize};
 use thread_priority::{
@@ -82,16 +82,25 @@ pub fn thread_stat() -> Result<ThreadStat, String> {
     stat_of("/proc/thread-self/stat")
 }
 
-/// Reads [`ThreadStat`] of each of a process's threads (`/proc/<pid>/task/*/stat`).
+/// Reads [`ThreadStat`] of each of a process's threads (`/proc/<pid>/task/*/stat`). A
+/// thread that ends while they are read (a runtime's idle blocking thread) is left out.
 pub fn process_threads(pid: u32) -> Result<Vec<ThreadStat>, String> {
     let dir = format!("/proc/{pid}/task");
     let tasks = std::fs::read_dir(&dir).map_err(|e| format!("cannot list {dir}: {e}"))?;
-    tasks
-        .map(|t| {
-            let t = t.map_err(|e| format!("cannot list {dir}: {e}"))?;
-            stat_of(&t.path().join("stat").to_string_lossy())
-        })
-        .collect()
+    let mut stats = Vec::new();
+    for task in tasks {
+        let path = task
+            .map_err(|e| format!("cannot list {dir}: {e}"))?
+            .path()
+            .join("stat");
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        stats.push(
+            parse_stat(&text).ok_or_else(|| format!("{}: unexpected format", path.display()))?,
+        );
+    }
+    Ok(stats)
 }
 
 fn stat_of(path: &str) -> Result<ThreadStat, String> {
