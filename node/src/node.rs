@@ -235,7 +235,7 @@ pub fn serve(binary: &str, tier: crate::identity::Tier, config_path: &std::path:
     let result = runtime.block_on(async {
         let telemetry = crate::telemetry::init(binary, config.node_id.as_str(), &config.telemetry)?;
         match &scheduled {
-            Ok(()) => tracing::debug!(scheduling = ?config.scheduling, "scheduling policy set"),
+            Ok(()) => tracing::debug!(scheduling = ?config.scheduling, "scheduling policy"),
             Err(e) => tracing::warn!(error = %e, "scheduling: keeping the inherited policy"),
         }
         let result = async {
