@@ -627,8 +627,10 @@ async fn wait_done(
     poll: Duration,
 ) -> anyhow::Result<Done> {
     let started = Instant::now();
-    let count = |s: &isms_node::proto::v1::DirectiveSummary, state: &str| {
-        s.counts.get(state).copied().unwrap_or(0) as usize
+    // Counts are keyed by the names the node gives states.
+    let count = |s: &isms_node::proto::v1::DirectiveSummary, state: TargetState| {
+        let name = isms_node::directive::state_name(state);
+        s.counts.get(name).copied().unwrap_or(0) as usize
     };
     loop {
         // The summary, not the view: building, sending and reading 4,991 rows 40 times a
@@ -637,14 +639,14 @@ async fn wait_done(
             .get_directive_summary(GetDirectiveRequest { id: id.into() })
             .await?
             .into_inner();
-        let executed = count(&summary, "executed");
+        let executed = count(&summary, TargetState::Executed);
         if executed == n && summary.targets as usize == n {
             return Ok(Done {
                 issued_ms: summary.issued_at_ms,
                 finished_ms: summary.finished_at_ms,
             });
         }
-        if count(&summary, "failed") + count(&summary, "returned") > 0 {
+        if count(&summary, TargetState::Failed) + count(&summary, TargetState::Returned) > 0 {
             let view = client
                 .get_directive(GetDirectiveRequest { id: id.into() })
                 .await?

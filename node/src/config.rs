@@ -573,6 +573,16 @@ key = "node.key"
                 .to_string()
                 .contains("bogus")
         );
+        // A policy the node does not set: the line, and the ones it does.
+        let p = write(
+            dir.path(),
+            &format!("node_id = \"ministry\"\nscheduling = \"fifo\"\n{HEAD}"),
+        );
+        let err = Config::load(&p).expect_err("fifo").to_string();
+        assert!(
+            err.contains("scheduling = \"fifo\"") && err.contains("`batch` or `inherit`"),
+            "{err}"
+        );
         let p = write(dir.path(), &format!("node_id = \"province/4\"\n{HEAD}"));
         assert!(
             Config::load(&p)

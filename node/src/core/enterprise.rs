@@ -314,17 +314,26 @@ const RULES_PER_SET: usize = 128;
 
 /// `d`'s rules added to the active set, as the records that keep them.
 fn rule_sets(d: &Directive, applied_at_ms: i64, rules: Vec<Rule>) -> Vec<ActiveRules> {
+    let header = ActiveRules {
+        directive_id: d.id.clone(),
+        issuer: d.issuer.clone(),
+        kind: d.kind,
+        applied_at_ms,
+        effective_at_ms: d.effective_at_ms,
+        expires_at_ms: d.expires_at_ms,
+        rules: Vec::new(),
+    };
+    split_into_sets(&header, rules)
+}
+
+/// `rules` in records of up to [`RULES_PER_SET`], each with `header`'s fields.
+fn split_into_sets(header: &ActiveRules, rules: Vec<Rule>) -> Vec<ActiveRules> {
     let mut rules = rules.into_iter().peekable();
     let mut sets = Vec::new();
     while rules.peek().is_some() {
         sets.push(ActiveRules {
-            directive_id: d.id.clone(),
-            issuer: d.issuer.clone(),
-            kind: d.kind,
-            applied_at_ms,
-            effective_at_ms: d.effective_at_ms,
-            expires_at_ms: d.expires_at_ms,
             rules: rules.by_ref().take(RULES_PER_SET).collect(),
+            ..header.clone()
         });
     }
     sets
@@ -335,47 +344,36 @@ fn rule_sets(d: &Directive, applied_at_ms: i64, rules: Vec<Rule>) -> Vec<ActiveR
 pub(super) fn migrate_rules(store: &Store) -> Result<u64, NodeError> {
     let mut txn = store.txn();
     let mut moved = 0u64;
-    // The set being filled and its index among its directive's sets.
-    let mut filling: Option<(ActiveRules, u32)> = None;
+    // Keys sort by directive, then index: a directive's rules come together. Its fields
+    // are the same on each of its records (applied in one group).
+    let mut directives: Vec<(ActiveRules, Vec<Rule>)> = Vec::new();
     for entry in store.scan_prefix(records::LEGACY_RULE_PREFIX) {
         let (k, v) = entry?;
         let old: ActiveRule = decode(&k, &v)?;
         txn.delete(k);
         moved += 1;
         let rule = old.rule.unwrap_or_default();
-        if let Some((set, _)) = &mut filling
-            && set.directive_id == old.directive_id
-            && set.rules.len() < RULES_PER_SET
-        {
-            set.rules.push(rule);
-            continue;
-        }
-        // Keys sort by directive, then index: a directive's rules come together.
-        let index = match filling.take() {
-            Some((set, index)) => {
-                let next = if set.directive_id == old.directive_id {
-                    index + 1
-                } else {
-                    0
+        match directives.last_mut() {
+            Some((header, rules)) if header.directive_id == old.directive_id => rules.push(rule),
+            _ => {
+                let header = ActiveRules {
+                    directive_id: old.directive_id,
+                    issuer: old.issuer,
+                    kind: old.kind,
+                    applied_at_ms: old.applied_at_ms,
+                    effective_at_ms: old.effective_at_ms,
+                    expires_at_ms: old.expires_at_ms,
+                    rules: Vec::new(),
                 };
-                txn.put(records::rule_set(&set.directive_id, index), encode(&set));
-                next
+                directives.push((header, vec![rule]));
             }
-            None => 0,
-        };
-        let set = ActiveRules {
-            directive_id: old.directive_id,
-            issuer: old.issuer,
-            kind: old.kind,
-            applied_at_ms: old.applied_at_ms,
-            effective_at_ms: old.effective_at_ms,
-            expires_at_ms: old.expires_at_ms,
-            rules: vec![rule],
-        };
-        filling = Some((set, index));
+        }
     }
-    if let Some((set, index)) = filling {
-        txn.put(records::rule_set(&set.directive_id, index), encode(&set));
+    for (header, rules) in directives {
+        for (i, set) in split_into_sets(&header, rules).into_iter().enumerate() {
+            let index = u32::try_from(i).unwrap_or(u32::MAX);
+            txn.put(records::rule_set(&header.directive_id, index), encode(&set));
+        }
     }
     if moved > 0 {
         store.apply(txn.into_writes())?;
