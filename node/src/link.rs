@@ -274,6 +274,11 @@ async fn read_loop(
         };
         let body = match frame {
             None => return SessionEnd::Closed,
+            // The peer went away (its connection dropped, or it is shutting down): a normal
+            // end, logged as the link going down; there is no one left to tell why.
+            Some(Err(status)) if status.code() == tonic::Code::Unavailable => {
+                return SessionEnd::Transport(status);
+            }
             Some(Err(status)) => return bad_frame(peer, out, status).await,
             Some(Ok(Frame { body })) => body,
         };

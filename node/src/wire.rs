@@ -414,7 +414,7 @@ impl Stream for Inbound {
                 Some(Ok(frame)) => frame,
                 Some(Err(status)) => {
                     this.done = true;
-                    return Poll::Ready(Some(Err(status)));
+                    return Poll::Ready(Some(Err(transport_failed(&status))));
                 }
                 None => return Poll::Ready(this.ended(None)),
             };
@@ -432,6 +432,12 @@ impl Stream for Inbound {
             }
         }
     }
+}
+
+/// A body that failed below the gRPC layer (the connection dropped, the stream was
+/// reset): the peer went away, which its session treats as a normal end, not as a bad frame.
+fn transport_failed(status: &Status) -> Status {
+    Status::unavailable(format!("link transport failed: {}", status.message()))
 }
 
 #[cfg(test)]
@@ -639,6 +645,21 @@ mod tests {
         .await;
         assert_eq!(frames.len(), 1);
         assert_eq!(frames[0].as_ref().ok(), Some(&Frame::default()));
+        // The connection dropped under the body: the peer went away, said as UNAVAILABLE.
+        let failing = tokio_stream::iter([
+            Ok(http_body::Frame::data(one.clone())),
+            Err(Status::unknown("error reading a body from connection")),
+        ]);
+        let body = Body::new(http_body_util::StreamBody::new(failing));
+        let frames = read_all(Inbound::new(body, 1 << 20, Side::Child)).await;
+        assert_eq!(frames.len(), 2);
+        assert!(frames[0].is_ok());
+        assert_eq!(code(&frames), Some(Some(tonic::Code::Unavailable)));
+        let message = frames[1].as_ref().err().map(Status::message);
+        assert!(
+            message.is_some_and(|m| m.contains("error reading a body")),
+            "{message:?}"
+        );
         // Not a frame.
         let mut garbage = vec![0u8, 0, 0, 0, 3];
         garbage.extend_from_slice(&[0xff; 3]);
