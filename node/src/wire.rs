@@ -267,10 +267,11 @@ pub async fn open(
         .await
         .map_err(|e| Status::from_error(Box::new(e)))?;
     // A refusal comes as a status in the headers ("trailers only"), as tonic checks.
-    if let Some(status) = Status::from_header_map(response.headers())
+    let trailers_only = Status::from_header_map(response.headers());
+    if let Some(status) = &trailers_only
         && status.code() != tonic::Code::Ok
     {
-        return Err(status);
+        return Err(status.clone());
     }
     if response.status() != http::StatusCode::OK {
         return Err(Status::unknown(format!(
@@ -278,11 +279,11 @@ pub async fn open(
             response.status()
         )));
     }
-    Ok(Inbound::new(
-        response.into_body(),
-        max_frame_bytes,
-        Side::Child,
-    ))
+    let mut inbound = Inbound::new(response.into_body(), max_frame_bytes, Side::Child);
+    // An OK status in the headers is the whole response: a stream that ended at once, as
+    // tonic reads it, not one that ended without a status.
+    inbound.done = trailers_only.is_some();
+    Ok(inbound)
 }
 
 /// The five bytes before each gRPC message: a compression flag and its length.
@@ -665,6 +666,66 @@ mod tests {
         garbage.extend_from_slice(&[0xff; 3]);
         let frames = read_all(inbound(vec![Bytes::from(garbage)], None, Side::Parent)).await;
         assert_eq!(code(&frames), Some(Some(tonic::Code::Internal)));
+    }
+
+    /// A parent that answers every call with `status` alone, in the response headers.
+    #[derive(Clone)]
+    struct TrailersOnly(tonic::Code);
+
+    impl tonic::server::NamedService for TrailersOnly {
+        const NAME: &'static str = "isms.v1.Link";
+    }
+
+    impl Service<http::Request<Body>> for TrailersOnly {
+        type Response = http::Response<Body>;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: http::Request<Body>) -> Self::Future {
+            std::future::ready(Ok(Status::new(self.0, "said in the headers").into_http()))
+        }
+    }
+
+    /// What `open` makes of a trailers-only answer with `code` from a real HTTP/2 server.
+    async fn open_against(code: tonic::Code) -> Result<Vec<Result<Frame, Status>>, Status> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port");
+        let address = listener.local_addr().expect("an address");
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(TrailersOnly(code))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+            .expect("an endpoint")
+            .connect()
+            .await
+            .expect("connected");
+        let (_tx, rx) = mpsc::channel(1);
+        let opened = open(channel, rx, 1 << 20).await;
+        let result = match opened {
+            Ok(inbound) => Ok(read_all(inbound).await),
+            Err(status) => Err(status),
+        };
+        server.abort();
+        result
+    }
+
+    #[tokio::test]
+    async fn a_trailers_only_answer_is_a_refusal_or_an_empty_stream() {
+        let refused = open_against(tonic::Code::PermissionDenied).await;
+        assert_eq!(
+            refused.err().map(|s| s.code()),
+            Some(tonic::Code::PermissionDenied)
+        );
+        // OK alone: the stream ended cleanly at once, not "ended without a status".
+        let frames = open_against(tonic::Code::Ok).await.expect("opened");
+        assert!(frames.is_empty(), "{frames:?}");
     }
 
     #[tokio::test]
