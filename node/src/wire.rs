@@ -668,7 +668,8 @@ mod tests {
         assert_eq!(code(&frames), Some(Some(tonic::Code::Internal)));
     }
 
-    /// A parent that answers every call with `status` alone, in the response headers.
+    /// A parent that answers every call with a status of its code alone, in the response
+    /// headers.
     #[derive(Clone)]
     struct TrailersOnly(tonic::Code);
 
