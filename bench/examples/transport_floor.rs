@@ -143,18 +143,8 @@ async fn serve(dir: std::path::PathBuf, hop: bool) -> anyhow::Result<()> {
 
 /// User plus system CPU of a process so far.
 fn cpu(pid: u32) -> anyhow::Result<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = stat.rsplit_once(')').context("stat")?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let field = |i: usize| -> anyhow::Result<u64> {
-        Ok(fields.get(i).context("short /proc stat")?.parse()?)
-    };
-    // utime and stime: fields 14 and 15 of the line, 11 and 12 after the name.
-    let ticks = field(11)? + field(12)?;
-    // USER_HZ is 100 on Linux.
-    let hz = 100;
-    Ok(Duration::from_micros(ticks * 1_000_000 / hz))
+    let stat = isms_node::scheduling::process_stat(pid).map_err(anyhow::Error::msg)?;
+    Ok(stat.cpu_time())
 }
 
 struct Servers(Vec<Child>);

@@ -202,25 +202,11 @@ pub fn memory(pid: u32) -> Option<(u64, u64)> {
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
-/// CPU time (user + system) a process has used so far, in ms.
+/// CPU time (user + system) a process has used so far, in ms; 0 once it is gone.
 pub fn cpu_ms(pid: u32) -> u64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0;
-    };
-    // Fields after the command name (which may hold spaces) start at ") ".
-    let Some(rest) = stat.rsplit_once(") ").map(|(_, r)| r) else {
-        return 0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // utime and stime are fields 14 and 15 of the line, 11 and 12 after the name; USER_HZ
-    // is 100 on Linux.
-    (ticks(11) + ticks(12)) * 10
+    isms_node::scheduling::process_stat(pid).map_or(0, |s| {
+        u64::try_from(s.cpu_time().as_millis()).unwrap_or(u64::MAX)
+    })
 }
 
 /// Bytes under `dir` (apparent size of every file).

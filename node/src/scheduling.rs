@@ -5,6 +5,9 @@
 //! runs, so on a machine shared with other nodes each burst costs a context switch per
 //! frame. Under `SCHED_BATCH` a woken thread waits until the running one blocks or its slice
 //! ends, and then finds many frames at once (BENCHMARKS.md, "The nodes under SCHED_BATCH").
+//!
+//! What the kernel reports of a thread or process (`/proc/.../stat`) is read here too: its
+//! policy checks that the setting took, and its CPU time is what the benchmarks measure.
 
 use serde::{Deserialize, Serialize};
 use thread_priority::{
@@ -66,25 +69,40 @@ fn priority_for(nice: i32, policy: ThreadSchedulePolicy) -> Option<ThreadPriorit
         .find(|p| p.to_posix(policy) == Ok(nice))
 }
 
-/// `SCHED_BATCH` as [`ThreadStat::policy`] reports it.
+/// `SCHED_BATCH` as [`ProcStat::policy`] reports it.
 pub const SCHED_BATCH: u32 = 3;
 
-/// The calling thread's nice value and scheduling policy, as the kernel reports them.
+/// A thread's (or a whole process's) nice value, scheduling policy and CPU time, as the
+/// kernel reports them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ThreadStat {
+pub struct ProcStat {
     pub nice: i32,
     /// `SCHED_OTHER` 0, `SCHED_BATCH` 3, `SCHED_IDLE` 5; the real-time policies between.
     pub policy: u32,
+    /// User and system CPU time, in clock ticks.
+    pub cpu_ticks: u64,
 }
 
-/// Reads [`ThreadStat`] of the calling thread from `/proc/thread-self/stat`.
-pub fn thread_stat() -> Result<ThreadStat, String> {
+impl ProcStat {
+    /// [`ProcStat::cpu_ticks`] as time: `USER_HZ` is 100 on Linux.
+    pub fn cpu_time(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.cpu_ticks * 10)
+    }
+}
+
+/// Reads [`ProcStat`] of the calling thread from `/proc/thread-self/stat`.
+pub fn thread_stat() -> Result<ProcStat, String> {
     stat_of("/proc/thread-self/stat")
 }
 
-/// Reads [`ThreadStat`] of each of a process's threads (`/proc/<pid>/task/*/stat`). A
+/// Reads [`ProcStat`] of process `pid` (all its threads together) from `/proc/<pid>/stat`.
+pub fn process_stat(pid: u32) -> Result<ProcStat, String> {
+    stat_of(&format!("/proc/{pid}/stat"))
+}
+
+/// Reads [`ProcStat`] of each of a process's threads (`/proc/<pid>/task/*/stat`). A
 /// thread that ends while they are read (a runtime's idle blocking thread) is left out.
-pub fn process_threads(pid: u32) -> Result<Vec<ThreadStat>, String> {
+pub fn process_threads(pid: u32) -> Result<Vec<ProcStat>, String> {
     let dir = format!("/proc/{pid}/task");
     let tasks = std::fs::read_dir(&dir).map_err(|e| format!("cannot list {dir}: {e}"))?;
     let mut stats = Vec::new();
@@ -103,19 +121,22 @@ pub fn process_threads(pid: u32) -> Result<Vec<ThreadStat>, String> {
     Ok(stats)
 }
 
-fn stat_of(path: &str) -> Result<ThreadStat, String> {
+fn stat_of(path: &str) -> Result<ProcStat, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
     parse_stat(&text).ok_or_else(|| format!("{path}: unexpected format"))
 }
 
-/// Fields 19 (nice) and 41 (policy) of `proc_pid_stat(5)`. The command name (field 2) may
-/// hold spaces and parentheses, so the count starts after its last `)`.
-fn parse_stat(text: &str) -> Option<ThreadStat> {
+/// Fields 14 and 15 (utime, stime), 19 (nice) and 41 (policy) of `proc_pid_stat(5)`. The
+/// command name (field 2) may hold spaces and parentheses, so the count starts after its
+/// last `)`.
+fn parse_stat(text: &str) -> Option<ProcStat> {
     let rest = &text[text.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
-    Some(ThreadStat {
-        nice: fields.get(19 - 3)?.parse().ok()?,
-        policy: fields.get(41 - 3)?.parse().ok()?,
+    let field = |n: usize| fields.get(n - 3);
+    Some(ProcStat {
+        nice: field(19)?.parse().ok()?,
+        policy: field(41)?.parse().ok()?,
+        cpu_ticks: field(14)?.parse::<u64>().ok()? + field(15)?.parse::<u64>().ok()?,
     })
 }
 
@@ -126,15 +147,20 @@ mod tests {
     const SCHED_OTHER: u32 = 0;
 
     #[test]
-    fn parses_nice_and_policy_past_an_odd_command_name() {
+    fn parses_nice_policy_and_cpu_past_an_odd_command_name() {
         let line = "4242 (a) b (c)) S 1 4242 4242 0 -1 4194560 100 0 0 0 5 3 0 0 20 -3 3 0 \
                     1000 2000000 500 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 3 0 0 0";
         assert_eq!(
             parse_stat(line),
-            Some(ThreadStat {
+            Some(ProcStat {
                 nice: -3,
-                policy: SCHED_BATCH
+                policy: SCHED_BATCH,
+                cpu_ticks: 8,
             })
+        );
+        assert_eq!(
+            parse_stat(line).map(|s| s.cpu_time()),
+            Some(std::time::Duration::from_millis(80))
         );
         assert_eq!(parse_stat("4242 (short) S 1"), None);
         assert_eq!(parse_stat("no parenthesis"), None);
