@@ -424,8 +424,11 @@ struct Committer {
 /// What one group commit stores, besides directive bodies: its log record (every receipt
 /// and applied mark it made, kept) and its reports record (every report it made, deleted
 /// once the province has acknowledged them all).
-#[derive(Default)]
 struct GroupLog {
+    /// This group's number, in its records' keys.
+    group: u64,
+    /// When the group began, the time of its reports.
+    now: i64,
     /// Per directive number, the enterprises that stored a receipt for it.
     receipts: BTreeMap<u32, Vec<u32>>,
     applied: Vec<(u32, u64)>,
@@ -501,7 +504,14 @@ impl Committer {
         let mut txn = store.txn();
         let mut outcome = Outcome::default();
         let group = self.next_group;
-        let mut log = GroupLog::default();
+        let mut log = GroupLog {
+            group,
+            now,
+            receipts: BTreeMap::new(),
+            applied: Vec::new(),
+            reports: Vec::new(),
+            runs: 0,
+        };
         for event in events {
             match event {
                 Event::Inbound {
@@ -510,16 +520,7 @@ impl Committer {
                     rules,
                     reply,
                 } => {
-                    let r = self.inbound(
-                        &mut txn,
-                        &mut log,
-                        group,
-                        ent,
-                        envelopes,
-                        rules,
-                        now,
-                        &mut outcome,
-                    );
+                    let r = self.inbound(&mut txn, &mut log, ent, envelopes, rules, &mut outcome);
                     if r.is_err() {
                         self.counters.refused.fetch_add(1, Ordering::Relaxed);
                     }
@@ -606,16 +607,13 @@ impl Committer {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn inbound(
         &mut self,
         txn: &mut isms_store::Txn<'_>,
         log: &mut GroupLog,
-        group: u64,
         ent: usize,
         envelopes: Vec<Envelope>,
         rules: Vec<Result<u64, String>>,
-        now: i64,
         outcome: &mut Outcome,
     ) -> Result<u64, String> {
         let me = self.enterprises[ent].id.as_str().to_string();
@@ -669,7 +667,7 @@ impl Committer {
             self.counters.rules.fetch_add(rules, Ordering::Relaxed);
             // As enterprise-node: receipt, rules and `executed` in one commit, one report.
             log.receipts.entry(number).or_default().push(ent as u32);
-            reports.push(self.report(ent, &d.id, TargetState::Executed, now));
+            reports.push(self.report(ent, &d.id, TargetState::Executed, log.now));
             self.counters.received.fetch_add(1, Ordering::Relaxed);
             self.counters.executed.fetch_add(1, Ordering::Relaxed);
         }
@@ -678,7 +676,7 @@ impl Committer {
             for report in &reports {
                 append_report(&mut log.reports, report);
             }
-            self.state[ent].runs.push_back((group, last.seq));
+            self.state[ent].runs.push_back((log.group, last.seq));
             log.runs += 1;
         }
         outcome
@@ -713,17 +711,17 @@ impl Committer {
     }
 }
 
+/// Appends `report` to an encoded [`ReportsRecord`].
+fn append_report(record: &mut Vec<u8>, report: &Envelope) {
+    prost::encoding::message::encode(1, report, record);
+}
+
 // The simulated enterprises share one store. Their receipts, applied marks and reports
 // were first records per enterprise (keyed by directive, then enterprise): about three new
 // keys per enterprise and directive in one sled tree of millions, whose leaf copies and
 // splits kept the commit thread at a quarter of the machine's CPU in the throughput
 // scenario. 4,990 real enterprises pay for their few records on their own machines; here
 // a group's records are two values, numbered by group.
-/// Appends `report` to an encoded [`ReportsRecord`].
-fn append_report(record: &mut Vec<u8>, report: &Envelope) {
-    prost::encoding::message::encode(1, report, record);
-}
-
 fn group_key(prefix: &[u8], group: u64) -> Vec<u8> {
     let mut k = prefix.to_vec();
     k.extend_from_slice(&group.to_be_bytes());
