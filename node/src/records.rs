@@ -270,6 +270,9 @@ pub fn rule_set(directive_id: &str, index: u32) -> Vec<u8> {
 /// sets kept them; folded into rule sets at start.
 pub const LEGACY_RULE_PREFIX: &[u8] = b"r/";
 
+/// An old store's rule record: the fold at start only scans the prefix, tests write old
+/// stores with it.
+#[cfg(test)]
 pub fn legacy_rule(directive_id: &str, index: u32) -> Vec<u8> {
     let mut k = key("r/", &[directive_id.as_bytes()]);
     k.push(0);
