@@ -200,7 +200,11 @@ pub fn target_block(directive_id: &str, via: &str, node: &str) -> Vec<u8> {
         hash ^= u64::from(b);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
-    let mut k = target_blocks_prefix(directive_id);
+    // Sized at once: a province builds this key twice per enterprise per directive.
+    let mut k = Vec::with_capacity(2 + directive_id.len() + 1 + via.len() + 2);
+    k.extend_from_slice(b"b/");
+    k.extend_from_slice(directive_id.as_bytes());
+    k.push(0);
     k.extend_from_slice(via.as_bytes());
     k.push(0);
     k.push(b'0' + (hash % TARGET_BUCKETS) as u8);
@@ -327,6 +331,15 @@ mod tests {
         assert!(outbox(&a, 2) < outbox(&a, 256));
         assert!(!outbox(&ab, 1).starts_with(&outbox_prefix(&a)));
         assert_eq!(outbox_seq(&outbox(&a, 77)), Some(77));
+    }
+
+    #[test]
+    fn target_block_keys_keep_their_layout_and_buckets() {
+        // Stores hold blocks under these keys: the layout and the bucket may never change.
+        let key = target_block("d1", "province/11", "enterprise/e11x0001");
+        assert_eq!(key, b"b/d1\0province/11\x007".to_vec());
+        assert!(key.starts_with(&target_blocks_prefix("d1")));
+        assert_eq!(target_block("d1", "", "province/11"), b"b/d1\0\x004".to_vec());
     }
 
     #[test]

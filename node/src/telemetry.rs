@@ -3,6 +3,7 @@
 //! one trace across ministry, province, enterprise and the acknowledgments coming back.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
@@ -17,6 +18,15 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{LogFormat, Telemetry};
+
+/// Set once spans leave this process: an OTLP endpoint is configured.
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Whether spans are exported. Without export a span only labels the log lines inside it,
+/// so a span made per message for its trace alone can be left out.
+pub fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
 
 /// Keeps the trace pipeline alive; [`TelemetryGuard::shutdown`] flushes it.
 #[derive(Debug, Default)]
@@ -88,6 +98,7 @@ pub fn init(service: &str, node_id: &str, config: &Telemetry) -> anyhow::Result<
         .with(fmt.with_filter(filter))
         .with(otel)
         .try_init()?;
+    EXPORTING.store(true, Ordering::Relaxed);
     Ok(TelemetryGuard {
         provider: Some(provider),
     })
@@ -103,7 +114,7 @@ pub fn inject(span: &tracing::Span) -> HashMap<String, String> {
 
 /// Makes `span` a child of the context carried in an envelope. Call before entering it.
 pub fn set_parent(span: &tracing::Span, carrier: &HashMap<String, String>) {
-    if carrier.is_empty() {
+    if carrier.is_empty() || span.is_disabled() {
         return;
     }
     let cx = opentelemetry::global::get_text_map_propagator(|p| p.extract(carrier));
