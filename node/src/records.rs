@@ -339,7 +339,10 @@ mod tests {
         let key = target_block("d1", "province/11", "enterprise/e11x0001");
         assert_eq!(key, b"b/d1\0province/11\x007".to_vec());
         assert!(key.starts_with(&target_blocks_prefix("d1")));
-        assert_eq!(target_block("d1", "", "province/11"), b"b/d1\0\x004".to_vec());
+        assert_eq!(
+            target_block("d1", "", "province/11"),
+            b"b/d1\0\x004".to_vec()
+        );
     }
 
     #[test]

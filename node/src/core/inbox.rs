@@ -162,6 +162,8 @@ impl Core {
         {
             self.inboxes.chunks.remove(&peer);
         }
+        // Its inbox is shorter now.
+        g.touched.insert(peer.clone());
         let key = records::inbox(&peer, first);
         // The chunk was written by this node and checked before; if it is gone or does not
         // decode, the store is damaged and the node stops rather than skip messages.
