@@ -1,14 +1,13 @@
 //! A node's TOML configuration: every field typed, documented with its default, and
 //! validated once at start with an error that names the field.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::identity::{NodeId, Tier};
+use crate::identity::{NodeId, NodeMap, Tier};
 
 /// Configuration of one node (`NAME serve --config FILE`). Relative paths are resolved
 /// against the directory of the configuration file.
@@ -471,8 +470,8 @@ impl Config {
 
     /// Every enterprise this node can reach through its children, with the child that leads
     /// to it (the ministry's directory; a province's own jurisdiction).
-    pub fn directory(&self) -> BTreeMap<NodeId, NodeId> {
-        let mut out = BTreeMap::new();
+    pub fn directory(&self) -> NodeMap<NodeId> {
+        let mut out = NodeMap::default();
         for child in &self.children {
             match child.id.tier() {
                 Tier::Enterprise => {

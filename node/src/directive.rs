@@ -439,7 +439,7 @@ pub fn parse_targets<S: AsRef<str>>(items: &[S]) -> Result<Vec<TargetSelection>,
 /// Resolves selections to enterprise targets through `directory` (enterprise, route).
 pub fn resolve_targets(
     selections: &[TargetSelection],
-    directory: &std::collections::BTreeMap<NodeId, NodeId>,
+    directory: &crate::identity::NodeMap<NodeId>,
 ) -> Result<std::collections::BTreeSet<NodeId>, InputError> {
     let mut out = std::collections::BTreeSet::new();
     for sel in selections {
@@ -691,7 +691,7 @@ mod tests {
     #[test]
     fn targets_resolve_through_the_directory() {
         let n = |s: &str| s.parse::<NodeId>().expect("id");
-        let dir = std::collections::BTreeMap::from([
+        let dir = crate::identity::NodeMap::from_iter([
             (n("enterprise/a"), n("province/11")),
             (n("enterprise/b"), n("province/44")),
             (n("enterprise/c"), n("enterprise/c")),

@@ -114,8 +114,15 @@ impl From<NodeId> for String {
     }
 }
 
+/// A map keyed by node ID, for lookups on the hot path (a province looks up its peers and
+/// its directory several times per enterprise and directive). Hashed with foldhash, not
+/// ordered: a `BTreeMap`'s comparisons of IDs that share their first 16 bytes
+/// (`enterprise/e65x0…`) were most of the `memcmp` that was 12% of a province's core thread
+/// (BENCHMARKS.md). Iterate it sorted where the order shows.
+pub type NodeMap<V> = std::collections::HashMap<NodeId, V, foldhash::fast::RandomState>;
+
 // Lookups by the string form (`directory.get("enterprise/x")`) agree with NodeId's
-// ordering, which is the string's.
+// ordering and hash, which are the string's.
 impl std::borrow::Borrow<str> for NodeId {
     fn borrow(&self) -> &str {
         &self.0

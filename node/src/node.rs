@@ -1,7 +1,6 @@
 //! Starting and stopping a node: store, core, mTLS server (links and operator API), the link
 //! to the parent, and an ordered teardown on shutdown. Binaries and tests start nodes here.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::Duration;
@@ -15,7 +14,7 @@ use crate::calendar::Calendar;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::core::{Core, CoreOptions, PeerState, Role, Shared};
-use crate::identity::{Identity, NodeId};
+use crate::identity::{Identity, NodeId, NodeMap};
 use crate::link::{LinkContext, LinkService, dial_parent};
 use crate::operator::OperatorService;
 use crate::tls;
@@ -50,7 +49,7 @@ pub async fn run_with_clock(
     let server_tls = tls::server_config(&paths)?;
     let store = Arc::new(Store::open(&config.data_dir)?);
 
-    let mut peers = BTreeMap::new();
+    let mut peers = NodeMap::default();
     let mut add_peer = |id: &NodeId, role| {
         peers.insert(id.clone(), Arc::new(PeerState::new(id.clone(), role)));
     };

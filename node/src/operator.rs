@@ -15,7 +15,7 @@ use isms_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::core::{CoreHandle, Decision, Role, Shared};
+use crate::core::{CoreHandle, Decision, PeerState, Role, Shared};
 use crate::directive::{is_final, state_name};
 use crate::error::NodeError;
 use crate::identity::{Identity, Tier, is_province};
@@ -425,7 +425,10 @@ pub fn pending(shared: &Shared) -> Result<PendingList, NodeError> {
 pub fn node_status(shared: &Shared) -> Result<NodeStatusReply, NodeError> {
     let now = shared.now_ms();
     let mut peers = Vec::new();
-    for peer in shared.peers.values() {
+    // Listed in ID order: the map is hashed.
+    let mut sorted: Vec<&Arc<PeerState>> = shared.peers.values().collect();
+    sorted.sort_by(|a, b| a.id.cmp(&b.id));
+    for peer in sorted {
         let link = *peer.link.lock().unwrap_or_else(|p| p.into_inner());
         let durable = *peer.durable_out.borrow();
         let acked = peer.acked.load(Ordering::SeqCst);

@@ -2,7 +2,6 @@
 //! far fewer fsyncs than requests, and every one is answered only after its commit; a
 //! request arriving after its group began waits into it (`link.group_linger`).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -10,7 +9,7 @@ use std::time::{Duration, Instant};
 use isms_node::clock::SystemClock;
 use isms_node::core::{Core, CoreHandle, CoreOptions, Event, PeerState, Role, Shared};
 use isms_node::error::NodeError;
-use isms_node::identity::NodeId;
+use isms_node::identity::{NodeId, NodeMap};
 use isms_node::proto::record::OutboxRun;
 use isms_node::proto::v1::{IssueReply, IssueRequest, Rule, RuleKind};
 use isms_store::Store;
@@ -31,11 +30,11 @@ fn ministry_core(
     let shared = Arc::new(Shared {
         node_id: NodeId::ministry(),
         store: Arc::new(Store::open(dir).expect("open")),
-        peers: BTreeMap::from([(
+        peers: NodeMap::from_iter([(
             child.clone(),
             Arc::new(PeerState::new(child.clone(), Role::Child)),
         )]),
-        directory: BTreeMap::from([(child.clone(), child.clone())]),
+        directory: NodeMap::from_iter([(child.clone(), child.clone())]),
         clock: Arc::new(SystemClock),
         started_at_ms: 0,
         failed: AtomicBool::new(false),

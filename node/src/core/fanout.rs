@@ -29,10 +29,7 @@ pub(super) struct Fans {
 
 impl Fans {
     /// Reads the records left by an earlier run and indexes their copies by peer.
-    pub(super) fn load(
-        store: &Store,
-        peers: &BTreeMap<NodeId, Arc<PeerState>>,
-    ) -> Result<Self, NodeError> {
+    pub(super) fn load(store: &Store, peers: &NodeMap<Arc<PeerState>>) -> Result<Self, NodeError> {
         let mut fans = Fans::default();
         let peer = |name: &str| name.parse::<NodeId>().ok().and_then(|p| peers.get(&p));
         for item in store.scan_prefix(records::FANOUT_PREFIX) {
@@ -76,7 +73,7 @@ impl Fans {
 
     /// Writes what the group queued: the copies of one directive for several peers as one
     /// fan-out record, the other entries for one peer as one run, a lone entry as itself.
-    pub(super) fn write(&mut self, g: &mut Group<'_>, peers: &BTreeMap<NodeId, Arc<PeerState>>) {
+    pub(super) fn write(&mut self, g: &mut Group<'_>, peers: &NodeMap<Arc<PeerState>>) {
         for (directive_id, copies) in std::mem::take(&mut g.copies) {
             let first = copies[0].1.clone();
             // Copies made with another trace (two events of the group queuing the same
@@ -121,7 +118,7 @@ impl Fans {
     fn record(
         &mut self,
         g: &mut Group<'_>,
-        peers: &BTreeMap<NodeId, Arc<PeerState>>,
+        peers: &NodeMap<Arc<PeerState>>,
         directive_id: String,
         first: &OutboxEntry,
         fanned: Vec<(NodeId, Arc<OutboxEntry>)>,
@@ -279,7 +276,7 @@ mod tests {
         name.parse().expect("node id")
     }
 
-    fn peers(names: &[&str]) -> BTreeMap<NodeId, Arc<PeerState>> {
+    fn peers(names: &[&str]) -> NodeMap<Arc<PeerState>> {
         names
             .iter()
             .map(|n| (id(n), Arc::new(PeerState::new(id(n), Role::Child))))
@@ -325,7 +322,7 @@ mod tests {
     /// (seq, directive, targets, trace) of what `peer`'s outbox holds in the store.
     fn outbox(
         store: &Store,
-        peers: &BTreeMap<NodeId, Arc<PeerState>>,
+        peers: &NodeMap<Arc<PeerState>>,
         peer: &str,
     ) -> Vec<(u64, String, Vec<String>, String)> {
         stored_outbox(store, &peers[&id(peer)], 1, 100)
@@ -361,11 +358,7 @@ mod tests {
     }
 
     /// (seq, message ID) of what `peer`'s outbox holds in the store.
-    fn ids(
-        store: &Store,
-        peers: &BTreeMap<NodeId, Arc<PeerState>>,
-        peer: &str,
-    ) -> Vec<(u64, String)> {
+    fn ids(store: &Store, peers: &NodeMap<Arc<PeerState>>, peer: &str) -> Vec<(u64, String)> {
         stored_outbox(store, &peers[&id(peer)], 1, 100)
             .expect("read")
             .into_iter()

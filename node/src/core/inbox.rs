@@ -37,10 +37,7 @@ pub(super) struct InboxStats {
 
 impl Inboxes {
     /// Reads the chunks left in the store by an earlier run.
-    pub(super) fn load(
-        store: &Store,
-        peers: &BTreeMap<NodeId, Arc<PeerState>>,
-    ) -> Result<Self, NodeError> {
+    pub(super) fn load(store: &Store, peers: &NodeMap<Arc<PeerState>>) -> Result<Self, NodeError> {
         let mut chunks = BTreeMap::new();
         for id in peers.keys() {
             let mut firsts = VecDeque::new();

@@ -34,7 +34,7 @@ use crate::calendar::{Calendar, CalendarError};
 use crate::clock::Clock;
 use crate::directive::{self, InputError, state_rank};
 use crate::error::NodeError;
-use crate::identity::{NodeId, Tier};
+use crate::identity::{NodeId, NodeMap, Tier};
 use crate::records::{self, decode, encode};
 use crate::telemetry;
 
@@ -178,9 +178,9 @@ impl OutboxTail {
 pub struct Shared {
     pub node_id: NodeId,
     pub store: Arc<Store>,
-    pub peers: BTreeMap<NodeId, Arc<PeerState>>,
+    pub peers: NodeMap<Arc<PeerState>>,
     /// Enterprises this node can reach, with the child that leads to each.
-    pub directory: BTreeMap<NodeId, NodeId>,
+    pub directory: NodeMap<NodeId>,
     pub clock: Arc<dyn Clock>,
     pub started_at_ms: i64,
     /// Set when the core stopped on a store failure: the node must exit.
@@ -381,9 +381,9 @@ pub struct Core {
     calendar: Option<Arc<Calendar>>,
     auto_confirm: Vec<DirectiveKind>,
     access_log: Option<PathBuf>,
-    next_seq: HashMap<NodeId, u64>,
-    applied: HashMap<NodeId, u64>,
-    acked: HashMap<NodeId, u64>,
+    next_seq: NodeMap<u64>,
+    applied: NodeMap<u64>,
+    acked: NodeMap<u64>,
     inboxes: inbox::Inboxes,
     fans: fanout::Fans,
     rules_file: Option<PathBuf>,
@@ -514,9 +514,9 @@ impl Core {
             calendar: options.calendar,
             auto_confirm: options.auto_confirm,
             access_log: options.access_log,
-            next_seq: HashMap::new(),
-            applied: HashMap::new(),
-            acked: HashMap::new(),
+            next_seq: NodeMap::default(),
+            applied: NodeMap::default(),
+            acked: NodeMap::default(),
             inboxes: inbox::Inboxes::load(&store, &shared.peers)?,
             fans: fanout::Fans::load(&store, &shared.peers)?,
             rules_file: options.rules_file,

@@ -230,12 +230,7 @@ impl Core {
     ) -> Result<(), NodeError> {
         let mut routes: BTreeMap<NodeId, Vec<String>> = BTreeMap::new();
         for target in &d.targets {
-            let route = self
-                .shared
-                .directory
-                .iter()
-                .find(|(e, _)| e.as_str() == target)
-                .map(|(_, r)| r.clone());
+            let route = self.shared.directory.get(target.as_str()).cloned();
             match route {
                 Some(r) if &r != from => routes.entry(r).or_default().push(target.clone()),
                 Some(_) => {

@@ -12,7 +12,7 @@ use super::*;
 
 /// The child `node` is reached through here, or "" for this node's own peers and for nodes
 /// it does not route to (itself, its parent, foreign enterprises).
-pub fn via<'d>(directory: &'d BTreeMap<NodeId, NodeId>, node: &str) -> &'d str {
+pub fn via<'d>(directory: &'d NodeMap<NodeId>, node: &str) -> &'d str {
     directory
         .get(node)
         .map(NodeId::as_str)
@@ -207,7 +207,7 @@ pub fn stored_target(
 
 /// Folds the per-target records of a store written before target blocks into blocks, in one
 /// batch, synced before the node starts.
-pub fn migrate(store: &Store, directory: &BTreeMap<NodeId, NodeId>) -> Result<u64, NodeError> {
+pub fn migrate(store: &Store, directory: &NodeMap<NodeId>) -> Result<u64, NodeError> {
     let mut txn = store.txn();
     let mut targets = Targets::default();
     let mut moved = 0u64;
@@ -259,7 +259,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
         let p11: NodeId = "province/11".parse().expect("id");
-        let mut directory = BTreeMap::new();
+        let mut directory = NodeMap::default();
         let enterprises: Vec<String> = (0..40).map(|i| format!("enterprise/e{i}")).collect();
         for e in &enterprises {
             directory.insert(e.parse::<NodeId>().expect("id"), p11.clone());
@@ -331,7 +331,7 @@ mod tests {
     fn blocks_stay_decoded_across_groups_and_each_group_writes_only_what_it_changed() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
-        let directory = BTreeMap::new();
+        let directory = NodeMap::default();
         let d = "0190a1b2-0000-7000-8000-000000000004";
         let nodes: Vec<String> = (0..40).map(|i| format!("enterprise/e{i}")).collect();
         let key = |n: &str| records::target_block(d, via(&directory, n), n);
@@ -404,7 +404,7 @@ mod tests {
             txn.put(k, encode(&r));
         }
         store.apply(txn.into_writes()).expect("apply");
-        let directory = BTreeMap::new();
+        let directory = NodeMap::default();
         assert_eq!(migrate(&store, &directory).expect("migrate"), 3);
         assert_eq!(migrate(&store, &directory).expect("again"), 0);
         assert_eq!(store.scan_prefix(records::LEGACY_TARGET_PREFIX).count(), 0);
