@@ -121,6 +121,9 @@ impl From<NodeId> for String {
 /// (BENCHMARKS.md). Iterate it sorted where the order shows.
 pub type NodeMap<V> = std::collections::HashMap<NodeId, V, foldhash::fast::RandomState>;
 
+/// A set of node IDs, hashed as [`NodeMap`] is.
+pub type NodeSet = std::collections::HashSet<NodeId, foldhash::fast::RandomState>;
+
 // Lookups by the string form (`directory.get("enterprise/x")`) agree with NodeId's
 // ordering and hash, which are the string's.
 impl std::borrow::Borrow<str> for NodeId {

@@ -34,7 +34,7 @@ use crate::calendar::{Calendar, CalendarError};
 use crate::clock::Clock;
 use crate::directive::{self, InputError, state_rank};
 use crate::error::NodeError;
-use crate::identity::{NodeId, NodeMap, Tier};
+use crate::identity::{NodeId, NodeMap, NodeSet, Tier};
 use crate::records::{self, decode, encode};
 use crate::telemetry;
 
@@ -440,10 +440,10 @@ struct Group<'s> {
     /// Directives this group stored (each new: both callers check first).
     new_directives: u64,
     /// Peers whose link marks this group must write (see `records::encode_marks`).
-    marks: BTreeSet<NodeId>,
+    marks: NodeSet,
     /// Peers whose link state (applied, acknowledged, queued, inbox) this group may have
     /// changed besides those in `marks` and `outbox`: the ones `publish` must tell.
-    touched: BTreeSet<NodeId>,
+    touched: NodeSet,
     /// Target-state blocks, as decoded before and as changed by this group, written at its
     /// end: the node's cache, lent to the group.
     targets: targets::Targets,
@@ -478,8 +478,8 @@ impl<'s> Group<'s> {
             copies: BTreeMap::new(),
             runs: BTreeMap::new(),
             new_directives: 0,
-            marks: BTreeSet::new(),
-            touched: BTreeSet::new(),
+            marks: NodeSet::default(),
+            touched: NodeSet::default(),
             targets,
             metas,
         }
@@ -753,7 +753,7 @@ impl Core {
     /// thread one directive at a time (BENCHMARKS.md).
     /// What was applied is published before the writers wake, so the reports a group made
     /// go out carrying the acknowledgment of what they answer.
-    fn publish(&self, touched: &BTreeSet<NodeId>) {
+    fn publish(&self, touched: &NodeSet) {
         for id in touched {
             let Some(peer) = self.shared.peer(id) else {
                 continue;
