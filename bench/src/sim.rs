@@ -429,22 +429,39 @@ struct Committer {
 /// a hash set of (enterprise, directive) pairs: a set of millions of pairs cost the commit
 /// thread 9% in hashing and rehashing.
 #[derive(Default)]
-struct ReceiptBits(Vec<Vec<u64>>);
+struct ReceiptBits(Vec<DirectiveBits>);
+
+/// One directive's bits, from the lowest word any of its enterprises set: a one-target
+/// directive (the backlog scenario queues 100,000) holds one word, not one per 64
+/// enterprises before its target.
+#[derive(Default)]
+struct DirectiveBits {
+    first_word: usize,
+    words: Vec<u64>,
+}
 
 impl ReceiptBits {
     /// Marks enterprise `ent`'s receipt of directive `number`; false if it had one.
     fn insert(&mut self, ent: usize, number: u32) -> bool {
         let number = number as usize;
         if self.0.len() <= number {
-            self.0.resize_with(number + 1, Vec::new);
+            self.0.resize_with(number + 1, DirectiveBits::default);
         }
-        let bits = &mut self.0[number];
+        let span = &mut self.0[number];
         let (word, bit) = (ent / 64, 1u64 << (ent % 64));
-        if bits.len() <= word {
-            bits.resize(word + 1, 0);
+        if span.words.is_empty() {
+            span.first_word = word;
+        } else if word < span.first_word {
+            let before = span.first_word - word;
+            span.words.splice(0..0, std::iter::repeat_n(0, before));
+            span.first_word = word;
         }
-        let new = bits[word] & bit == 0;
-        bits[word] |= bit;
+        let at = word - span.first_word;
+        if span.words.len() <= at {
+            span.words.resize(at + 1, 0);
+        }
+        let new = span.words[at] & bit == 0;
+        span.words[at] |= bit;
         new
     }
 }
@@ -777,6 +794,13 @@ mod tests {
         for (ent, number) in [(1, 0), (62, 0), (65, 0), (4989, 7), (0, 3)] {
             assert!(bits.insert(ent, number), "first receipt of {ent}, {number}");
         }
+        // A directive first received high up holds only the words it needs, and grows
+        // downwards without losing what it held.
+        assert!(bits.insert(4900, 9));
+        assert_eq!(bits.0[9].words.len(), 1);
+        assert!(bits.insert(70, 9));
+        assert!(!bits.insert(4900, 9) && !bits.insert(70, 9));
+        assert!(bits.insert(71, 9) && bits.insert(4901, 9));
     }
 
     #[test]
