@@ -9,17 +9,17 @@ use std::time::{Duration, Instant};
 use isms_node::clock::SystemClock;
 use isms_node::core::{Core, CoreHandle, CoreOptions, Event, PeerState, Role, Shared};
 use isms_node::error::NodeError;
-use isms_node::identity::{NodeId, NodeMap};
+use isms_node::identity::NodeId;
 use isms_node::proto::record::OutboxRun;
 use isms_node::proto::v1::{IssueReply, IssueRequest, Rule, RuleKind};
 use isms_store::Store;
 use tokio_util::sync::CancellationToken;
 
-/// A ministry's core with one enterprise directly under it, on a fresh store; the
+/// A ministry's core with enterprises directly under it, on a fresh store; the
 /// token is the node's stop.
 fn ministry_core(
     dir: &std::path::Path,
-    child: &NodeId,
+    children: &[NodeId],
     options: CoreOptions,
 ) -> (
     CoreHandle,
@@ -30,11 +30,11 @@ fn ministry_core(
     let shared = Arc::new(Shared {
         node_id: NodeId::ministry(),
         store: Arc::new(Store::open(dir).expect("open")),
-        peers: NodeMap::from_iter([(
-            child.clone(),
-            Arc::new(PeerState::new(child.clone(), Role::Child)),
-        )]),
-        directory: NodeMap::from_iter([(child.clone(), child.clone())]),
+        peers: children
+            .iter()
+            .map(|c| (c.clone(), Arc::new(PeerState::new(c.clone(), Role::Child))))
+            .collect(),
+        directory: children.iter().map(|c| (c.clone(), c.clone())).collect(),
         clock: Arc::new(SystemClock),
         started_at_ms: 0,
         failed: AtomicBool::new(false),
@@ -71,9 +71,13 @@ async fn taken(core: &CoreHandle) {
 }
 
 fn takedown(name: &str) -> IssueRequest {
+    takedown_to(name, "all")
+}
+
+fn takedown_to(name: &str, to: &str) -> IssueRequest {
     IssueRequest {
         id: uuid::Uuid::now_v7().to_string(),
-        to: vec!["all".into()],
+        to: vec![to.into()],
         rules: vec![Rule {
             kind: RuleKind::BlockDomain as i32,
             value: name.as_bytes().to_vec().into(),
@@ -89,7 +93,11 @@ async fn concurrent_issues_share_fsyncs_and_all_survive_a_reopen() {
     let child: NodeId = "enterprise/e0001".parse().expect("id");
     let requests = 200;
     let (ids, syncs) = {
-        let (core, shared, thread, _) = ministry_core(dir.path(), &child, CoreOptions::default());
+        let (core, shared, thread, _) = ministry_core(
+            dir.path(),
+            std::slice::from_ref(&child),
+            CoreOptions::default(),
+        );
         let store = shared.store.clone();
         drop(shared);
         let before = store.sync_count();
@@ -159,7 +167,8 @@ async fn a_small_group_waits_the_linger_for_more_events() {
         linger: Duration::from_secs(2),
         ..CoreOptions::default()
     };
-    let (core, shared, thread, _) = ministry_core(dir.path(), &child, options);
+    let (core, shared, thread, _) =
+        ministry_core(dir.path(), std::slice::from_ref(&child), options);
     let before = shared.store.sync_count();
     let first = send_issue(&core, "a.example").await;
     // The second is sent only once the core has taken the first into a group: without the
@@ -184,7 +193,8 @@ async fn a_stopping_node_does_not_wait_out_a_linger() {
         linger: Duration::from_secs(3600),
         ..CoreOptions::default()
     };
-    let (core, shared, thread, fatal) = ministry_core(dir.path(), &child, options);
+    let (core, shared, thread, fatal) =
+        ministry_core(dir.path(), std::slice::from_ref(&child), options);
     let answer = send_issue(&core, "a.example").await;
     taken(&core).await;
     fatal.cancel();
@@ -194,6 +204,48 @@ async fn a_stopping_node_does_not_wait_out_a_linger() {
         .expect("reply")
         .expect("issued");
     assert_eq!(shared.directives.load(Ordering::SeqCst), 1);
+    drop(core);
+    thread.join().expect("core thread");
+}
+
+/// After each group the core publishes the link state of the peers that group touched, and
+/// only theirs: what a writer and a session read is right for every peer at every answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_group_publishes_the_link_state_of_the_peers_it_touched() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b): (NodeId, NodeId) = (
+        "enterprise/e0001".parse().expect("id"),
+        "enterprise/e0002".parse().expect("id"),
+    );
+    let (core, shared, thread, _) =
+        ministry_core(dir.path(), &[a.clone(), b.clone()], CoreOptions::default());
+    let out = |p: &NodeId| *shared.peers[p].durable_out.borrow();
+    let acked = |p: &NodeId| shared.peers[p].acked.load(Ordering::SeqCst);
+
+    // The answer comes after the publish: the queued copies are durable for `a` alone.
+    for name in ["one.example", "two.example"] {
+        core.issue(takedown_to(name, a.as_str()), "tester".into())
+            .await
+            .expect("issued");
+    }
+    assert_eq!((out(&a), out(&b)), (2, 0));
+
+    // An acknowledgment that leaves entries in the outbox writes no marks; it is published
+    // because its event touched the peer.
+    core.acked(a.clone(), 1).await.expect("acked");
+    core.issue(takedown_to("three.example", b.as_str()), "tester".into())
+        .await
+        .expect("issued");
+    assert_eq!((out(&a), out(&b)), (2, 1));
+    assert_eq!((acked(&a), acked(&b)), (1, 0));
+
+    // Both at once: each is told its own number.
+    core.issue(takedown("four.example"), "tester".into())
+        .await
+        .expect("issued");
+    assert_eq!((out(&a), out(&b)), (3, 2));
+    assert_eq!((acked(&a), acked(&b)), (1, 0));
+
     drop(core);
     thread.join().expect("core thread");
 }
