@@ -447,21 +447,21 @@ impl ReceiptBits {
         if self.0.len() <= number {
             self.0.resize_with(number + 1, DirectiveBits::default);
         }
-        let span = &mut self.0[number];
+        let bits = &mut self.0[number];
         let (word, bit) = (ent / 64, 1u64 << (ent % 64));
-        if span.words.is_empty() {
-            span.first_word = word;
-        } else if word < span.first_word {
-            let before = span.first_word - word;
-            span.words.splice(0..0, std::iter::repeat_n(0, before));
-            span.first_word = word;
+        if bits.words.is_empty() {
+            bits.first_word = word;
+        } else if word < bits.first_word {
+            let before = bits.first_word - word;
+            bits.words.splice(0..0, std::iter::repeat_n(0, before));
+            bits.first_word = word;
         }
-        let at = word - span.first_word;
-        if span.words.len() <= at {
-            span.words.resize(at + 1, 0);
+        let at = word - bits.first_word;
+        if bits.words.len() <= at {
+            bits.words.resize(at + 1, 0);
         }
-        let new = span.words[at] & bit == 0;
-        span.words[at] |= bit;
+        let new = bits.words[at] & bit == 0;
+        bits.words[at] |= bit;
         new
     }
 }
