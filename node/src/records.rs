@@ -181,7 +181,15 @@ pub fn directive_meta(id: &str) -> Vec<u8> {
 /// Per-target (and per-relaying-province) states of a directive, in blocks (a
 /// `TargetBlock`): `b/<directive>\0<via>\0<bucket>`.
 pub fn target_blocks_prefix(directive_id: &str) -> Vec<u8> {
-    let mut k = key("b/", &[directive_id.as_bytes()]);
+    blocks_prefix_with_room(directive_id, 0)
+}
+
+/// [`target_blocks_prefix`] with `room` more bytes allocated: a province builds a block key
+/// twice per enterprise per directive, and sizes it at once.
+fn blocks_prefix_with_room(directive_id: &str, room: usize) -> Vec<u8> {
+    let mut k = Vec::with_capacity(b"b/".len() + directive_id.len() + 1 + room);
+    k.extend_from_slice(b"b/");
+    k.extend_from_slice(directive_id.as_bytes());
     k.push(0);
     k
 }
@@ -200,11 +208,7 @@ pub fn target_block(directive_id: &str, via: &str, node: &str) -> Vec<u8> {
         hash ^= u64::from(b);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
-    // Sized at once: a province builds this key twice per enterprise per directive.
-    let mut k = Vec::with_capacity(2 + directive_id.len() + 1 + via.len() + 2);
-    k.extend_from_slice(b"b/");
-    k.extend_from_slice(directive_id.as_bytes());
-    k.push(0);
+    let mut k = blocks_prefix_with_room(directive_id, via.len() + 2);
     k.extend_from_slice(via.as_bytes());
     k.push(0);
     k.push(b'0' + (hash % TARGET_BUCKETS) as u8);

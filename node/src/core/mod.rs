@@ -442,7 +442,8 @@ struct Group<'s> {
     /// Peers whose link marks this group must write (see `records::encode_marks`).
     marks: NodeSet,
     /// Peers whose link state (applied, acknowledged, queued, inbox) this group may have
-    /// changed besides those in `marks` and `outbox`: the ones `publish` must tell.
+    /// changed: the ones `publish` must tell. Those in `marks` and `outbox` join at the
+    /// group's end.
     touched: NodeSet,
     /// Target-state blocks, as decoded before and as changed by this group, written at its
     /// end: the node's cache, lent to the group.
