@@ -20,12 +20,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::{Stream, StreamExt};
-use isms_node::identity::Identity;
-use isms_node::pki::DevCa;
-use isms_node::proto::v1::link_client::LinkClient;
-use isms_node::proto::v1::link_server::{Link, LinkServer};
-use isms_node::proto::v1::{Batch, Frame, frame};
-use isms_node::tls;
+use isms_deploy::pki::DevCa;
+use isms_domain::identity::Identity;
+use isms_proto::v1::link_client::LinkClient;
+use isms_proto::v1::link_server::{Link, LinkServer};
+use isms_proto::v1::{Batch, Frame, frame};
+use isms_transport::tls;
 use prost::bytes::Bytes;
 use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::ReceiverStream;

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
-use isms_node::identity::NodeId;
-use isms_node::proto::v1::operator_client::OperatorClient;
-use isms_node::proto::v1::{
+use isms_domain::identity::NodeId;
+use isms_proto::v1::operator_client::OperatorClient;
+use isms_proto::v1::{
     DirectiveKind, GetDirectiveRequest, IssueRequest, NodeStatusRequest, Rule, RuleKind,
     TargetState, Urgency,
 };
@@ -79,7 +79,7 @@ struct Args {
     /// Scheduling policy of the nodes and of this program's simulated enterprises, as the
     /// nodes' `scheduling` setting: `batch` (their default) or `inherit`.
     #[arg(long, default_value = "batch")]
-    scheduling: isms_node::scheduling::Scheduling,
+    scheduling: isms_config::Scheduling,
     /// Write the figures as JSON here too.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -139,7 +139,7 @@ impl Figures {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    isms_node::tls::install_crypto_provider();
+    isms_transport::tls::install_crypto_provider();
     let bin_dir = match &args.bin_dir {
         Some(d) => d.clone(),
         None => std::env::current_exe()?
@@ -178,7 +178,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.per_province,
         root.display()
     );
-    let mut link = isms_node::config::LinkTuning::default();
+    let mut link = isms_config::LinkTuning::default();
     if let Some(linger) = args.group_linger {
         link.group_linger = linger;
     }
@@ -200,7 +200,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .nodes
         .iter()
         .map(|n| n.id.clone())
-        .filter(|id| id.tier() == isms_node::identity::Tier::Enterprise)
+        .filter(|id| id.tier() == isms_domain::identity::Tier::Enterprise)
         .filter(|id| id.as_str() != real_enterprise)
         .collect();
     let total_enterprises = simulated.len() + 1;
@@ -628,8 +628,8 @@ async fn wait_done(
 ) -> anyhow::Result<Done> {
     let started = Instant::now();
     // Counts are keyed by the names the node gives states.
-    let count = |s: &isms_node::proto::v1::DirectiveSummary, state: TargetState| {
-        let name = isms_node::directive::state_name(state);
+    let count = |s: &isms_proto::v1::DirectiveSummary, state: TargetState| {
+        let name = isms_domain::directive::state_name(state);
         s.counts.get(name).copied().unwrap_or(0) as usize
     };
     loop {

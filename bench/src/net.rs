@@ -6,11 +6,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use isms_config::LinkTuning;
 use isms_deploy::{Network, NodeLayout, Options, Topology};
-use isms_node::config::LinkTuning;
-use isms_node::identity::NodeId;
-use isms_node::proto::v1::NodeStatusRequest;
-use isms_node::proto::v1::operator_client::OperatorClient;
+use isms_domain::identity::NodeId;
+use isms_proto::v1::NodeStatusRequest;
+use isms_proto::v1::operator_client::OperatorClient;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tonic::transport::Channel;
@@ -35,7 +35,7 @@ impl BenchNet {
         provinces: usize,
         per_province: usize,
         link: LinkTuning,
-        scheduling: isms_node::scheduling::Scheduling,
+        scheduling: isms_config::Scheduling,
     ) -> anyhow::Result<BenchNet> {
         anyhow::ensure!(
             (1..=PROVINCE_CODES.len()).contains(&provinces),
@@ -128,12 +128,12 @@ impl BenchNet {
     }
 
     pub async fn operator(&self, id: &str) -> anyhow::Result<OperatorClient<Channel>> {
-        let args = isms_node::cli::ClientArgs {
+        let args = isms_operator::cli::ClientArgs {
             config: self.layout(id)?.config_path.clone(),
             operator_cert: None,
             operator_key: None,
         };
-        Ok(isms_node::cli::connect(&args)
+        Ok(isms_operator::cli::connect(&args)
             .await?
             .max_encoding_message_size(64 << 20))
     }

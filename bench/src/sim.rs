@@ -18,16 +18,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use isms_node::clock::{Clock, SystemClock};
-use isms_node::identity::{Identity, NodeId};
-use isms_node::link::OwedAck;
-use isms_node::proto::Pieces;
-use isms_node::proto::v1::{
+use isms_domain::clock::{Clock, SystemClock};
+use isms_domain::identity::{Identity, NodeId};
+use isms_proto::Pieces;
+use isms_proto::v1::{
     Ack, Batch, DirectiveKind, Envelope, Frame, Hello, StatusReport, TargetState, TargetStatus,
     envelope::Payload, frame,
 };
-use isms_node::tls;
 use isms_store::Store;
+use isms_transport::link::OwedAck;
+use isms_transport::tls;
 use prost::Message;
 use tokio::sync::{mpsc, oneshot, watch};
 use tonic::Status;
@@ -210,7 +210,7 @@ impl Sim {
         })))
         .await?;
         // The link's own transport, as enterprise-node's.
-        let mut inbound = isms_node::wire::open(channel, rx, self.max_frame).await?;
+        let mut inbound = isms_transport::wire::open(channel, rx, self.max_frame).await?;
         let peer_applied = match inbound.next().await {
             Some(Ok(Frame {
                 body: Some(frame::Body::Hello(h)),
@@ -299,7 +299,7 @@ fn check_rules(env: &Envelope) -> Result<u64, String> {
                 Ok(DirectiveKind::Disposal | DirectiveKind::Monitoring)
             ) =>
         {
-            isms_node::directive::count_distinct_rules(&d.rules)
+            isms_domain::directive::count_distinct_rules(&d.rules)
                 .map(|n| n as u64)
                 .map_err(|e| e.to_string())
         }
@@ -678,7 +678,7 @@ impl Committer {
             expect += 1;
             match &env.payload {
                 Some(Payload::Directive(d)) => {
-                    isms_node::core::check_directive_shape(d).map_err(|e| e.to_string())?;
+                    isms_core::check_directive_shape(d).map_err(|e| e.to_string())?;
                     if !d.targets.contains(&me) {
                         return Err(format!("directive {} is not for {me}", d.id));
                     }

@@ -1,16 +1,19 @@
 //! Turns a topology into a runnable network: a development CA, a certificate and an operator
 //! certificate per node, and one TOML config per node, all under one directory. Used by
 //! `isms-devnet` and by the end-to-end tests, so both run exactly what an operator would.
+//! The development CA (`pki`) lives here too: production operators bring their own.
+
+pub mod pki;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 
+use crate::pki::DevCa;
 use anyhow::Context;
-use isms_node::config::{
+use isms_config::{
     Child, Config, KindName, LinkTuning, Parent, Telemetry, Testing, TlsFiles, TlsIdentityFiles,
 };
-use isms_node::identity::{Identity, NodeId, Tier};
-use isms_node::pki::DevCa;
+use isms_domain::identity::{Identity, NodeId, Tier};
 
 /// Which nodes exist and who is whose parent.
 #[derive(Debug, Clone)]
@@ -63,7 +66,7 @@ pub struct Options {
     pub log_filter: String,
     pub link: LinkTuning,
     /// `scheduling` of every node.
-    pub scheduling: isms_node::scheduling::Scheduling,
+    pub scheduling: isms_config::Scheduling,
     /// Give every node a testing clock file (`<node dir>/clock`), moved with `NAME clock`.
     pub clock_files: bool,
     /// The working-day calendar copied into the network (`<root>/calendar`).

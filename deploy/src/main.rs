@@ -173,14 +173,14 @@ fn wait_until_linked(net: &Network) -> anyhow::Result<()> {
     for parent in parents {
         loop {
             let up = rt.block_on(async {
-                let args = isms_node::cli::ClientArgs {
+                let args = isms_operator::cli::ClientArgs {
                     config: parent.config_path.clone(),
                     operator_cert: None,
                     operator_key: None,
                 };
-                let mut client = isms_node::cli::connect(&args).await.ok()?;
+                let mut client = isms_operator::cli::connect(&args).await.ok()?;
                 let status = client
-                    .node_status(isms_node::proto::v1::NodeStatusRequest {})
+                    .node_status(isms_proto::v1::NodeStatusRequest {})
                     .await
                     .ok()?
                     .into_inner();
@@ -272,20 +272,20 @@ fn down(dir: &Path) -> anyhow::Result<()> {
 /// Full-acknowledgment latency, one directive at a time, measured at the operator's client:
 /// from sending `IssueDirective` until a read shows every target `executed`.
 fn bench(dir: &Path, count: usize) -> anyhow::Result<()> {
-    use isms_node::proto::v1::{
+    use isms_proto::v1::{
         DirectiveKind, GetDirectiveRequest, IssueRequest, Rule, RuleKind, TargetState, Urgency,
     };
     anyhow::ensure!(count > 0, "--count must be at least 1");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let args = isms_node::cli::ClientArgs {
+    let args = isms_operator::cli::ClientArgs {
         config: dir.join("ministry").join("config.toml"),
         operator_cert: None,
         operator_key: None,
     };
     let mut samples = rt.block_on(async {
-        let mut client = isms_node::cli::connect(&args).await?;
+        let mut client = isms_operator::cli::connect(&args).await?;
         let mut samples = Vec::with_capacity(count);
         let run = uuid::Uuid::now_v7().simple().to_string();
         for i in 0..count {

@@ -10,15 +10,15 @@ use isms_store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::calendar::Calendar;
-use crate::clock::{Clock, SystemClock};
-use crate::config::Config;
-use crate::core::{Core, CoreOptions, PeerState, Role, Shared};
-use crate::identity::{Identity, NodeId, NodeMap};
-use crate::link::{LinkContext, LinkService, dial_parent};
-use crate::operator::OperatorService;
-use crate::tls;
-use crate::wire::LinkServer;
+use isms_config::Config;
+use isms_core::{Core, CoreOptions, PeerState, Role, Shared};
+use isms_domain::calendar::Calendar;
+use isms_domain::clock::{Clock, SystemClock};
+use isms_domain::identity::{Identity, NodeId, NodeMap};
+use isms_operator::service::OperatorService;
+use isms_transport::link::{LinkContext, LinkService, dial_parent};
+use isms_transport::tls;
+use isms_transport::wire::LinkServer;
 
 /// How long teardown may take before the node exits anyway.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
@@ -196,7 +196,11 @@ fn check_own_certificate(config: &Config) -> anyhow::Result<()> {
 
 /// `NAME serve --config FILE`: loads and validates the configuration, starts telemetry,
 /// binds, runs the node until SIGTERM or SIGINT, drains, and returns the exit code.
-pub fn serve(binary: &str, tier: crate::identity::Tier, config_path: &std::path::Path) -> i32 {
+pub fn serve(
+    binary: &str,
+    tier: isms_domain::identity::Tier,
+    config_path: &std::path::Path,
+) -> i32 {
     // A panic in any task or thread must not leave a half-alive node that acknowledges
     // nothing: log it and abort, the supervisor restarts us, and the store recovers.
     let default_hook = std::panic::take_hook();
@@ -246,7 +250,7 @@ pub fn serve(binary: &str, tier: crate::identity::Tier, config_path: &std::path:
             let clock: Arc<dyn Clock> = match &config.testing.clock_file {
                 Some(path) => {
                     tracing::warn!(file = %path.display(), "testing clock: time is read from a file");
-                    Arc::new(crate::clock::FileClock::new(path.clone()))
+                    Arc::new(isms_domain::clock::FileClock::new(path.clone()))
                 }
                 None => Arc::new(SystemClock),
             };

@@ -9,34 +9,10 @@
 //! What the kernel reports of a thread or process (`/proc/.../stat`) is read here too: its
 //! policy checks that the setting took, and its CPU time is what the benchmarks measure.
 
-use serde::{Deserialize, Serialize};
+use isms_config::Scheduling;
 use thread_priority::{
     NormalThreadSchedulePolicy, ThreadPriority, ThreadPriorityValue, ThreadSchedulePolicy,
 };
-
-/// `scheduling` in a node's configuration.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Scheduling {
-    /// `SCHED_BATCH` at the nice value the node was started with: a woken thread does not
-    /// preempt the running one.
-    #[default]
-    Batch,
-    /// Keep the policy the node was started with (e.g. by a service manager's
-    /// `CPUSchedulingPolicy=`).
-    Inherit,
-}
-
-impl std::str::FromStr for Scheduling {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "batch" => Ok(Scheduling::Batch),
-            "inherit" => Ok(Scheduling::Inherit),
-            other => Err(format!("unknown scheduling {other:?}: batch or inherit")),
-        }
-    }
-}
 
 /// Puts the calling thread under `scheduling`. Threads it starts afterwards, and processes
 /// it spawns, inherit the policy, so this runs first thing, before any runtime or store

@@ -1,9 +1,7 @@
-//! Logs and traces: a `tracing` subscriber writing to stderr, OTLP trace export when an
-//! endpoint is configured, and W3C trace context carried in envelopes so one directive is
-//! one trace across ministry, province, enterprise and the acknowledgments coming back.
+//! Logs and traces of a node process: a `tracing` subscriber writing to stderr, and OTLP
+//! trace export when an endpoint is configured. Carrying trace context in envelopes is the
+//! core's (`isms_core::trace`); this module only installs the pipeline.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
@@ -12,21 +10,11 @@ use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::config::{LogFormat, Telemetry};
-
-/// Set once spans leave this process: an OTLP endpoint is configured.
-static EXPORTING: AtomicBool = AtomicBool::new(false);
-
-/// Whether spans are exported. Without export a span only labels the log lines inside it,
-/// so a span made per message for its trace alone can be left out.
-pub fn exporting() -> bool {
-    EXPORTING.load(Ordering::Relaxed)
-}
+use isms_config::{LogFormat, Telemetry};
 
 /// Keeps the trace pipeline alive; [`TelemetryGuard::shutdown`] flushes it.
 #[derive(Debug, Default)]
@@ -98,26 +86,8 @@ pub fn init(service: &str, node_id: &str, config: &Telemetry) -> anyhow::Result<
         .with(fmt.with_filter(filter))
         .with(otel)
         .try_init()?;
-    EXPORTING.store(true, Ordering::Relaxed);
+    isms_core::trace::set_exporting();
     Ok(TelemetryGuard {
         provider: Some(provider),
     })
-}
-
-/// The trace context of `span`, to carry in an envelope.
-pub fn inject(span: &tracing::Span) -> HashMap<String, String> {
-    let mut carrier = HashMap::new();
-    let cx = span.context();
-    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut carrier));
-    carrier
-}
-
-/// Makes `span` a child of the context carried in an envelope. Call before entering it.
-pub fn set_parent(span: &tracing::Span, carrier: &HashMap<String, String>) {
-    if carrier.is_empty() || span.is_disabled() {
-        return;
-    }
-    let cx = opentelemetry::global::get_text_map_propagator(|p| p.extract(carrier));
-    // Fails only when the span is already entered or disabled; then it stays a root.
-    let _ = span.set_parent(cx);
 }

@@ -337,24 +337,23 @@ impl TestNet {
         cert: &Path,
         key: &Path,
         to: &str,
-    ) -> isms_node::proto::v1::link_client::LinkClient<tonic::transport::Channel> {
-        isms_node::tls::install_crypto_provider();
+    ) -> isms_proto::v1::link_client::LinkClient<tonic::transport::Channel> {
+        isms_transport::tls::install_crypto_provider();
         let target = self.node(to);
-        let paths = isms_node::tls::TlsPaths {
+        let paths = isms_transport::tls::TlsPaths {
             ca: &self.net.root.join("ca.pem"),
             cert,
             key,
         };
-        let config = isms_node::tls::client_config(
+        let config = isms_transport::tls::client_config(
             &paths,
-            isms_node::identity::Identity::Node(target.id.clone()),
+            isms_domain::identity::Identity::Node(target.id.clone()),
             &target.config.trust_domain,
         )
         .expect("client TLS config");
         let channel =
-            isms_node::tls::channel(&target.listen().to_string(), config).expect("channel");
-        isms_node::proto::v1::link_client::LinkClient::new(channel)
-            .max_encoding_message_size(256 << 20)
+            isms_transport::tls::channel(&target.listen().to_string(), config).expect("channel");
+        isms_proto::v1::link_client::LinkClient::new(channel).max_encoding_message_size(256 << 20)
     }
 
     /// The certificate and key files of a node.
@@ -366,14 +365,14 @@ impl TestNet {
 
 /// One raw link session: frames go out through `tx`, answers come from `rx`.
 pub struct RawSession {
-    pub tx: tokio::sync::mpsc::Sender<isms_node::proto::v1::Frame>,
-    pub rx: tonic::Streaming<isms_node::proto::v1::Frame>,
+    pub tx: tokio::sync::mpsc::Sender<isms_proto::v1::Frame>,
+    pub rx: tonic::Streaming<isms_proto::v1::Frame>,
 }
 
 impl RawSession {
     /// Opens a session; `Err` if the server refused the stream itself.
     pub async fn open(
-        client: &mut isms_node::proto::v1::link_client::LinkClient<tonic::transport::Channel>,
+        client: &mut isms_proto::v1::link_client::LinkClient<tonic::transport::Channel>,
     ) -> Result<RawSession, tonic::Status> {
         let (tx, out) = tokio::sync::mpsc::channel(16);
         let response = client
@@ -385,15 +384,15 @@ impl RawSession {
         })
     }
 
-    pub async fn send(&self, body: isms_node::proto::v1::frame::Body) {
+    pub async fn send(&self, body: isms_proto::v1::frame::Body) {
         self.tx
-            .send(isms_node::proto::v1::Frame { body: Some(body) })
+            .send(isms_proto::v1::Frame { body: Some(body) })
             .await
             .expect("session open");
     }
 
     /// The next frame, or the error status that ended the stream.
-    pub async fn next(&mut self) -> Result<Option<isms_node::proto::v1::Frame>, tonic::Status> {
+    pub async fn next(&mut self) -> Result<Option<isms_proto::v1::Frame>, tonic::Status> {
         tokio::time::timeout(Duration::from_secs(10), self.rx.message())
             .await
             .expect("an answer within 10s")
@@ -405,13 +404,13 @@ impl TestNet {
     pub async fn operator(
         &self,
         id: &str,
-    ) -> isms_node::proto::v1::operator_client::OperatorClient<tonic::transport::Channel> {
-        let args = isms_node::cli::ClientArgs {
+    ) -> isms_proto::v1::operator_client::OperatorClient<tonic::transport::Channel> {
+        let args = isms_operator::cli::ClientArgs {
             config: self.node(id).config_path.clone(),
             operator_cert: None,
             operator_key: None,
         };
-        isms_node::cli::connect(&args)
+        isms_operator::cli::connect(&args)
             .await
             .expect("operator client")
     }
@@ -419,8 +418,8 @@ impl TestNet {
 
 /// A report by `node` on a directive nobody issued (a fresh ID), as envelope `seq` of a raw
 /// session: the receiver applies it (its sequence number moves on) and otherwise ignores it.
-pub fn stray_report(seq: u64, node: &str) -> isms_node::proto::v1::Envelope {
-    use isms_node::proto::v1::{Envelope, StatusReport, TargetStatus, envelope::Payload};
+pub fn stray_report(seq: u64, node: &str) -> isms_proto::v1::Envelope {
+    use isms_proto::v1::{Envelope, StatusReport, TargetStatus, envelope::Payload};
     Envelope {
         seq,
         id: uuid::Uuid::now_v7().to_string(),

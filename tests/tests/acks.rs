@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
+use isms_config::LinkTuning;
 use isms_e2e::isms_deploy::{Options, Topology};
 use isms_e2e::{RawSession, TestNet, eventually, states, stray_report};
-use isms_node::config::LinkTuning;
-use isms_node::proto::v1::{Ack, Batch, Frame, Hello, envelope::Payload, frame::Body};
+use isms_proto::v1::{Ack, Batch, Frame, Hello, envelope::Payload, frame::Body};
 
 async fn next_frame(s: &mut RawSession) -> Body {
     match s.next().await {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use isms_e2e::isms_deploy::{Options, Topology};
 use isms_e2e::{RawSession, TestNet, eventually, states};
-use isms_node::proto::v1::{Batch, Directive, Envelope, Hello, envelope::Payload, frame::Body};
+use isms_proto::v1::{Batch, Directive, Envelope, Hello, envelope::Payload, frame::Body};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(30);

@@ -226,7 +226,7 @@ fn directive_states_survive_a_ministry_restart() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_directive_summary_counts_what_its_view_shows() {
-    use isms_node::proto::v1::{GetDirectiveRequest, ListDirectivesRequest};
+    use isms_proto::v1::{GetDirectiveRequest, ListDirectivesRequest};
     let net = TestNet::start(&Topology::devnet());
     net.stop("enterprise/e3101");
     let id = net.issue(&["--to", "all", "--block-domain", "summary.example"]);

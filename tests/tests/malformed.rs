@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
+use isms_config::LinkTuning;
 use isms_e2e::isms_deploy::{Options, Topology};
 use isms_e2e::{RawSession, TestNet, stray_report};
-use isms_node::config::LinkTuning;
-use isms_node::proto::v1::{Batch, Envelope, Hello, envelope::Payload, frame::Body};
+use isms_proto::v1::{Batch, Envelope, Hello, envelope::Payload, frame::Body};
 
 #[test]
 fn malformed_cli_input_is_refused_with_a_clear_error_and_stores_nothing() {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use isms_e2e::isms_deploy::Topology;
 use isms_e2e::{TestNet, states};
-use isms_node::proto::v1::{IssueRequest, Rule, RuleKind};
+use isms_proto::v1::{IssueRequest, Rule, RuleKind};
 
 #[test]
 fn an_enterprise_that_cannot_write_its_rules_file_reports_failed_with_the_reason() {

@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
+use isms_deploy::pki::DevCa;
+use isms_domain::identity::Identity;
 use isms_e2e::isms_deploy::Topology;
 use isms_e2e::{RawSession, TestNet, eventually};
-use isms_node::identity::Identity;
-use isms_node::pki::DevCa;
-use isms_node::proto::v1::{Batch, Directive, Envelope, Hello, envelope::Payload, frame::Body};
+use isms_proto::v1::{Batch, Directive, Envelope, Hello, envelope::Payload, frame::Body};
 
 fn small() -> Topology {
     Topology::uniform(&["44"], 2, 0)
@@ -91,10 +91,10 @@ async fn identities_the_parent_does_not_know_are_refused() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_without_a_certificate_fails_at_its_first_rpc() {
     let net = TestNet::start(&small());
-    isms_node::tls::install_crypto_provider();
+    isms_transport::tls::install_crypto_provider();
     let roots = {
         let mut r = rustls::RootCertStore::empty();
-        for c in isms_node::tls::load_certs(&net.net.root.join("ca.pem")).expect("ca") {
+        for c in isms_transport::tls::load_certs(&net.net.root.join("ca.pem")).expect("ca") {
             r.add(c).expect("add");
         }
         r
@@ -103,11 +103,12 @@ async fn a_client_without_a_certificate_fails_at_its_first_rpc() {
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = vec![b"h2".to_vec()];
-    let channel = isms_node::tls::channel(&net.node("province/44").listen().to_string(), config)
-        .expect("channel");
-    let mut client = isms_node::proto::v1::operator_client::OperatorClient::new(channel);
+    let channel =
+        isms_transport::tls::channel(&net.node("province/44").listen().to_string(), config)
+            .expect("channel");
+    let mut client = isms_proto::v1::operator_client::OperatorClient::new(channel);
     let r = client
-        .node_status(isms_node::proto::v1::NodeStatusRequest {})
+        .node_status(isms_proto::v1::NodeStatusRequest {})
         .await;
     assert!(r.is_err(), "an anonymous client was answered");
 }

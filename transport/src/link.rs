@@ -22,13 +22,13 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
-use crate::config::LinkTuning;
-use crate::core::{CoreHandle, PeerState, Role, Shared};
-use crate::error::NodeError;
-use crate::identity::{Identity, NodeId};
-use crate::records::{self, decode};
 use crate::tls;
 use crate::wire::{self, Outbound};
+use isms_config::LinkTuning;
+use isms_core::error::NodeError;
+use isms_core::{CoreHandle, PeerState, Role, Shared};
+use isms_domain::identity::{Identity, NodeId};
+use isms_domain::records::{self, decode};
 
 /// What every session of this node needs.
 #[derive(Debug, Clone)]
@@ -544,7 +544,7 @@ fn read_batch(
             .collect()
     };
     let read: Vec<OutboxEntry> = if held.is_empty() {
-        let stored = crate::core::stored_outbox(&ctx.shared.store, peer, from, to + 1)?;
+        let stored = isms_core::stored_outbox(&ctx.shared.store, peer, from, to + 1)?;
         (from..)
             .zip(stored)
             // A hole: the entry was deleted under us, which only an acknowledgment does.

@@ -278,16 +278,6 @@ pub fn rule_set(directive_id: &str, index: u32) -> Vec<u8> {
 /// sets kept them; folded into rule sets at start.
 pub const LEGACY_RULE_PREFIX: &[u8] = b"r/";
 
-/// An old store's rule record: the fold at start only scans the prefix, tests write old
-/// stores with it.
-#[cfg(test)]
-pub fn legacy_rule(directive_id: &str, index: u32) -> Vec<u8> {
-    let mut k = key("r/", &[directive_id.as_bytes()]);
-    k.push(0);
-    k.extend_from_slice(&index.to_be_bytes());
-    k
-}
-
 /// Enterprise: a data-correction demand waiting for the operator.
 pub const CORRECTION_PREFIX: &[u8] = b"c/d/";
 

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use isms_node::clock::SystemClock;
-use isms_node::core::{Core, CoreHandle, CoreOptions, Event, PeerState, Role, Shared};
-use isms_node::error::NodeError;
-use isms_node::identity::NodeId;
-use isms_node::proto::record::OutboxRun;
-use isms_node::proto::v1::{IssueReply, IssueRequest, Rule, RuleKind};
+use isms_core::error::NodeError;
+use isms_core::{Core, CoreHandle, CoreOptions, Event, PeerState, Role, Shared};
+use isms_domain::clock::SystemClock;
+use isms_domain::identity::NodeId;
+use isms_proto::record::OutboxRun;
+use isms_proto::v1::{IssueReply, IssueRequest, Rule, RuleKind};
 use isms_store::Store;
 use tokio_util::sync::CancellationToken;
 
@@ -141,16 +141,16 @@ async fn concurrent_issues_share_fsyncs_and_all_survive_a_reopen() {
         }
     };
     for id in &ids {
-        let key = isms_node::records::directive(id);
+        let key = isms_domain::records::directive(id);
         assert!(store.get(&key).expect("get").is_some(), "{id} lost");
     }
     let mut seqs: Vec<u64> = store
-        .scan_prefix(&isms_node::records::outbox_prefix(&child))
-        .map(|e| isms_node::records::outbox_seq(&e.expect("read").0).expect("outbox key"))
+        .scan_prefix(&isms_domain::records::outbox_prefix(&child))
+        .map(|e| isms_domain::records::outbox_seq(&e.expect("read").0).expect("outbox key"))
         .collect();
-    for entry in store.scan_prefix(isms_node::records::OUTBOX_RUN_PREFIX) {
+    for entry in store.scan_prefix(isms_domain::records::OUTBOX_RUN_PREFIX) {
         let (key, value) = entry.expect("read");
-        let run: OutboxRun = isms_node::records::decode(&key, &value).expect("outbox run");
+        let run: OutboxRun = isms_domain::records::decode(&key, &value).expect("outbox run");
         assert_eq!(run.peer, child.as_str());
         seqs.extend(run.entries.iter().map(|e| e.seq));
     }

@@ -30,13 +30,15 @@ use isms_store::{Store, Txn};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::calendar::{Calendar, CalendarError};
-use crate::clock::Clock;
-use crate::directive::{self, InputError, state_rank};
 use crate::error::NodeError;
-use crate::identity::{NodeId, NodeMap, NodeSet, Tier};
-use crate::records::{self, decode, encode};
-use crate::telemetry;
+use isms_domain::calendar::{Calendar, CalendarError};
+use isms_domain::clock::Clock;
+use isms_domain::directive::{self, InputError, state_rank};
+use isms_domain::identity::{NodeId, NodeMap, NodeSet, Tier};
+use isms_domain::records::{self, decode, encode};
+
+pub mod error;
+pub mod trace;
 
 mod clocks;
 use clocks::clock_satisfied;
@@ -975,14 +977,14 @@ impl Core {
         trace: HashMap<String, String>,
     ) -> Result<(), NodeError> {
         let span = tracing::info_span!("directive.receive", directive = %d.id, from = %from, node = %self.shared.node_id);
-        telemetry::set_parent(&span, &trace);
+        trace::set_parent(&span, &trace);
         let _entered = span.enter();
         let key = records::directive(&d.id);
         if g.txn.contains(&key)? {
             tracing::debug!(directive = %d.id, "duplicate directive: already applied");
             return Ok(());
         }
-        let trace = telemetry::inject(&span);
+        let trace = trace::inject(&span);
         store_directive(g, &d, Some(from), &trace);
         match self.tier {
             Tier::Enterprise => self.accept_at_enterprise(g, &d, &trace)?,
@@ -1084,14 +1086,14 @@ impl Core {
         // A province gets a status report per enterprise and directive; their span was 5% of
         // its core thread (BENCHMARKS.md) and, nothing being logged inside, serves only a
         // trace that is exported.
-        let span = if telemetry::exporting() {
+        let span = if trace::exporting() {
             tracing::info_span!("directive.status", directive = %report.directive_id, from = %from, node = %self.shared.node_id)
         } else {
             tracing::Span::none()
         };
-        telemetry::set_parent(&span, trace);
+        trace::set_parent(&span, trace);
         let _entered = span.enter();
-        let trace = telemetry::inject(&span);
+        let trace = trace::inject(&span);
         let relay = meta.issuer != self.shared.node_id.as_str();
         for u in report.updates {
             let state = TargetState::try_from(u.state).unwrap_or(TargetState::Unspecified);
@@ -1457,7 +1459,9 @@ impl Core {
             return Err(InputError::Expiry.into());
         }
         let query = match (kind, &req.query) {
-            (DirectiveKind::AccessLogQuery, Some(q)) => Some(crate::access_log::validate_query(q)?),
+            (DirectiveKind::AccessLogQuery, Some(q)) => {
+                Some(isms_domain::access_log::validate_query(q)?)
+            }
             (DirectiveKind::AccessLogQuery, None) => {
                 return Err(InputError::Query("no query given".into()).into());
             }
@@ -1465,7 +1469,7 @@ impl Core {
         };
         let correction = match (kind, &req.correction) {
             (DirectiveKind::DataCorrection, Some(c)) => {
-                Some(crate::access_log::validate_correction(c)?)
+                Some(isms_domain::access_log::validate_correction(c)?)
             }
             (DirectiveKind::DataCorrection, None) => {
                 return Err(InputError::Correction("nothing named to correct".into()).into());
@@ -1489,7 +1493,7 @@ impl Core {
         }
         let span = tracing::info_span!("directive.issue", directive = %id, node = %self.shared.node_id, operator = %operator);
         let _entered = span.enter();
-        let trace = telemetry::inject(&span);
+        let trace = trace::inject(&span);
         let d = Directive {
             id: id.clone(),
             issuer: self.shared.node_id.to_string(),

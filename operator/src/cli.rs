@@ -13,11 +13,11 @@ use isms_proto::v1::{
 use serde_json::json;
 use tonic::transport::Channel;
 
-use crate::config::Config;
-use crate::directive::{self, STATE_NAMES, is_final, state_name};
-use crate::identity::Identity;
-use crate::operator::counts;
-use crate::tls;
+use crate::service::counts;
+use isms_config::Config;
+use isms_domain::directive::{self, STATE_NAMES, is_final, state_name};
+use isms_domain::identity::Identity;
+use isms_transport::tls;
 
 /// Exit codes of `directive issue --wait`, so scripts can tell outcomes apart.
 pub mod exit {
@@ -29,21 +29,6 @@ pub mod exit {
     pub const SOME_FAILED: i32 = 2;
     /// `--timeout` passed before every target was final.
     pub const TIMED_OUT: i32 = 3;
-}
-
-/// Subcommands every binary has.
-#[derive(Debug, clap::Subcommand)]
-pub enum NodeCommand {
-    /// Run the node until SIGTERM or SIGINT.
-    Serve {
-        #[arg(long)]
-        config: PathBuf,
-    },
-    /// Show this node's links (up/down, since when), backlogs and counts.
-    Status(NodeStatusArgs),
-    /// Testing only: move the node's clock (needs `[testing] clock_file` in the config).
-    #[command(subcommand)]
-    Clock(ClockCommand),
 }
 
 /// `NAME clock …`: writes the clock file the node reads its time from.
@@ -70,8 +55,9 @@ pub enum ClockCommand {
 }
 
 impl ClockCommand {
-    fn run(self) -> anyhow::Result<i32> {
-        use crate::clock::{Clock, FileClock, SystemClock};
+    /// Writes the clock file named in the config and prints the time it now holds.
+    pub fn run(self) -> anyhow::Result<i32> {
+        use isms_domain::clock::{Clock, FileClock, SystemClock};
         let config_path = match &self {
             ClockCommand::Set { config, .. }
             | ClockCommand::Advance { config, .. }
@@ -101,17 +87,6 @@ impl ClockCommand {
                 .map_or_else(|_| format!("{shown:?}"), |t| t.trim().to_string())
         );
         Ok(exit::OK)
-    }
-}
-
-impl NodeCommand {
-    /// Runs the command for `binary` of `tier`; returns the exit code.
-    pub fn run(self, binary: &str, tier: crate::identity::Tier) -> i32 {
-        match self {
-            NodeCommand::Serve { config } => crate::node::serve(binary, tier, &config),
-            NodeCommand::Status(a) => run_command(node_status(a)),
-            NodeCommand::Clock(c) => run_command(async move { c.run() }),
-        }
     }
 }
 
@@ -218,7 +193,7 @@ async fn return_directive(args: ReturnArgs) -> anyhow::Result<i32> {
 /// A Unix-ms time in China Standard Time.
 fn format_ms(ms: i64) -> String {
     use chrono::TimeZone;
-    crate::calendar::china()
+    isms_domain::calendar::china()
         .timestamp_millis_opt(ms)
         .single()
         .map_or_else(
@@ -580,7 +555,7 @@ pub struct QueryArgs {
     #[arg(long)]
     pub url_contains: Option<String>,
     /// Most records each enterprise returns.
-    #[arg(long, default_value_t = crate::access_log::DEFAULT_LIMIT)]
+    #[arg(long, default_value_t = isms_domain::access_log::DEFAULT_LIMIT)]
     pub limit: u32,
     #[arg(long, value_enum, default_value = "general")]
     pub urgency: UrgencyArg,
@@ -623,7 +598,7 @@ fn urgency_of(u: UrgencyArg) -> Urgency {
 /// `directive query`: returns the process exit code.
 pub async fn query(args: QueryArgs) -> anyhow::Result<i32> {
     directive::parse_targets(&args.to)?;
-    let q = crate::access_log::validate_query(&isms_proto::v1::AccessLogQuery {
+    let q = isms_domain::access_log::validate_query(&isms_proto::v1::AccessLogQuery {
         from_ms: args.from,
         until_ms: args.until,
         src: args.src.clone(),
@@ -647,7 +622,7 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<i32> {
 /// `directive correct`: returns the process exit code.
 pub async fn correct(args: CorrectArgs) -> anyhow::Result<i32> {
     directive::parse_targets(&args.to)?;
-    let c = crate::access_log::validate_correction(&isms_proto::v1::DataCorrection {
+    let c = isms_domain::access_log::validate_correction(&isms_proto::v1::DataCorrection {
         subject: args.subject.clone(),
         reason_code: args.reason.clone(),
         detail: args.detail.clone(),
@@ -1152,7 +1127,7 @@ pub async fn node_status(args: NodeStatusArgs) -> anyhow::Result<i32> {
             "{}: {} directives, {} active rules",
             s.node_id, s.directives, s.active_rules
         );
-        let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+        let now = isms_domain::clock::Clock::now_ms(&isms_domain::clock::SystemClock);
         for p in &s.peers {
             let since = if p.since_ms == 0 {
                 "never".to_string()

@@ -43,7 +43,7 @@ fn main() -> anyhow::Result<()> {
             let Some(Payload::Directive(d)) = &envelopes[0].payload else {
                 anyhow::bail!("not a directive");
             };
-            let distinct = isms_node::directive::count_distinct_rules(&d.rules)?;
+            let distinct = isms_domain::directive::count_distinct_rules(&d.rules)?;
             check += start.elapsed();
             anyhow::ensure!(distinct == rules, "{distinct} distinct of {rules}");
         }

@@ -32,7 +32,7 @@ impl Core {
         if kind == DirectiveKind::AccessLogQuery {
             // Answered at once from what this enterprise has.
             let q = d.query.clone().unwrap_or_default();
-            let update = match crate::access_log::answer(self.access_log.as_deref(), &q) {
+            let update = match isms_domain::access_log::answer(self.access_log.as_deref(), &q) {
                 Ok(result) => {
                     tracing::info!(directive = %d.id, matched = result.matched, "access-log query answered");
                     TargetStatus {
@@ -239,9 +239,9 @@ impl Core {
         for id in directives {
             let trace = self.stored_trace(g, &id)?;
             let span = tracing::info_span!("directive.execute", directive = %id, node = %me);
-            telemetry::set_parent(&span, &trace);
+            trace::set_parent(&span, &trace);
             let _entered = span.enter();
-            let trace = telemetry::inject(&span);
+            let trace = trace::inject(&span);
             match &result {
                 Ok(()) => {
                     tracing::info!(directive = %id, "directive executed");
@@ -453,6 +453,16 @@ fn write_rules_file(
 mod tests {
     use super::*;
 
+    /// An old store's rule record (`r/<directive>\0<index>`), as stores written before
+    /// rule sets kept them: the fold at start only scans the prefix.
+    fn legacy_rule(directive_id: &str, index: u32) -> Vec<u8> {
+        let mut k = records::LEGACY_RULE_PREFIX.to_vec();
+        k.extend_from_slice(directive_id.as_bytes());
+        k.push(0);
+        k.extend_from_slice(&index.to_be_bytes());
+        k
+    }
+
     fn domain(name: &str) -> Rule {
         Rule {
             kind: isms_proto::v1::RuleKind::BlockDomain as i32,
@@ -518,7 +528,7 @@ mod tests {
                     effective_at_ms: 2,
                     expires_at_ms: 0,
                 };
-                txn.put(records::legacy_rule(id, i), encode(&old));
+                txn.put(legacy_rule(id, i), encode(&old));
             }
         }
         store.apply(txn.into_writes()).expect("apply");
@@ -564,7 +574,7 @@ mod tests {
         let store = Store::open(dir.path()).expect("open");
         let id = "0190a1b2-0000-7000-8000-00000000000c";
         let mut txn = store.txn();
-        txn.put(records::legacy_rule(id, 0), vec![1, 0xff, 0xff, 0xff]);
+        txn.put(legacy_rule(id, 0), vec![1, 0xff, 0xff, 0xff]);
         store.apply(txn.into_writes()).expect("apply");
         let err = migrate_rules(&store).expect_err("corrupt record");
         assert!(err.to_string().contains("r/"), "names the record: {err}");

@@ -9,7 +9,7 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
-use crate::identity::Identity;
+use isms_domain::identity::Identity;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {

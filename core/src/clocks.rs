@@ -132,7 +132,7 @@ impl Core {
 
 /// Whether a target's clock is satisfied: a province has decided, an enterprise finished.
 pub(super) fn clock_satisfied(node: &str, state: TargetState) -> bool {
-    if crate::identity::is_province(node) {
+    if isms_domain::identity::is_province(node) {
         state_rank(state) >= state_rank(TargetState::Confirmed)
     } else {
         directive::is_final(state)

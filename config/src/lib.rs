@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::identity::{NodeId, NodeMap, Tier};
+use isms_domain::identity::{NodeId, NodeMap, Tier};
 
 /// Configuration of one node (`NAME serve --config FILE`). Relative paths are resolved
 /// against the directory of the configuration file.
@@ -57,7 +57,7 @@ pub struct Config {
     /// with). Default `batch`: a woken thread then does not preempt the running one, and
     /// finds a burst's frames together.
     #[serde(default)]
-    pub scheduling: crate::scheduling::Scheduling,
+    pub scheduling: Scheduling,
     /// Link tuning. Defaults suit a national network.
     #[serde(default)]
     pub link: LinkTuning,
@@ -485,6 +485,30 @@ impl Config {
             }
         }
         out
+    }
+}
+
+/// `scheduling` in a node's configuration.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheduling {
+    /// `SCHED_BATCH` at the nice value the node was started with: a woken thread does not
+    /// preempt the running one.
+    #[default]
+    Batch,
+    /// Keep the policy the node was started with (e.g. by a service manager's
+    /// `CPUSchedulingPolicy=`).
+    Inherit,
+}
+
+impl std::str::FromStr for Scheduling {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "batch" => Ok(Scheduling::Batch),
+            "inherit" => Ok(Scheduling::Inherit),
+            other => Err(format!("unknown scheduling {other:?}: batch or inherit")),
+        }
     }
 }
 

@@ -15,12 +15,12 @@ use isms_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::core::{CoreHandle, Decision, PeerState, Role, Shared};
-use crate::directive::{is_final, state_name};
-use crate::error::NodeError;
-use crate::identity::{Identity, Tier, is_province};
-use crate::records::{self, decode};
-use crate::tls;
+use isms_core::error::NodeError;
+use isms_core::{CoreHandle, Decision, PeerState, Role, Shared};
+use isms_domain::directive::{is_final, state_name};
+use isms_domain::identity::{Identity, Tier, is_province};
+use isms_domain::records::{self, decode};
+use isms_transport::tls;
 
 #[derive(Debug, Clone)]
 pub struct OperatorService {
@@ -79,7 +79,7 @@ pub fn directive_view(shared: &Shared, id: &str) -> Result<DirectiveView, NodeEr
         hops: Vec::new(),
     };
     let mut waiting: BTreeSet<&str> = queued.targets.iter().map(String::as_str).collect();
-    let mut results = crate::core::stored_query_results(&shared.store, id)?;
+    let mut results = isms_core::stored_query_results(&shared.store, id)?;
     for (node, rec) in records {
         let queued_at_ms = match (rec.queued_at_ms, waiting.remove(node.as_str())) {
             (0, true) => queued.at_ms,
@@ -136,7 +136,7 @@ fn stored_rows(shared: &Shared, id: &str) -> Result<Rows, NodeError> {
         Some(v) => decode(&queued_key, &v)?,
         None => QueuedTargets::default(),
     };
-    let records = crate::core::stored_targets(&shared.store, id)?;
+    let records = isms_core::stored_targets(&shared.store, id)?;
     Ok(Rows {
         stored,
         queued,
@@ -283,19 +283,19 @@ impl Operator for OperatorService {
         };
         let wanted = request.state.trim().to_string();
         let kind = request.kind.trim().to_string();
-        if !kind.is_empty() && !crate::directive::KIND_NAMES.contains(&kind.as_str()) {
+        if !kind.is_empty() && !isms_domain::directive::KIND_NAMES.contains(&kind.as_str()) {
             return Err(Status::invalid_argument(format!(
                 "unknown kind {kind:?}: expected one of {}",
-                crate::directive::KIND_NAMES.join(", ")
+                isms_domain::directive::KIND_NAMES.join(", ")
             )));
         }
         if !wanted.is_empty()
             && wanted != "overdue"
-            && !crate::directive::STATE_NAMES.contains(&wanted.as_str())
+            && !isms_domain::directive::STATE_NAMES.contains(&wanted.as_str())
         {
             return Err(Status::invalid_argument(format!(
                 "unknown state {wanted:?}: expected overdue or one of {}",
-                crate::directive::STATE_NAMES.join(", ")
+                isms_domain::directive::STATE_NAMES.join(", ")
             )));
         }
         let mut directives = Vec::new();
@@ -322,7 +322,7 @@ impl Operator for OperatorService {
                     state_name(TargetState::try_from(t.state).unwrap_or_default()) == name
                 }),
             };
-            if !matches || (!kind.is_empty() && crate::directive::kind_name(d.kind) != kind) {
+            if !matches || (!kind.is_empty() && isms_domain::directive::kind_name(d.kind) != kind) {
                 continue;
             }
             directives.push(tally.summary(&d));
@@ -396,7 +396,7 @@ pub fn pending(shared: &Shared) -> Result<PendingList, NodeError> {
         let stored: StoredDirective = decode(&k, &v)?;
         let d = stored.directive.unwrap_or_default();
         // This node's own state: a node is never in its own directory, so no via.
-        let Some(rec) = crate::core::stored_target(&shared.store, &d.id, "", &me)? else {
+        let Some(rec) = isms_core::stored_target(&shared.store, &d.id, "", &me)? else {
             continue;
         };
         if rec.state != TargetState::Received as i32 {
@@ -436,7 +436,7 @@ pub fn node_status(shared: &Shared) -> Result<NodeStatusReply, NodeError> {
         let oldest_age_ms = if backlog == 0 {
             0
         } else {
-            match crate::core::stored_outbox(&shared.store, peer, acked + 1, acked + 2)?.first() {
+            match isms_core::stored_outbox(&shared.store, peer, acked + 1, acked + 2)?.first() {
                 Some(e) => (now - e.enqueued_at_ms).max(0),
                 None => 0,
             }

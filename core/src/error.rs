@@ -1,8 +1,8 @@
 //! The node layer's errors, and their one mapping to gRPC status codes: retryable failures
 //! become `Unavailable`, everything the caller must change becomes a permanent code.
 
-use crate::directive::InputError;
-use crate::records::CorruptRecord;
+use isms_domain::directive::InputError;
+use isms_domain::records::CorruptRecord;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {

@@ -176,9 +176,9 @@ impl Core {
             )));
         }
         let span = tracing::info_span!("directive.decide", directive = %id, node = %me, operator = %operator);
-        telemetry::set_parent(&span, &stored.trace_context);
+        trace::set_parent(&span, &stored.trace_context);
         let _entered = span.enter();
-        let trace = telemetry::inject(&span);
+        let trace = trace::inject(&span);
         let (targets, action, outcome) = match decision {
             Decision::Confirm => {
                 let n = self.forward_to_enterprises(g, &d, &trace)?;

@@ -15,7 +15,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector, server::TlsStream};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::identity::Identity;
+use isms_domain::identity::Identity;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {

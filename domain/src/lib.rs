@@ -1,0 +1,17 @@
+//! The ISMS domain: what a directive is, independent of how it travels or is stored.
+//!
+//! Owns node identities (`identity`), directives' rules and targets with their validation
+//! and normalisation (`directive`), the keyspace and versioned encoding of a node's records
+//! (`records`), the working-day calendar (`calendar`), the clock the regulation's limits
+//! are measured on (`clock`), and access-log queries and data-correction demands
+//! (`access_log`).
+//!
+//! Must not: open a socket, touch the store, or spawn a task. It reads only the files it is
+//! pointed to (a calendar directory, a test clock file, an enterprise's access log).
+
+pub mod access_log;
+pub mod calendar;
+pub mod clock;
+pub mod directive;
+pub mod identity;
+pub mod records;
