@@ -1,0 +1,387 @@
+//! The event loop and group commit: take every queued event as one group (a small group
+//! lingers for more), handle each against one transaction, apply the group as one atomic
+//! batch, sync once, and only then reply, acknowledge and publish the new outbox marks.
+
+use super::*;
+
+/// Most events committed together; bounds the latency one group adds.
+const MAX_GROUP: usize = 4096;
+
+/// A group with fewer events than this waits up to `CoreOptions::linger` for more.
+const LINGER_BELOW: usize = 256;
+
+/// Stops the node if the core's thread unwinds.
+struct StopOnPanic {
+    shared: Arc<Shared>,
+    fatal: CancellationToken,
+}
+
+impl Drop for StopOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.shared.failed.store(true, Ordering::SeqCst);
+            self.fatal.cancel();
+        }
+    }
+}
+
+/// Adds the events already queued to a group, up to `MAX_GROUP`.
+fn take_ready(rx: &mut mpsc::Receiver<Event>, events: &mut Vec<Event>) {
+    while events.len() < MAX_GROUP {
+        match rx.try_recv() {
+            Ok(e) => events.push(e),
+            Err(_) => break,
+        }
+    }
+}
+
+impl Core {
+    /// Loads the link counters from the store and starts the core on its own thread.
+    /// `fatal` is cancelled if the store fails, so the node stops instead of lying.
+    pub fn start(
+        shared: Arc<Shared>,
+        options: CoreOptions,
+        fatal: CancellationToken,
+    ) -> Result<(CoreHandle, std::thread::JoinHandle<()>), NodeError> {
+        let store = shared.store.clone();
+        targets::migrate(&store, &shared.directory)?;
+        if shared.node_id.tier() == Tier::Enterprise {
+            enterprise::migrate_rules(&store)?;
+        }
+        let mut core = Core {
+            tier: shared.node_id.tier(),
+            shared: shared.clone(),
+            parent: options.parent,
+            calendar: options.calendar,
+            auto_confirm: options.auto_confirm,
+            access_log: options.access_log,
+            next_seq: NodeMap::default(),
+            applied: NodeMap::default(),
+            acked: NodeMap::default(),
+            inboxes: inbox::Inboxes::load(&store, &shared.peers)?,
+            fans: fanout::Fans::load(&store, &shared.peers)?,
+            rules_file: options.rules_file,
+            fatal,
+            // An enterprise has one link: there is nothing to gather, only time to lose.
+            linger: if shared.node_id.tier() == Tier::Enterprise {
+                std::time::Duration::ZERO
+            } else {
+                options.linger
+            },
+            runtime: tokio::runtime::Handle::try_current().ok(),
+            caches: None,
+        };
+        for (id, peer) in &shared.peers {
+            let (applied, marked_next) = match store.get(&records::marks(id))? {
+                Some(v) => records::decode_marks(&records::marks(id), &v)?,
+                None => (0, None),
+            };
+            let legacy_next = match store.get(&records::next_seq(id))? {
+                Some(v) => Some(records::decode_u64(&records::next_seq(id), &v)?),
+                None => None,
+            };
+            let mut outbox = store.scan_prefix(&records::outbox_prefix(id));
+            let first_entry = outbox
+                .next()
+                .transpose()?
+                .and_then(|(k, _)| records::outbox_seq(&k));
+            let last_entry = match outbox.next_back().transpose()? {
+                Some((k, _)) => records::outbox_seq(&k),
+                None => first_entry, // the outbox holds one entry
+            };
+            // Copies in fan-out records are in the outbox too.
+            let (first_copy, last_copy) = {
+                let fanned = peer.fanned();
+                (
+                    fanned.keys().next().copied(),
+                    fanned.keys().next_back().copied(),
+                )
+            };
+            let first_unacked = [first_entry, first_copy].into_iter().flatten().min();
+            let last_queued = [last_entry, last_copy].into_iter().flatten().max();
+            // The outbox's last entry says the next number while it holds any; the marks
+            // say it once it is empty (records::encode_marks).
+            let next = [marked_next, legacy_next, last_queued.map(|s| s + 1)]
+                .into_iter()
+                .flatten()
+                .max()
+                .unwrap_or(1);
+            let acked = first_unacked.map_or(next - 1, |s| s - 1);
+            core.next_seq.insert(id.clone(), next);
+            core.applied.insert(id.clone(), applied);
+            core.acked.insert(id.clone(), acked);
+            peer.durable_out.send_replace(next - 1);
+            peer.tail().start = next;
+            peer.durable_applied.store(applied, Ordering::SeqCst);
+            peer.acked.store(acked, Ordering::SeqCst);
+        }
+        let mut directives = 0u64;
+        for entry in store.scan_prefix(records::DIRECTIVE_PREFIX) {
+            entry?;
+            directives += 1;
+        }
+        shared.directives.store(directives, Ordering::SeqCst);
+        if core.tier == Tier::Enterprise {
+            core.rewrite_rules_file()?;
+        }
+        let (tx, rx) = mpsc::channel(8192);
+        let thread = std::thread::Builder::new()
+            .name("isms-core".into())
+            .spawn(move || core.run(rx))
+            .map_err(|e| {
+                NodeError::Store(isms_store::StoreError::Io {
+                    path: PathBuf::from("<core thread>"),
+                    source: e,
+                })
+            })?;
+        Ok((CoreHandle { tx }, thread))
+    }
+
+    pub(super) fn run(mut self, mut rx: mpsc::Receiver<Event>) {
+        // A panic here must stop the node, not leave it up with no one to write.
+        let _stop = StopOnPanic {
+            shared: self.shared.clone(),
+            fatal: self.fatal.clone(),
+        };
+        // How well events group is what the node's cost turns on; the log says it at exit.
+        let (mut groups, mut events_seen) = (0u64, 0u64);
+        loop {
+            let mut events: Vec<Event> = Vec::new();
+            // With chunks in an inbox to apply, a group runs even when no event waits.
+            if self.inboxes.is_empty() {
+                match rx.blocking_recv() {
+                    Some(e) => events.push(e),
+                    None => break,
+                }
+                let first = std::time::Instant::now();
+                take_ready(&mut rx, &mut events);
+                self.linger(&mut rx, &mut events, first);
+            } else if rx.is_closed() && rx.is_empty() {
+                break;
+            } else {
+                take_ready(&mut rx, &mut events);
+            }
+            groups += 1;
+            events_seen += events.len() as u64;
+            if let Err(e) = self.process_group(events) {
+                tracing::error!(error = %e, "store failure: stopping the node rather than acknowledge what may not be durable");
+                self.shared.failed.store(true, Ordering::SeqCst);
+                self.fatal.cancel();
+                break;
+            }
+        }
+        tracing::info!(
+            groups,
+            events = events_seen,
+            syncs = self.shared.store.sync_count(),
+            inbox_chunks_written = self.inboxes.stats.chunks_written,
+            inbox_chunks_applied = self.inboxes.stats.chunks_applied,
+            inbox_envelopes = self.inboxes.stats.envelopes,
+            "core stopped"
+        );
+        // Dropping `rx` fails every queued sender with ShuttingDown.
+    }
+
+    /// Waits, up to the linger from the group's first event, for more events to share its
+    /// commit. The costs that come per group (the fsync, block and fan-out record
+    /// rewrites, a status frame to the parent and the parent's own group for it) are most
+    /// of a relay's work when reports arrive a few at a time, and a node on a busy machine
+    /// loses nothing by letting others run for a few milliseconds (BENCHMARKS.md).
+    pub(super) fn linger(
+        &self,
+        rx: &mut mpsc::Receiver<Event>,
+        events: &mut Vec<Event>,
+        first: std::time::Instant,
+    ) {
+        let Some(runtime) = &self.runtime else {
+            return;
+        };
+        // A stopping node commits at once: its drain has a deadline, and the runtime this
+        // wait's timer lives on is gone after it.
+        if self.linger.is_zero() || self.fatal.is_cancelled() {
+            return;
+        }
+        let deadline = tokio::time::Instant::from_std(first + self.linger);
+        while events.len() < LINGER_BELOW {
+            // The timer is made inside: it needs the runtime's context.
+            let next = runtime.block_on(async {
+                tokio::select! {
+                    r = tokio::time::timeout_at(deadline, rx.recv()) => r.ok().flatten(),
+                    () = self.fatal.cancelled() => None,
+                }
+            });
+            match next {
+                Some(e) => {
+                    events.push(e);
+                    take_ready(rx, events);
+                }
+                // The linger is over, the queue closed, or the node is stopping.
+                None => break,
+            }
+        }
+    }
+
+    pub(super) fn process_group(&mut self, events: Vec<Event>) -> Result<(), NodeError> {
+        let store = self.shared.store.clone();
+        // A group that fails stops the node, so the caches it took need not come back.
+        let mut g = match self.caches.take() {
+            Some((targets, metas)) => {
+                Group::with_caches(store.txn(), self.shared.now_ms(), targets, metas)
+            }
+            None => Group::new(store.txn(), self.shared.now_ms()),
+        };
+        for event in events {
+            self.handle(&mut g, event)?;
+        }
+        if !self.inboxes.is_empty() {
+            self.apply_inbox(&mut g)?;
+        }
+        if g.rules_dirty || !g.rules_changed.is_empty() {
+            self.execute_rules(&mut g)?;
+        }
+        self.flush_upward(&mut g)?;
+        self.fans.write(&mut g, &self.shared.peers);
+        g.targets.write(&mut g.txn);
+        g.metas.age();
+        for peer in std::mem::take(&mut g.marks) {
+            let applied = self.applied.get(&peer).copied().unwrap_or(0);
+            let next = self.next_seq.get(&peer).copied().unwrap_or(1);
+            g.txn
+                .put(records::marks(&peer), records::encode_marks(applied, next));
+            g.touched.insert(peer);
+        }
+        let Group {
+            txn,
+            replies,
+            outbox,
+            new_directives,
+            targets,
+            metas,
+            mut touched,
+            ..
+        } = g;
+        let writes = txn.into_writes();
+        if !writes.is_empty() {
+            store.apply(writes)?;
+            store.sync()?;
+        }
+        // Only now do the caches match the store again.
+        self.caches = Some((targets, metas));
+        self.shared
+            .directives
+            .fetch_add(new_directives, Ordering::SeqCst);
+        for (peer, entry, size) in outbox {
+            if let Some(p) = self.shared.peer(&peer) {
+                p.tail().push(entry, size);
+            }
+            touched.insert(peer);
+        }
+        self.publish(&touched);
+        for reply in replies {
+            // A caller that went away no longer needs the answer.
+            match reply {
+                Reply::Inbound(tx, r) => drop(tx.send(r)),
+                Reply::Issue(tx, r) => drop(tx.send(r)),
+                Reply::Decide(tx, r) => drop(tx.send(r)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Tells link writers and sessions what is now durable, for the peers the group
+    /// touched: the others' state is as last published (at start, or by an earlier group),
+    /// and telling all 162 of a province's peers after every group was a tenth of its core
+    /// thread one directive at a time (BENCHMARKS.md).
+    /// What was applied is published before the writers wake, so the reports a group made
+    /// go out carrying the acknowledgment of what they answer.
+    pub(super) fn publish(&self, touched: &NodeSet) {
+        for id in touched {
+            let Some(peer) = self.shared.peer(id) else {
+                continue;
+            };
+            let applied = self.applied.get(id).copied().unwrap_or(0);
+            peer.durable_applied.store(applied, Ordering::SeqCst);
+            peer.acked
+                .store(self.acked.get(id).copied().unwrap_or(0), Ordering::SeqCst);
+            peer.inbox
+                .store(self.inboxes.len(id, applied), Ordering::SeqCst);
+            let out = self.next_seq.get(id).copied().unwrap_or(1) - 1;
+            peer.durable_out.send_if_modified(|v| {
+                let changed = *v != out;
+                *v = out;
+                changed
+            });
+        }
+    }
+
+    /// Handles one event. Everything that can be refused is checked before the first write,
+    /// so a refused event leaves no trace in the group.
+    pub(super) fn handle(&mut self, g: &mut Group<'_>, event: Event) -> Result<(), NodeError> {
+        match event {
+            Event::Inbound {
+                peer,
+                envelopes,
+                ack,
+                reply,
+            } => {
+                g.touched.insert(peer.clone());
+                if ack != 0 {
+                    self.apply_ack(g, &peer, ack)?;
+                }
+                let result = match self.check_inbound(&peer, &envelopes) {
+                    Ok(()) if self.to_inbox(&peer, &envelopes) => self
+                        .spill(g, &peer, envelopes)
+                        .map(|()| self.applied[&peer]),
+                    Ok(()) => self
+                        .apply_inbound(g, &peer, envelopes)
+                        .map(|()| self.applied[&peer]),
+                    Err(e) => {
+                        tracing::warn!(%peer, error = %e, "refused envelopes");
+                        Err(e)
+                    }
+                };
+                // Store errors must stop the node; the others only refuse this input.
+                let result = match result {
+                    Err(NodeError::Store(e)) => return Err(NodeError::Store(e)),
+                    r => r,
+                };
+                g.replies.push(Reply::Inbound(reply, result));
+            }
+            Event::Acked { peer, up_to } => {
+                g.touched.insert(peer.clone());
+                self.apply_ack(g, &peer, up_to)?;
+            }
+            Event::Issue {
+                request,
+                operator,
+                reply,
+            } => {
+                let result = self.issue(g, *request, &operator);
+                let result = match result {
+                    Err(NodeError::Store(e)) => return Err(NodeError::Store(e)),
+                    r => r,
+                };
+                g.replies.push(Reply::Issue(reply, result));
+            }
+            Event::Decide {
+                id,
+                operator,
+                decision,
+                reply,
+            } => {
+                let result = match self.decide(g, &id, &operator, decision) {
+                    Err(NodeError::Store(e)) => return Err(NodeError::Store(e)),
+                    r => r,
+                };
+                g.replies.push(Reply::Decide(reply, result));
+            }
+            Event::Tick => {
+                self.check_clocks(g)?;
+                if self.tier == Tier::Enterprise {
+                    self.check_schedule(g)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

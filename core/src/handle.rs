@@ -1,0 +1,129 @@
+//! How the rest of the node talks to the core: the `Event`s it takes and the `CoreHandle`
+//! that sends them and waits for the answer given once the event's group is durable.
+
+use super::*;
+
+/// Work for the core.
+#[derive(Debug)]
+pub enum Event {
+    /// Envelopes received from a peer, with the acknowledgment they carried (0: none); the
+    /// reply is the highest sequence now durably applied from it.
+    Inbound {
+        peer: NodeId,
+        envelopes: Vec<Envelope>,
+        ack: u64,
+        reply: oneshot::Sender<Result<u64, NodeError>>,
+    },
+    /// The peer holds everything up to `up_to` durably.
+    Acked { peer: NodeId, up_to: u64 },
+    /// An operator issues a directive here.
+    Issue {
+        /// Boxed: a request can carry a whole blacklist.
+        request: Box<IssueRequest>,
+        operator: String,
+        reply: oneshot::Sender<Result<IssueReply, NodeError>>,
+    },
+    /// Province: an operator confirms or returns a received requirement.
+    Decide {
+        id: String,
+        operator: String,
+        decision: Decision,
+        reply: oneshot::Sender<Result<DecisionReply, NodeError>>,
+    },
+    /// Time passed: check the running clocks.
+    Tick,
+}
+
+/// An operator's decision on a directive waiting at this node.
+#[derive(Debug, Clone)]
+pub enum Decision {
+    /// Province: forward a received requirement.
+    Confirm,
+    /// Province: send it back; the reason is mandatory.
+    Return(String),
+    /// Enterprise: the data a correction demand names is corrected and re-reported
+    /// the note says what was done.
+    Corrected(String),
+}
+
+/// Sends events to the core.
+#[derive(Debug, Clone)]
+pub struct CoreHandle {
+    pub(super) tx: mpsc::Sender<Event>,
+}
+
+impl CoreHandle {
+    /// Events sent and not yet taken into a group.
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    pub async fn send(&self, event: Event) -> Result<(), NodeError> {
+        self.tx
+            .send(event)
+            .await
+            .map_err(|_| NodeError::ShuttingDown)
+    }
+
+    /// Sends the event `make` builds around a reply channel, and waits for the reply.
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, NodeError>>) -> Event,
+    ) -> Result<T, NodeError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(make(reply)).await?;
+        rx.await.map_err(|_| NodeError::ShuttingDown)?
+    }
+
+    pub async fn inbound(
+        &self,
+        peer: NodeId,
+        envelopes: Vec<Envelope>,
+        ack: u64,
+    ) -> Result<u64, NodeError> {
+        self.ask(|reply| Event::Inbound {
+            peer,
+            envelopes,
+            ack,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn acked(&self, peer: NodeId, up_to: u64) -> Result<(), NodeError> {
+        self.send(Event::Acked { peer, up_to }).await
+    }
+
+    pub async fn decide(
+        &self,
+        id: String,
+        operator: String,
+        decision: Decision,
+    ) -> Result<DecisionReply, NodeError> {
+        self.ask(|reply| Event::Decide {
+            id,
+            operator,
+            decision,
+            reply,
+        })
+        .await
+    }
+
+    /// Asks the core to check its clocks, unless it is busy (then it will see a later tick).
+    pub fn tick(&self) {
+        let _ = self.tx.try_send(Event::Tick);
+    }
+
+    pub async fn issue(
+        &self,
+        request: IssueRequest,
+        operator: String,
+    ) -> Result<IssueReply, NodeError> {
+        self.ask(|reply| Event::Issue {
+            request: Box::new(request),
+            operator,
+            reply,
+        })
+        .await
+    }
+}

@@ -1,0 +1,197 @@
+//! What arrives from a peer: the checks made before anything is written (sequence, sender,
+//! jurisdiction, shape), and applying an envelope or a received directive.
+
+use super::*;
+
+impl Core {
+    pub(super) fn check_inbound(
+        &self,
+        peer_id: &NodeId,
+        envelopes: &[Envelope],
+    ) -> Result<(), NodeError> {
+        let peer = self
+            .shared
+            .peer(peer_id)
+            .ok_or_else(|| NodeError::Forbidden(format!("{peer_id} is not a peer of this node")))?;
+        let mut expect = self.applied[peer_id] + 1;
+        for env in envelopes {
+            if env.seq < expect {
+                continue; // already applied: acknowledged again, not applied again
+            }
+            if env.seq != expect {
+                return Err(NodeError::Protocol(format!(
+                    "sequence gap from {peer_id}: expected {expect}, got {}",
+                    env.seq
+                )));
+            }
+            expect += 1;
+            if env.id.is_empty() {
+                return Err(NodeError::Protocol(format!(
+                    "envelope {} from {peer_id} has no message ID",
+                    env.seq
+                )));
+            }
+            match (&env.payload, peer.role) {
+                (Some(Payload::Directive(d)), Role::Parent) => check_directive_shape(d)?,
+                // A province's own request for assistance from another province (R-6.4) is
+                // the one directive that travels up, and only to the ministry.
+                (Some(Payload::Directive(d)), Role::Child)
+                    if self.tier == Tier::Ministry
+                        && peer_id.tier() == Tier::Province
+                        && d.issuer == peer_id.as_str() =>
+                {
+                    check_directive_shape(d)?;
+                }
+                (Some(Payload::Directive(_)), Role::Child) => {
+                    return Err(NodeError::Forbidden(format!(
+                        "{peer_id} is a child of {}: directives only flow down from a parent",
+                        self.shared.node_id
+                    )));
+                }
+                (Some(Payload::Status(s)), Role::Child) => self.check_status_scope(peer_id, s)?,
+                // Statuses come down only for what this node issued (assistance, R-6.4).
+                (Some(Payload::Status(s)), Role::Parent) => {
+                    let issued_here = self
+                        .committed_meta(&s.directive_id)?
+                        .is_some_and(|m| m.issuer == self.shared.node_id.as_str());
+                    if !issued_here {
+                        return Err(NodeError::Protocol(format!(
+                            "{peer_id} is the parent: status reports only flow up, except for \
+                             directives this node issued"
+                        )));
+                    }
+                }
+                (None, _) => {
+                    return Err(NodeError::Protocol(format!(
+                        "envelope {} from {peer_id} has no payload",
+                        env.seq
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A child may report only on itself and, for a province, its own enterprises.
+    pub(super) fn check_status_scope(
+        &self,
+        child: &NodeId,
+        report: &StatusReport,
+    ) -> Result<(), NodeError> {
+        for u in &report.updates {
+            let allowed = u.node == child.as_str()
+                || (child.tier() == Tier::Province
+                    && self
+                        .shared
+                        .directory
+                        .get(u.node.as_str())
+                        .is_some_and(|route| route == child));
+            if !allowed {
+                return Err(NodeError::Forbidden(format!(
+                    "{child} may not report on {}",
+                    u.node
+                )));
+            }
+            if TargetState::try_from(u.state).is_err() || u.state == 0 {
+                return Err(NodeError::Protocol(format!("unknown state {}", u.state)));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn apply_inbound(
+        &mut self,
+        g: &mut Group<'_>,
+        peer: &NodeId,
+        envelopes: Vec<Envelope>,
+    ) -> Result<(), NodeError> {
+        let mut applied = self.applied[peer];
+        for env in envelopes {
+            if env.seq <= applied {
+                continue;
+            }
+            applied = env.seq;
+            self.apply_envelope(g, peer, env)?;
+        }
+        if applied != self.applied[peer] {
+            self.applied.insert(peer.clone(), applied);
+            g.marks.insert(peer.clone());
+        }
+        Ok(())
+    }
+
+    /// Applies one envelope from `peer`, checked by `check_inbound` before.
+    pub(super) fn apply_envelope(
+        &mut self,
+        g: &mut Group<'_>,
+        peer: &NodeId,
+        env: Envelope,
+    ) -> Result<(), NodeError> {
+        match env.payload {
+            Some(Payload::Directive(d)) => self.receive_directive(g, peer, d, env.trace_context),
+            Some(Payload::Status(s)) => self.receive_status(g, peer, s, &env.trace_context),
+            None => Ok(()), // refused by check_inbound
+        }
+    }
+
+    pub(super) fn receive_directive(
+        &mut self,
+        g: &mut Group<'_>,
+        from: &NodeId,
+        d: Directive,
+        trace: HashMap<String, String>,
+    ) -> Result<(), NodeError> {
+        let span = tracing::info_span!("directive.receive", directive = %d.id, from = %from, node = %self.shared.node_id);
+        trace::set_parent(&span, &trace);
+        let _entered = span.enter();
+        let key = records::directive(&d.id);
+        if g.txn.contains(&key)? {
+            tracing::debug!(directive = %d.id, "duplicate directive: already applied");
+            return Ok(());
+        }
+        let trace = trace::inject(&span);
+        store_directive(g, &d, Some(from), &trace);
+        match self.tier {
+            Tier::Enterprise => self.accept_at_enterprise(g, &d, &trace)?,
+            Tier::Province => self.relay_at_province(g, &d, &trace)?,
+            Tier::Ministry => self.relay_assistance(g, from, &d, &trace)?,
+        }
+        tracing::info!(directive = %d.id, rules = d.rules.len(), "directive received");
+        Ok(())
+    }
+
+    pub(super) fn stored_trace(
+        &self,
+        g: &mut Group<'_>,
+        id: &str,
+    ) -> Result<HashMap<String, String>, NodeError> {
+        Ok(self
+            .stored_meta(g, id)?
+            .map(|m| m.trace_context.clone())
+            .unwrap_or_default())
+    }
+}
+
+/// Cheap structural checks of a directive from a parent; rule contents are checked where
+/// they are applied, and a bad rule fails the directive rather than the link.
+pub fn check_directive_shape(d: &Directive) -> Result<(), NodeError> {
+    if uuid::Uuid::parse_str(&d.id).is_err() {
+        return Err(NodeError::Protocol(format!(
+            "directive ID {:?} is not a UUID",
+            d.id
+        )));
+    }
+    if d.issuer.parse::<NodeId>().is_err() {
+        return Err(NodeError::Protocol(format!(
+            "directive issuer {:?} is not a node ID",
+            d.issuer
+        )));
+    }
+    if d.targets.is_empty() {
+        return Err(NodeError::Protocol(format!(
+            "directive {} has no targets",
+            d.id
+        )));
+    }
+    Ok(())
+}

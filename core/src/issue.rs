@@ -1,0 +1,205 @@
+//! Issuing: an operator's request checked, its targets resolved in this node's
+//! jurisdiction, and the directive stored and queued toward them.
+
+use super::*;
+
+impl Core {
+    /// An operator's directive: validated, resolved to targets, stored with one outbox entry
+    /// per next hop, and audited, all in this group's batch.
+    pub(super) fn issue(
+        &mut self,
+        g: &mut Group<'_>,
+        req: IssueRequest,
+        operator: &str,
+    ) -> Result<IssueReply, NodeError> {
+        let id = if req.id.is_empty() {
+            uuid::Uuid::now_v7()
+        } else {
+            uuid::Uuid::parse_str(&req.id).map_err(|_| InputError::Id(req.id.clone()))?
+        }
+        .to_string();
+        let kind = match DirectiveKind::try_from(req.kind) {
+            Ok(DirectiveKind::Unspecified) | Err(_) => DirectiveKind::Disposal,
+            Ok(k) => k,
+        };
+        let (rules, to, revokes) = if kind == DirectiveKind::Revocation {
+            // Only what this node issued can be withdrawn here, by default from every
+            // target it went to.
+            let revokes = uuid::Uuid::parse_str(&req.revokes)
+                .map_err(|_| InputError::Id(req.revokes.clone()))?
+                .to_string();
+            let original = self
+                .stored_directive(g, &revokes)?
+                .and_then(|s| s.directive)
+                .filter(|d| d.issuer == self.shared.node_id.as_str())
+                .ok_or_else(|| InputError::NotRevocable(revokes.clone()))?;
+            let to = if req.to.is_empty() {
+                original.targets
+            } else {
+                req.to.clone()
+            };
+            (Vec::new(), to, revokes)
+        } else if (kind == DirectiveKind::Drill && req.rules.is_empty())
+            || matches!(
+                kind,
+                DirectiveKind::AccessLogQuery | DirectiveKind::DataCorrection
+            )
+        {
+            (Vec::new(), req.to.clone(), String::new())
+        } else {
+            (
+                directive::normalise_rules(&req.rules)?,
+                req.to.clone(),
+                String::new(),
+            )
+        };
+        if req.expires_at_ms != 0 && req.expires_at_ms <= req.effective_at_ms.max(g.now) {
+            return Err(InputError::Expiry.into());
+        }
+        let query = match (kind, &req.query) {
+            (DirectiveKind::AccessLogQuery, Some(q)) => {
+                Some(isms_domain::access_log::validate_query(q)?)
+            }
+            (DirectiveKind::AccessLogQuery, None) => {
+                return Err(InputError::Query("no query given".into()).into());
+            }
+            _ => None,
+        };
+        let correction = match (kind, &req.correction) {
+            (DirectiveKind::DataCorrection, Some(c)) => {
+                Some(isms_domain::access_log::validate_correction(c)?)
+            }
+            (DirectiveKind::DataCorrection, None) => {
+                return Err(InputError::Correction("nothing named to correct".into()).into());
+            }
+            _ => None,
+        };
+        let selections = directive::parse_targets(&to)?;
+        let (mut targets, foreign) = self.resolve_issue_targets(selections)?;
+        targets.extend(foreign.iter().cloned());
+        let urgency = match Urgency::try_from(req.urgency) {
+            Ok(Urgency::Unspecified) | Err(_) => Urgency::General,
+            Ok(u) => u,
+        };
+        if let Some(existing) = self.stored_directive(g, &id)? {
+            // The same ID issued again (a retried CLI call): the first one stands.
+            let n = existing.directive.map_or(0, |d| d.targets.len());
+            return Ok(IssueReply {
+                id,
+                targets: u32::try_from(n).unwrap_or(u32::MAX),
+            });
+        }
+        let span = tracing::info_span!("directive.issue", directive = %id, node = %self.shared.node_id, operator = %operator);
+        let _entered = span.enter();
+        let trace = trace::inject(&span);
+        let d = Directive {
+            id: id.clone(),
+            issuer: self.shared.node_id.to_string(),
+            operator: operator.to_string(),
+            kind: kind as i32,
+            urgency: urgency as i32,
+            targets: targets.iter().map(ToString::to_string).collect(),
+            rules,
+            issued_at_ms: g.now,
+            revokes,
+            effective_at_ms: req.effective_at_ms.max(0),
+            expires_at_ms: req.expires_at_ms.max(0),
+            query,
+            correction,
+        };
+        store_directive(g, &d, None, &trace);
+        let mut routes: BTreeMap<NodeId, Vec<String>> = BTreeMap::new();
+        for (enterprise, route) in &self.shared.directory {
+            if targets.contains(enterprise) {
+                routes
+                    .entry(route.clone())
+                    .or_default()
+                    .push(enterprise.to_string());
+            }
+        }
+        if !foreign.is_empty() {
+            // Enterprises of other provinces: a request for assistance, through the
+            // ministry. A province reaches them no other way.
+            let parent = self
+                .parent
+                .clone()
+                .ok_or_else(|| NodeError::Forbidden("no parent to ask for assistance".into()))?;
+            let foreign: Vec<String> = foreign.iter().map(ToString::to_string).collect();
+            self.queue_targets(g, &id, foreign.clone())?;
+            self.enqueue_directive(g, &parent, &d, foreign, trace.clone());
+        }
+        let queued = routes.values().flatten().cloned().collect();
+        self.queue_targets(g, &id, queued)?;
+        for (route, route_targets) in routes {
+            if route.tier() == Tier::Province {
+                self.set_target(g, &id, route.as_str(), TargetState::Queued, "")?;
+            }
+            self.enqueue_directive(g, &route, &d, route_targets, trace.clone());
+        }
+        let rule_kinds: BTreeSet<&str> = d
+            .rules
+            .iter()
+            .map(|r| directive::rule_kind_name(r.kind))
+            .collect();
+        let outcome = if kind == DirectiveKind::Revocation {
+            format!("revokes {}, {} targets", d.revokes, d.targets.len())
+        } else {
+            format!(
+                "{} {} rules ({}), {} targets, to {}",
+                directive::kind_name(d.kind),
+                d.rules.len(),
+                rule_kinds.into_iter().collect::<Vec<_>>().join(","),
+                d.targets.len(),
+                to.join(",")
+            )
+        };
+        let action = match kind {
+            DirectiveKind::Revocation => "directive.revoke",
+            _ => "directive.issue",
+        };
+        audit(g, operator, action, &id, &outcome);
+        tracing::info!(directive = %id, targets = d.targets.len(), rules = d.rules.len(), "directive issued");
+        Ok(IssueReply {
+            id,
+            targets: u32::try_from(d.targets.len()).unwrap_or(u32::MAX),
+        })
+    }
+
+    /// Resolves `--to` for an issue here: the enterprises this node reaches itself, and, at a
+    /// province, the enterprises of other provinces to ask the ministry's help for.
+    pub(super) fn resolve_issue_targets(
+        &self,
+        selections: Vec<directive::TargetSelection>,
+    ) -> Result<(BTreeSet<NodeId>, BTreeSet<NodeId>), NodeError> {
+        use directive::TargetSelection;
+        if self.tier != Tier::Province {
+            let own = directive::resolve_targets(&selections, &self.shared.directory)?;
+            return Ok((own, BTreeSet::new()));
+        }
+        let mut own = Vec::new();
+        let mut foreign = BTreeSet::new();
+        for sel in selections {
+            match sel {
+                TargetSelection::All => own.push(TargetSelection::All),
+                TargetSelection::Province(p) if p == self.shared.node_id => {
+                    own.push(TargetSelection::All);
+                }
+                TargetSelection::Province(p) => {
+                    return Err(InputError::OtherProvince(p.to_string()).into());
+                }
+                TargetSelection::Enterprise(e) if self.shared.directory.contains_key(&e) => {
+                    own.push(TargetSelection::Enterprise(e));
+                }
+                TargetSelection::Enterprise(e) => {
+                    foreign.insert(e);
+                }
+            }
+        }
+        let own = if own.is_empty() {
+            BTreeSet::new()
+        } else {
+            directive::resolve_targets(&own, &self.shared.directory)?
+        };
+        Ok((own, foreign))
+    }
+}
