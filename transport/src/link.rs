@@ -7,11 +7,10 @@
 //! live: a newer connection from the same child replaces the older one.
 
 use std::collections::{HashMap, VecDeque};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use isms_proto::Pieces;
 use isms_proto::record::{OutboxEntry, StoredDirective, outbox_entry};
 use isms_proto::v1::{Ack, Directive, Envelope, Frame, Hello, envelope::Payload, frame};
@@ -23,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use crate::tls;
-use crate::wire::{self, Outbound};
+use crate::wire::{self, FrameStream, OpenLink, Outbound};
 use isms_config::LinkTuning;
 use isms_core::error::NodeError;
 use isms_core::{CoreHandle, PeerState, Role, Shared};
@@ -149,7 +148,6 @@ impl LinkContext {
     }
 }
 
-pub(crate) type FrameStream = Pin<Box<dyn Stream<Item = Result<Frame, Status>> + Send>>;
 
 /// Why a session ended.
 #[derive(Debug, thiserror::Error)]
@@ -645,10 +643,12 @@ impl LinkService {
     pub fn new(ctx: LinkContext) -> Self {
         LinkService { ctx }
     }
+}
 
+impl OpenLink for LinkService {
     /// Opens a session for the child `request` comes from (configured children only), its
     /// frames read from `inbound`; returns the frames it sends back.
-    pub(crate) fn open(
+    fn open(
         &self,
         request: &tonic::Request<()>,
         inbound: FrameStream,

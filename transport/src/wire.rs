@@ -26,8 +26,6 @@ use tonic::body::Body;
 use tonic::transport::Channel;
 use tower::Service;
 
-use crate::link::LinkService;
-
 /// The one method of the link service.
 pub const OPEN_PATH: &str = "/isms.v1.Link/Open";
 
@@ -35,15 +33,31 @@ pub const OPEN_PATH: &str = "/isms.v1.Link/Open";
 /// status.
 pub type Outbound = mpsc::Sender<Result<Pieces, Status>>;
 
+/// Frames coming in on one link, decoded.
+pub type FrameStream = Pin<Box<dyn Stream<Item = Result<Frame, Status>> + Send>>;
+
+/// What runs the parent's side of a link once `Link/Open` is called: the sessions
+/// (`link::LinkService`). The transport only carries frames; it knows no session.
+pub trait OpenLink: Clone + Send + 'static {
+    /// Opens a session for the caller of `request` (its certificate, its address), its
+    /// frames read from `inbound`; returns the frames to send back, or the status that
+    /// refuses the call.
+    fn open(
+        &self,
+        request: &tonic::Request<()>,
+        inbound: FrameStream,
+    ) -> Result<mpsc::Receiver<Result<Pieces, Status>>, Status>;
+}
+
 /// The parent's side of `Link/Open`, as the service tonic's router serves.
 #[derive(Debug, Clone)]
-pub struct LinkServer {
-    service: LinkService,
+pub struct LinkServer<S> {
+    service: S,
     max_frame_bytes: usize,
 }
 
-impl LinkServer {
-    pub fn new(service: LinkService, max_frame_bytes: usize) -> Self {
+impl<S: OpenLink> LinkServer<S> {
+    pub fn new(service: S, max_frame_bytes: usize) -> Self {
         LinkServer {
             service,
             max_frame_bytes,
@@ -51,11 +65,11 @@ impl LinkServer {
     }
 }
 
-impl tonic::server::NamedService for LinkServer {
+impl<S> tonic::server::NamedService for LinkServer<S> {
     const NAME: &'static str = "isms.v1.Link";
 }
 
-impl Service<http::Request<Body>> for LinkServer {
+impl<S: OpenLink> Service<http::Request<Body>> for LinkServer<S> {
     type Response = http::Response<Body>;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
