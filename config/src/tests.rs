@@ -1,0 +1,110 @@
+//! Unit tests of this crate.
+
+use super::*;
+
+fn write(dir: &Path, body: &str) -> PathBuf {
+    for f in ["ca.pem", "node.pem", "node.key"] {
+        std::fs::write(dir.join(f), "x").expect("write");
+    }
+    let p = dir.join("node.toml");
+    std::fs::write(&p, body).expect("write");
+    p
+}
+
+const HEAD: &str = r#"
+listen = "127.0.0.1:0"
+data_dir = "store"
+calendar_dir = "."
+[tls]
+ca = "ca.pem"
+cert = "node.pem"
+key = "node.key"
+"#;
+
+#[test]
+fn errors_name_the_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases = [
+        ("node_id = \"province/44\"\n", "parent"),
+        (
+            "node_id = \"province/44\"\n[parent]\nid = \"province/11\"\naddress = \"x:1\"\n",
+            "parent.id",
+        ),
+        (
+            "node_id = \"enterprise/e1\"\nrules_file = \"r.json\"\n[parent]\nid = \"ministry\"\naddress = \"nocolon\"\n",
+            "parent.address",
+        ),
+        (
+            "node_id = \"ministry\"\n[[children]]\nid = \"ministry\"\n",
+            "children[0].id",
+        ),
+        (
+            "node_id = \"ministry\"\n[link]\nwindow = 0\n",
+            "link.window",
+        ),
+        (
+            "node_id = \"ministry\"\n[link]\ngroup_linger = \"1s\"\n",
+            "link.group_linger",
+        ),
+        (
+            "node_id = \"ministry\"\nrules_file = \"r.json\"\n",
+            "rules_file",
+        ),
+        (
+            "node_id = \"ministry\"\nauto_confirm = [\"disposal\"]\n",
+            "auto_confirm",
+        ),
+    ];
+    for (body, field) in cases {
+        // Tables must follow top-level keys in TOML.
+        let (top, tables) = body.split_once("\n[").map_or((body, ""), |(a, b)| (a, b));
+        let text = if tables.is_empty() {
+            format!("{top}{HEAD}")
+        } else {
+            format!("{top}\n{HEAD}[{tables}")
+        };
+        let p = write(dir.path(), &text);
+        let err = Config::load(&p).expect_err(body).to_string();
+        assert!(err.contains(&format!("`{field}`")), "{body}: {err}");
+    }
+}
+
+#[test]
+fn unknown_fields_and_bad_ids_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = write(
+        dir.path(),
+        &format!("node_id = \"ministry\"\nbogus = 1\n{HEAD}"),
+    );
+    assert!(
+        Config::load(&p)
+            .expect_err("bogus")
+            .to_string()
+            .contains("bogus")
+    );
+    // A policy the node does not set: the line, and the ones it does.
+    let p = write(
+        dir.path(),
+        &format!("node_id = \"ministry\"\nscheduling = \"fifo\"\n{HEAD}"),
+    );
+    let err = Config::load(&p).expect_err("fifo").to_string();
+    assert!(
+        err.contains("scheduling = \"fifo\"") && err.contains("`batch` or `inherit`"),
+        "{err}"
+    );
+    let p = write(dir.path(), &format!("node_id = \"province/4\"\n{HEAD}"));
+    assert!(
+        Config::load(&p)
+            .expect_err("bad id")
+            .to_string()
+            .contains("two digits")
+    );
+}
+
+#[test]
+fn relative_paths_resolve_against_the_config_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = write(dir.path(), &format!("node_id = \"ministry\"\n{HEAD}"));
+    let c = Config::load(&p).expect("valid");
+    assert_eq!(c.data_dir, dir.path().join("store"));
+}
