@@ -26,7 +26,7 @@ use crate::sim::Sim;
 
 // The simulated enterprises' one store takes every write of 4,990 enterprises, and sled
 // clones a leaf per insert: glibc malloc and its page faults were a quarter of the load
-// generator's commit thread (BENCHMARKS.md). The nodes keep the system allocator, which
+// generator's commit thread (bench/HISTORY.md). The nodes keep the system allocator, which
 // holds less memory.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -294,7 +294,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     }
                     let secs = (last - first) as f64 / 1000.0;
                     let rate = args.throughput_count as f64 / secs;
-                    // Per run: the stores grow from one run to the next (BENCHMARKS.md).
+                    // Per run: the stores grow from one run to the next (bench/HISTORY.md).
                     println!("  run {run}: {rate:.2} directives/s");
                     print_cpu(
                         run_before,

@@ -186,7 +186,7 @@ impl Core {
     /// commit. The costs that come per group (the fsync, block and fan-out record
     /// rewrites, a status frame to the parent and the parent's own group for it) are most
     /// of a relay's work when reports arrive a few at a time, and a node on a busy machine
-    /// loses nothing by letting others run for a few milliseconds (BENCHMARKS.md).
+    /// loses nothing by letting others run for a few milliseconds (bench/HISTORY.md).
     pub(super) fn linger(
         &self,
         rx: &mut mpsc::Receiver<Event>,
@@ -291,7 +291,7 @@ impl Core {
     /// Tells link writers and sessions what is now durable, for the peers the group
     /// touched: the others' state is as last published (at start, or by an earlier group),
     /// and telling all 162 of a province's peers after every group was a tenth of its core
-    /// thread one directive at a time (BENCHMARKS.md).
+    /// thread one directive at a time (bench/HISTORY.md).
     /// What was applied is published before the writers wake, so the reports a group made
     /// go out carrying the acknowledgment of what they answer.
     pub(super) fn publish(&self, touched: &NodeSet) {

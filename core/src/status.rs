@@ -16,7 +16,7 @@ impl Core {
             return Ok(());
         };
         // A province gets a status report per enterprise and directive; their span was 5% of
-        // its core thread (BENCHMARKS.md) and, nothing being logged inside, serves only a
+        // its core thread (bench/HISTORY.md) and, nothing being logged inside, serves only a
         // trace that is exported.
         let span = if trace::exporting() {
             tracing::info_span!("directive.status", directive = %report.directive_id, from = %from, node = %self.shared.node_id)

@@ -4,7 +4,7 @@
 //! default policy every frame that lands wakes the node's thread and may preempt whatever
 //! runs, so on a machine shared with other nodes each burst costs a context switch per
 //! frame. Under `SCHED_BATCH` a woken thread waits until the running one blocks or its slice
-//! ends, and then finds many frames at once (BENCHMARKS.md, "The nodes under SCHED_BATCH").
+//! ends, and then finds many frames at once (bench/HISTORY.md, "The nodes under SCHED_BATCH").
 //!
 //! What the kernel reports of a thread or process (`/proc/.../stat`) is read here too: its
 //! policy checks that the setting took, and its CPU time is what the benchmarks measure.

@@ -2,7 +2,7 @@
 //! goes out as the pieces it was built from, so a province's 161 copies of a 50,000-rule
 //! blacklist share one buffer instead of each being copied whole into its own stream's; and
 //! each frame comes in through a buffer of its own size, freed once decoded, where tonic's
-//! stream keeps one as large as the largest frame it ever saw (BENCHMARKS.md, "Bulk").
+//! stream keeps one as large as the largest frame it ever saw (bench/HISTORY.md, "Bulk").
 //!
 //! On the wire nothing changes: `Link/Open` is the service isms.proto declares, served
 //! beside tonic's router and called through tonic's channel, and a peer built on tonic's
