@@ -4,8 +4,13 @@
 //! latency, sustained throughput, a 50,000-rule push, backlog drain, memory and disk.
 //! Figures are printed as a Markdown table and written as JSON. See BENCHMARKS.md.
 
+mod client;
 mod net;
+mod report;
 mod sim;
+
+use client::*;
+use report::*;
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -112,29 +117,6 @@ fn main() {
     if let Err(e) = rt.block_on(run(args)) {
         eprintln!("isms-bench: {e:#}");
         std::process::exit(1);
-    }
-}
-
-/// Median and p99 of a sample (nearest rank).
-fn quantiles(mut v: Vec<f64>) -> (f64, f64) {
-    if v.is_empty() {
-        return (f64::NAN, f64::NAN);
-    }
-    v.sort_by(f64::total_cmp);
-    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
-    (at(0.5), at(0.99))
-}
-
-struct Figures {
-    rows: Vec<(String, String, f64, f64, usize)>,
-}
-
-impl Figures {
-    fn add(&mut self, name: &str, unit: &str, samples: Vec<f64>) {
-        let n = samples.len();
-        let (p50, p99) = quantiles(samples);
-        println!("  {name}: median {p50:.2} {unit}, p99 {p99:.2} {unit} ({n} samples)");
-        self.rows.push((name.into(), unit.into(), p50, p99, n));
     }
 }
 
@@ -496,170 +478,4 @@ async fn run(args: Args) -> anyhow::Result<()> {
     drop(client);
     bench.stop_all();
     Ok(())
-}
-
-fn print_table(args: &Args, n: usize, figures: &Figures) {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!(
-        "\n{} provinces x {} enterprises = {n}; {} runs; {cores} cores, {cpu}\n",
-        args.provinces, args.per_province, args.runs
-    );
-    println!("| figure | median | p99 | samples |");
-    println!("|---|---:|---:|---:|");
-    for (name, unit, p50, p99, samples) in &figures.rows {
-        println!("| {name} | {p50:.2} {unit} | {p99:.2} {unit} | {samples} |");
-    }
-}
-
-/// Prints CPU time per directive by process group, between two [`cpu_split`]s.
-fn print_cpu(before: [u64; 4], after: [u64; 4], directives: usize) {
-    let per = |i: usize| (after[i] - before[i]) as f64 / directives.max(1) as f64;
-    println!(
-        "  CPU per directive: ministry {:.0} ms, provinces {:.0} ms, enterprise-node {:.0} ms, simulated enterprises {:.0} ms",
-        per(0),
-        per(1),
-        per(2),
-        per(3)
-    );
-}
-
-/// CPU ms used so far by the ministry, all provinces, the real enterprise and this process.
-fn cpu_split(bench: &BenchNet, provinces: &[String], enterprise: &str) -> [u64; 4] {
-    let of = |id: &str| bench.pid(id).map_or(0, net::cpu_ms);
-    [
-        of("ministry"),
-        provinces.iter().map(|p| of(p)).sum(),
-        of(enterprise),
-        net::cpu_ms(std::process::id()),
-    ]
-}
-
-/// A disposal directive to `to` blocking `rules` domains named after `tag`.
-fn request(to: &str, tag: &str, rules: usize) -> IssueRequest {
-    IssueRequest {
-        id: uuid::Uuid::now_v7().to_string(),
-        to: vec![to.into()],
-        kind: DirectiveKind::Disposal as i32,
-        urgency: Urgency::General as i32,
-        rules: (0..rules)
-            .map(|i| Rule {
-                kind: RuleKind::BlockDomain as i32,
-                value: format!("r{i}.{tag}.bench.example").into(),
-                op: 0,
-            })
-            .collect(),
-        ..Default::default()
-    }
-}
-
-async fn issue(
-    client: &mut OperatorClient<Channel>,
-    tag: &str,
-    rules: usize,
-) -> anyhow::Result<String> {
-    let request = request("all", tag, rules);
-    Ok(client.issue_directive(request).await?.into_inner().id)
-}
-
-/// Issues `requests` with `in_flight` of them outstanding at a time, as a pipelining
-/// client does; returns their IDs in the order issued.
-async fn issue_pipelined(
-    client: &OperatorClient<Channel>,
-    requests: impl Iterator<Item = IssueRequest>,
-    in_flight: usize,
-) -> anyhow::Result<Vec<String>> {
-    use futures::StreamExt;
-    let results = futures::stream::iter(requests)
-        .map(|request| {
-            let mut client = client.clone();
-            async move { client.issue_directive(request).await }
-        })
-        .buffered(in_flight.max(1))
-        .collect::<Vec<_>>()
-        .await;
-    results
-        .into_iter()
-        .map(|r| Ok(r?.into_inner().id))
-        .collect()
-}
-
-async fn backlog_of(client: &mut OperatorClient<Channel>, peer: &str) -> anyhow::Result<u64> {
-    let status = client.node_status(NodeStatusRequest {}).await?.into_inner();
-    status
-        .peers
-        .iter()
-        .find(|p| p.peer == peer)
-        .map(|p| p.backlog)
-        .with_context(|| format!("{peer} not among the ministry's peers"))
-}
-
-/// Poll intervals: even a summary is the ministry reading 4,991 target records, so it is
-/// not free; latency is measured on the ministry's clock, not by the poll.
-const FAST_POLL: Duration = Duration::from_millis(25);
-const SLOW_POLL: Duration = Duration::from_millis(250);
-
-/// A fully executed directive, on the ministry's clock: when it accepted the directive and
-/// when the last target's `executed` arrived.
-struct Done {
-    issued_ms: i64,
-    finished_ms: i64,
-}
-
-impl Done {
-    fn latency_ms(&self) -> i64 {
-        self.finished_ms - self.issued_ms
-    }
-}
-
-/// Waits until the ministry holds `executed` for all `n` targets.
-async fn wait_done(
-    client: &mut OperatorClient<Channel>,
-    id: &str,
-    n: usize,
-    poll: Duration,
-) -> anyhow::Result<Done> {
-    let started = Instant::now();
-    // Counts are keyed by the names the node gives states.
-    let count = |s: &isms_proto::v1::DirectiveSummary, state: TargetState| {
-        let name = isms_domain::directive::state_name(state);
-        s.counts.get(name).copied().unwrap_or(0) as usize
-    };
-    loop {
-        // The summary, not the view: building, sending and reading 4,991 rows 40 times a
-        // second was a quarter of the ministry's CPU in the latency scenario.
-        let summary = client
-            .get_directive_summary(GetDirectiveRequest { id: id.into() })
-            .await?
-            .into_inner();
-        let executed = count(&summary, TargetState::Executed);
-        if executed == n && summary.targets as usize == n {
-            return Ok(Done {
-                issued_ms: summary.issued_at_ms,
-                finished_ms: summary.finished_at_ms,
-            });
-        }
-        if count(&summary, TargetState::Failed) + count(&summary, TargetState::Returned) > 0 {
-            let view = client
-                .get_directive(GetDirectiveRequest { id: id.into() })
-                .await?
-                .into_inner();
-            if let Some(bad) = view.targets.iter().find(|t| {
-                t.state == TargetState::Failed as i32 || t.state == TargetState::Returned as i32
-            }) {
-                bail!("{id}: {} {}: {}", bad.node, bad.state, bad.detail);
-            }
-        }
-        if started.elapsed() > Duration::from_secs(600) {
-            bail!("{id}: only {executed} of {n} executed after 600s");
-        }
-        tokio::time::sleep(poll).await;
-    }
 }

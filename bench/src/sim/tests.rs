@@ -1,6 +1,7 @@
 //! Unit tests of `sim`.
 
 use super::*;
+use committer::{ReportsRecord, append_report};
 
 #[test]
 fn a_receipt_is_new_once_per_enterprise_and_directive() {

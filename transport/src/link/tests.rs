@@ -1,7 +1,7 @@
 //! Unit tests of `link`.
 
-use super::*;
 use super::writer::worth_sending;
+use super::*;
 
 fn cached(id: &str, encoded_len: usize) -> Cached {
     Cached {
