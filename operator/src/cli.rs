@@ -128,6 +128,19 @@ pub async fn connect(args: &ClientArgs) -> anyhow::Result<OperatorClient<Channel
     Ok(OperatorClient::new(channel).max_decoding_message_size(config.link.max_frame_bytes))
 }
 
+/// The exit code of a followed directive: whether it finished, and whether every target
+/// executed.
+fn outcome(view: &DirectiveView, done: bool) -> i32 {
+    if !done {
+        return exit::TIMED_OUT;
+    }
+    let failed = view
+        .targets
+        .iter()
+        .any(|t| t.state == TargetState::Failed as i32);
+    if failed { exit::SOME_FAILED } else { exit::OK }
+}
+
 /// Runs a CLI command future on a fresh runtime and turns its outcome into an exit code,
 /// printing errors as one clear line.
 pub fn run_command<F>(f: F) -> i32

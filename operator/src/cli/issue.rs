@@ -328,14 +328,3 @@ pub(super) async fn issue_with_retry(
         }
     }
 }
-
-pub(super) fn outcome(view: &DirectiveView, done: bool) -> i32 {
-    if !done {
-        return exit::TIMED_OUT;
-    }
-    let failed = view
-        .targets
-        .iter()
-        .any(|t| t.state == TargetState::Failed as i32);
-    if failed { exit::SOME_FAILED } else { exit::OK }
-}

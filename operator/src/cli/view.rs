@@ -1,6 +1,5 @@
 //! Looking at directives: `directive status`, `watch` and `list`, as tables or JSON.
 
-use super::issue::outcome;
 use super::*;
 
 /// `directive status` and `directive list`, at every node that holds directives.
