@@ -1,5 +1,8 @@
 //! A node's TOML configuration: every field typed, documented with its default, and
 //! validated once at start with an error that names the field.
+//!
+//! Owns the file's shape and its checks. Must not act on it: each crate takes the part
+//! that concerns it (`link` tuning, `telemetry`, `testing`) from a loaded `Config`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -2,6 +2,7 @@
 //! certificate per node, and one TOML config per node, all under one directory. Used by
 //! `isms-devnet` and by the end-to-end tests, so both run exactly what an operator would.
 //! The development CA (`pki`) lives here too: production operators bring their own.
+//! Must not be needed to run a node: it only writes the files a node reads.
 
 pub mod pki;
 

@@ -1,4 +1,6 @@
 //! Generated wire and record types of the ISMS network; everything else converts at this edge.
+//! Owns the `.proto` schemas and `Pieces` (a frame kept as the buffers it was built from).
+//! Must not hold logic: validation is the domain's, storage the store's.
 
 /// Generated code, nested as the protobuf packages are so cross-package paths resolve.
 /// Generated code is not restyled: an envelope's directive is larger than its status report.
