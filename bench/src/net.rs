@@ -128,12 +128,12 @@ impl BenchNet {
     }
 
     pub async fn operator(&self, id: &str) -> anyhow::Result<OperatorClient<Channel>> {
-        let args = isms_operator::cli::ClientArgs {
+        let args = isms_cli::ClientArgs {
             config: self.layout(id)?.config_path.clone(),
             operator_cert: None,
             operator_key: None,
         };
-        Ok(isms_operator::cli::connect(&args)
+        Ok(isms_cli::connect(&args)
             .await?
             .max_encoding_message_size(64 << 20))
     }

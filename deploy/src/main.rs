@@ -173,12 +173,12 @@ fn wait_until_linked(net: &Network) -> anyhow::Result<()> {
     for parent in parents {
         loop {
             let up = rt.block_on(async {
-                let args = isms_operator::cli::ClientArgs {
+                let args = isms_cli::ClientArgs {
                     config: parent.config_path.clone(),
                     operator_cert: None,
                     operator_key: None,
                 };
-                let mut client = isms_operator::cli::connect(&args).await.ok()?;
+                let mut client = isms_cli::connect(&args).await.ok()?;
                 let status = client
                     .node_status(isms_proto::v1::NodeStatusRequest {})
                     .await
@@ -279,13 +279,13 @@ fn bench(dir: &Path, count: usize) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let args = isms_operator::cli::ClientArgs {
+    let args = isms_cli::ClientArgs {
         config: dir.join("ministry").join("config.toml"),
         operator_cert: None,
         operator_key: None,
     };
     let mut samples = rt.block_on(async {
-        let mut client = isms_operator::cli::connect(&args).await?;
+        let mut client = isms_cli::connect(&args).await?;
         let mut samples = Vec::with_capacity(count);
         let run = uuid::Uuid::now_v7().simple().to_string();
         for i in 0..count {

@@ -3,8 +3,8 @@
 //! access-log queries, and reports the outcome up.
 
 use clap::{Parser, Subcommand};
+use isms_cli as cli;
 use isms_domain::identity::Tier;
-use isms_operator::cli;
 
 #[derive(Parser)]
 #[command(
@@ -20,7 +20,7 @@ struct Args {
 #[derive(Subcommand)]
 enum Command {
     #[command(flatten)]
-    Node(isms_node::command::NodeCommand),
+    Node(cli::NodeCommand),
     /// Data-correction demands from the authorities.
     #[command(subcommand)]
     Directive(cli::CorrectionCommand),

@@ -2,8 +2,8 @@
 //! gives its operators the commands to issue and follow directives.
 
 use clap::{Parser, Subcommand};
+use isms_cli as cli;
 use isms_domain::identity::Tier;
-use isms_operator::cli;
 
 // Relays allocate and free many mid-sized buffers per group (sled leaves, encoded blocks),
 // where glibc malloc spent a third of the core thread consolidating free lists.
@@ -24,7 +24,7 @@ struct Args {
 #[derive(Subcommand)]
 enum Command {
     #[command(flatten)]
-    Node(isms_node::command::NodeCommand),
+    Node(cli::NodeCommand),
     /// Issue directives and follow them.
     #[command(subcommand)]
     Directive(DirectiveCommand),

@@ -405,14 +405,12 @@ impl TestNet {
         &self,
         id: &str,
     ) -> isms_proto::v1::operator_client::OperatorClient<tonic::transport::Channel> {
-        let args = isms_operator::cli::ClientArgs {
+        let args = isms_cli::ClientArgs {
             config: self.node(id).config_path.clone(),
             operator_cert: None,
             operator_key: None,
         };
-        isms_operator::cli::connect(&args)
-            .await
-            .expect("operator client")
+        isms_cli::connect(&args).await.expect("operator client")
     }
 }
 

@@ -1,7 +1,8 @@
-//! The node's own commands: `status` (links, backlogs, active rules) and, for testing,
-//! `clock set|advance|show`.
+//! The node's own commands: `serve`, `status` (links, backlogs, active rules) and, for
+//! testing, `clock set|advance|show`.
 
 use super::*;
+use isms_domain::identity::Tier;
 
 /// `NAME clock …`: writes the clock file the node reads its time from.
 #[derive(Debug, clap::Subcommand)]
@@ -129,4 +130,30 @@ pub async fn node_status(args: NodeStatusArgs) -> anyhow::Result<i32> {
         }
     }
     Ok(exit::OK)
+}
+
+/// Subcommands every binary has.
+#[derive(Debug, clap::Subcommand)]
+pub enum NodeCommand {
+    /// Run the node until SIGTERM or SIGINT.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Show this node's links (up/down, since when), backlogs and counts.
+    Status(NodeStatusArgs),
+    /// Testing only: move the node's clock (needs `[testing] clock_file` in the config).
+    #[command(subcommand)]
+    Clock(ClockCommand),
+}
+
+impl NodeCommand {
+    /// Runs the command for `binary` of `tier`; returns the exit code.
+    pub fn run(self, binary: &str, tier: Tier) -> i32 {
+        match self {
+            NodeCommand::Serve { config } => isms_node::node::serve(binary, tier, &config),
+            NodeCommand::Status(a) => run_command(node_status(a)),
+            NodeCommand::Clock(c) => run_command(async move { c.run() }),
+        }
+    }
 }

@@ -1,7 +1,12 @@
-//! Operator commands of the three binaries: they read the node's configuration, connect to
-//! its operator API over mTLS with an operator certificate, and print tables or JSON.
+//! The commands of the three binaries. `serve` runs the node (`isms_node::node::serve`); every
+//! other command is an operator's: it reads the node's configuration, connects to the node's
+//! operator API over mTLS with an operator certificate, and prints a table or JSON.
 //! `issue` holds the commands that issue, `view` those that look, `decide` those that answer
-//! what waits for an operator, `node` the node's own; shared here: connecting, exit codes.
+//! what waits for an operator, `node` the node's own (`serve`, `status`, `clock`); shared
+//! here: connecting, exit codes.
+//!
+//! Must not reach into a node's store or state: everything goes through the operator API,
+//! so a command can do nothing its certificate's operator may not.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,10 +20,10 @@ use isms_proto::v1::{
 use serde_json::json;
 use tonic::transport::Channel;
 
-use crate::service::counts;
 use isms_config::Config;
 use isms_domain::directive::{self, STATE_NAMES, is_final, state_name};
 use isms_domain::identity::Identity;
+use isms_operator::service::counts;
 use isms_transport::tls;
 
 mod decide;
@@ -33,7 +38,7 @@ pub use issue::{
     CorrectArgs, FollowArgs, IssueArgs, KindArg, OpArg, QueryArgs, RevokeArgs, UrgencyArg, correct,
     issue, issue_request, query, revoke,
 };
-pub use node::{ClockCommand, NodeStatusArgs, node_status};
+pub use node::{ClockCommand, NodeCommand, NodeStatusArgs, node_status};
 pub use view::{DirectiveQuery, ListArgs, StatusArgs, WatchArgs, list, status, view_json, watch};
 
 /// Exit codes of `directive issue --wait`, so scripts can tell outcomes apart.
