@@ -1,6 +1,6 @@
 //! Per-rule cost of what every enterprise does with a blacklist it receives: decode the
 //! envelope from the frame's buffer and count its distinct valid rules (bench/HISTORY.md,
-//! "Rule values as slices of the frame"). `cargo run --release -p isms-node --example
+//! "Rule values as slices of the frame"). `cargo run --release -p isms-domain --example
 //! rule_check [rules] [rounds]`.
 
 use std::time::{Duration, Instant};
