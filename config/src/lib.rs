@@ -67,6 +67,12 @@ pub struct Config {
     /// Logs and traces.
     #[serde(default)]
     pub telemetry: Telemetry,
+    /// The roster: which operator of this node holds which roles (`[operators]`, each name
+    /// to a list of `viewer`, `operator`, `approver`, `auditor`, `admin`; ). Reloaded
+    /// on SIGHUP and when the file changes; a roster that does not load keeps the one in
+    /// force. Default: none, and then every operator call is refused.
+    #[serde(default)]
+    pub roster: Option<PathBuf>,
     /// Certificate the CLI subcommands present to this node's operator API. Default: none
     /// (then `--operator-cert` and `--operator-key` must be given).
     #[serde(default)]
@@ -295,6 +301,9 @@ impl Config {
         }
         if let Some(a) = &mut self.access_log {
             fix(a);
+        }
+        if let Some(r) = &mut self.roster {
+            fix(r);
         }
         if let Some(op) = &mut self.operator_client {
             fix(&mut op.cert);

@@ -283,6 +283,7 @@ impl Core {
                 Reply::Inbound(tx, r) => drop(tx.send(r)),
                 Reply::Issue(tx, r) => drop(tx.send(r)),
                 Reply::Decide(tx, r) => drop(tx.send(r)),
+                Reply::Audited(tx) => drop(tx.send(Ok(()))),
             }
         }
         Ok(())
@@ -374,6 +375,16 @@ impl Core {
                     r => r,
                 };
                 g.replies.push(Reply::Decide(reply, result));
+            }
+            Event::Audit {
+                operator,
+                action,
+                subject,
+                outcome,
+                reply,
+            } => {
+                audit(g, &operator, &action, &subject, &outcome);
+                g.replies.push(Reply::Audited(reply));
             }
             Event::Tick => {
                 self.check_clocks(g)?;

@@ -32,6 +32,15 @@ pub enum Event {
     },
     /// Time passed: check the running clocks.
     Tick,
+    /// An operator action the core does not perform itself (a refused call), recorded in
+    /// the audit trail; the reply comes once the record is durable.
+    Audit {
+        operator: String,
+        action: String,
+        subject: String,
+        outcome: String,
+        reply: oneshot::Sender<Result<(), NodeError>>,
+    },
 }
 
 /// An operator's decision on a directive waiting at this node.
@@ -112,6 +121,24 @@ impl CoreHandle {
     /// Asks the core to check its clocks, unless it is busy (then it will see a later tick).
     pub fn tick(&self) {
         let _ = self.tx.try_send(Event::Tick);
+    }
+
+    /// Records an operator action in the audit trail and waits until it is durable.
+    pub async fn audit(
+        &self,
+        operator: String,
+        action: String,
+        subject: String,
+        outcome: String,
+    ) -> Result<(), NodeError> {
+        self.ask(|reply| Event::Audit {
+            operator,
+            action,
+            subject,
+            outcome,
+            reply,
+        })
+        .await
     }
 
     pub async fn issue(

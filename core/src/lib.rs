@@ -137,6 +137,7 @@ enum Reply {
         oneshot::Sender<Result<DecisionReply, NodeError>>,
         Result<DecisionReply, NodeError>,
     ),
+    Audited(oneshot::Sender<Result<(), NodeError>>),
 }
 
 /// Status updates headed up for one directive, coalesced within a group.

@@ -11,10 +11,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use isms_config::Config;
-use isms_core::{Core, CoreOptions, PeerState, Role, Shared};
+use isms_core::{Core, CoreHandle, CoreOptions, PeerState, Role, Shared};
 use isms_domain::calendar::Calendar;
 use isms_domain::clock::{Clock, SystemClock};
 use isms_domain::identity::{Identity, NodeId, NodeMap};
+use isms_operator::authz::RosterHandle;
 use isms_operator::service::OperatorService;
 use isms_transport::link::{LinkContext, LinkService, dial_parent};
 use isms_transport::tls;
@@ -113,12 +114,22 @@ pub async fn run_with_clock(
         fatal.clone(),
     );
 
+    let roster = RosterHandle::load(config.roster.as_deref())
+        .map_err(|e| anyhow::anyhow!("config field `roster`: {e}"))?;
+    match roster.path() {
+        Some(path) => {
+            tracing::info!(roster = %path.display(), operators = roster.current().len(), "roster loaded");
+            tokio::spawn(reload_roster(roster.clone(), core.clone(), fatal.clone()));
+        }
+        None => tracing::warn!("config field `roster` is not set: every operator call is refused"),
+    }
     let max = config.link.max_frame_bytes;
     let link_service = LinkServer::new(LinkService::new(links.clone()), max);
     let operator_service = OperatorServer::new(OperatorService::new(
         shared.clone(),
         core.clone(),
         config.trust_domain.clone(),
+        roster,
     ))
     .max_decoding_message_size(max)
     .max_encoding_message_size(max);
@@ -268,6 +279,58 @@ pub fn serve(
         Err(e) => {
             eprintln!("error: {e:#}");
             1
+        }
+    }
+}
+
+/// How often the roster file is checked for a change, besides SIGHUP.
+const ROSTER_CHECK: Duration = Duration::from_secs(2);
+
+/// Reloads the roster on SIGHUP and when its file changes; a roster that does not load
+/// keeps the one in force, with the error in the log. Each reload is audited.
+async fn reload_roster(roster: RosterHandle, core: CoreHandle, stop: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Some(path) = roster.path().map(std::path::Path::to_path_buf) else {
+        return;
+    };
+    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mut seen = modified(&path);
+    let mut hangup = match signal(SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install SIGHUP handler; the roster reloads when its file changes");
+            None
+        }
+    };
+    let mut every = tokio::time::interval(ROSTER_CHECK);
+    loop {
+        let why = tokio::select! {
+            _ = stop.cancelled() => return,
+            Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => None } } => "SIGHUP",
+            _ = every.tick() => {
+                let now = modified(&path);
+                if now == seen { continue; }
+                seen = now;
+                "file changed"
+            }
+        };
+        let outcome = match roster.reload() {
+            Ok(operators) => {
+                tracing::info!(roster = %path.display(), operators, why, "roster reloaded");
+                format!("reloaded ({why}): {operators} operators")
+            }
+            Err(e) => {
+                tracing::error!(roster = %path.display(), error = %e, why, "roster not reloaded; the one in force stays");
+                format!("kept the roster in force ({why}): {e}")
+            }
+        };
+        let subject = path.display().to_string();
+        if core
+            .audit("node".into(), "roster.reload".into(), subject, outcome)
+            .await
+            .is_err()
+        {
+            return;
         }
     }
 }

@@ -1,5 +1,7 @@
 //! The node's operator API: only operators of this node (certificate `<node>/operator/<name>`)
-//! may call it. Issuing goes through the core; views are read from the store.
+//! may call it, each call only with the role the permission table (`authz`) gives it, and
+//! a refused call is recorded in the audit trail before it is answered. Issuing goes
+//! through the core; views are read from the store.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
@@ -22,19 +24,28 @@ use isms_domain::identity::{Identity, Tier, is_province};
 use isms_domain::records::{self, decode};
 use isms_transport::tls;
 
+use crate::authz::RosterHandle;
+
 #[derive(Debug, Clone)]
 pub struct OperatorService {
     shared: Arc<Shared>,
     core: CoreHandle,
     trust_domain: String,
+    roster: RosterHandle,
 }
 
 impl OperatorService {
-    pub fn new(shared: Arc<Shared>, core: CoreHandle, trust_domain: String) -> Self {
+    pub fn new(
+        shared: Arc<Shared>,
+        core: CoreHandle,
+        trust_domain: String,
+        roster: RosterHandle,
+    ) -> Self {
         OperatorService {
             shared,
             core,
             trust_domain,
+            roster,
         }
     }
 
@@ -42,27 +53,46 @@ impl OperatorService {
     async fn decide(
         &self,
         request: Request<DecisionRequest>,
+        method: &'static str,
         decision: fn(String) -> Decision,
     ) -> Result<Response<DecisionReply>, Status> {
-        let operator = self.operator(&request)?;
+        let operator = self.authorize(&request, method).await?;
         let r = request.into_inner();
         let reply = self.core.decide(r.id, operator, decision(r.reason)).await?;
         Ok(Response::new(reply))
     }
 
-    /// The calling operator's name, if they are an operator of this node.
-    fn operator<T>(&self, request: &Request<T>) -> Result<String, Status> {
-        match tls::peer_identity(request, &self.trust_domain) {
-            Some(Identity::Operator { node, name }) if node == self.shared.node_id => Ok(name),
+    /// The calling operator's name, if they are an operator of this node and hold the role
+    /// `method` needs. A refusal is audited (durably) before it is answered; nothing else
+    /// happens.
+    async fn authorize<T>(&self, request: &Request<T>, method: &str) -> Result<String, Status> {
+        let refusal = match tls::peer_identity(request, &self.trust_domain) {
+            Some(Identity::Operator { node, name }) if node == self.shared.node_id => {
+                match self.roster.current().authorize(&name, method) {
+                    Ok(_) => return Ok(name),
+                    Err(why) => (name, why),
+                }
+            }
             other => {
                 let who = other.map_or_else(|| "no identity".into(), |i| i.to_string());
-                tracing::warn!(identity = %who, "refused operator call");
-                Err(Status::permission_denied(format!(
-                    "{who} is not an operator of {}",
-                    self.shared.node_id
-                )))
+                let why = format!("{who} is not an operator of {}", self.shared.node_id);
+                (who, why)
             }
-        }
+        };
+        let (who, why) = refusal;
+        tracing::warn!(identity = %who, method, reason = %why, "refused operator call");
+        let remote = request
+            .remote_addr()
+            .map_or_else(|| "unknown address".to_string(), |a| a.to_string());
+        self.core
+            .audit(
+                who,
+                "refused".into(),
+                method.to_string(),
+                format!("{why} (from {remote})"),
+            )
+            .await?;
+        Err(Status::permission_denied(why))
     }
 }
 
@@ -243,7 +273,7 @@ impl Operator for OperatorService {
         &self,
         request: Request<IssueRequest>,
     ) -> Result<Response<IssueReply>, Status> {
-        let operator = self.operator(&request)?;
+        let operator = self.authorize(&request, "IssueDirective").await?;
         if self.shared.node_id.tier() == Tier::Enterprise {
             return Err(Status::permission_denied(
                 "an enterprise does not issue directives",
@@ -257,7 +287,7 @@ impl Operator for OperatorService {
         &self,
         request: Request<GetDirectiveRequest>,
     ) -> Result<Response<DirectiveView>, Status> {
-        self.operator(&request)?;
+        self.authorize(&request, "GetDirective").await?;
         let id = request.into_inner().id;
         Ok(Response::new(directive_view(&self.shared, &id)?))
     }
@@ -266,7 +296,7 @@ impl Operator for OperatorService {
         &self,
         request: Request<GetDirectiveRequest>,
     ) -> Result<Response<DirectiveSummary>, Status> {
-        self.operator(&request)?;
+        self.authorize(&request, "GetDirectiveSummary").await?;
         let id = request.into_inner().id;
         Ok(Response::new(directive_summary(&self.shared, &id)?))
     }
@@ -275,7 +305,7 @@ impl Operator for OperatorService {
         &self,
         request: Request<ListDirectivesRequest>,
     ) -> Result<Response<DirectiveList>, Status> {
-        self.operator(&request)?;
+        self.authorize(&request, "ListDirectives").await?;
         let request = request.into_inner();
         let limit = match request.limit {
             0 => 50,
@@ -334,7 +364,7 @@ impl Operator for OperatorService {
         &self,
         request: Request<NodeStatusRequest>,
     ) -> Result<Response<NodeStatusReply>, Status> {
-        self.operator(&request)?;
+        self.authorize(&request, "NodeStatus").await?;
         Ok(Response::new(node_status(&self.shared)?))
     }
 
@@ -342,21 +372,23 @@ impl Operator for OperatorService {
         &self,
         request: Request<DecisionRequest>,
     ) -> Result<Response<DecisionReply>, Status> {
-        self.decide(request, |_| Decision::Confirm).await
+        self.decide(request, "ConfirmDirective", |_| Decision::Confirm)
+            .await
     }
 
     async fn return_directive(
         &self,
         request: Request<DecisionRequest>,
     ) -> Result<Response<DecisionReply>, Status> {
-        self.decide(request, Decision::Return).await
+        self.decide(request, "ReturnDirective", Decision::Return)
+            .await
     }
 
     async fn list_pending(
         &self,
         request: Request<ListPendingRequest>,
     ) -> Result<Response<PendingList>, Status> {
-        self.operator(&request)?;
+        self.authorize(&request, "ListPending").await?;
         Ok(Response::new(pending(&self.shared)?))
     }
 
@@ -364,7 +396,8 @@ impl Operator for OperatorService {
         &self,
         request: Request<DecisionRequest>,
     ) -> Result<Response<DecisionReply>, Status> {
-        self.decide(request, Decision::Corrected).await
+        self.decide(request, "ReportCorrected", Decision::Corrected)
+            .await
     }
 }
 
