@@ -19,6 +19,11 @@ pub mod isms {
 }
 
 pub use isms::record::v1 as record;
+
+/// The encoded `FileDescriptorSet` of `isms.proto` and `record.proto`: the services and
+/// their methods as declared.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/isms_descriptor.bin"));
 pub use isms::v1;
 
 use prost::Message;
