@@ -79,6 +79,12 @@ pub struct FollowArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// The ID of the directive this command issues (for `revoke`, of the revocation), a
+    /// UUID; default: a fresh UUIDv7. Giving the ID of an earlier
+    /// call whose outcome is unknown is safe: the node answers with the directive that call
+    /// made, and refuses other content under that ID.
+    #[arg(long = "id", value_name = "UUID")]
+    pub directive_id: Option<String>,
 }
 
 /// `directive revoke ID`: withdraw a directive issued here; its rules are removed at every
@@ -284,11 +290,17 @@ pub async fn revoke(args: RevokeArgs) -> anyhow::Result<i32> {
 
 pub(super) async fn issue_and_follow(
     client_args: &ClientArgs,
-    request: IssueRequest,
+    mut request: IssueRequest,
     args: &FollowArgs,
 ) -> anyhow::Result<i32> {
+    if let Some(id) = &args.directive_id {
+        request.id = uuid::Uuid::parse_str(id)
+            .map_err(|_| directive::InputError::Id(id.clone()))?
+            .to_string();
+    }
     let mut client = connect(client_args).await?;
-    // The ID is ours, so a retry after a lost reply cannot issue the directive twice.
+    // The ID is ours, chosen before the first call, so a retry after a lost reply cannot
+    // issue the directive twice.
     let reply = issue_with_retry(&mut client, request).await?;
     if !args.wait {
         if args.json {
@@ -312,18 +324,54 @@ pub(super) async fn issue_and_follow(
     Ok(outcome(&view, done))
 }
 
+/// Attempts of an issue whose outcome is unknown, and the first pause between them (it
+/// doubles, up to `RETRY_MAX`): about 20 s in all, time for a node to restart.
+const RETRIES: u32 = 8;
+const RETRY_FIRST: Duration = Duration::from_millis(250);
+const RETRY_MAX: Duration = Duration::from_secs(4);
+
+/// Whether a call that failed with `code` may have taken effect all the same: the node may
+/// have stored the directive and lost only its answer.
+fn outcome_unknown(code: tonic::Code) -> bool {
+    matches!(
+        code,
+        tonic::Code::Unavailable
+            | tonic::Code::Unknown
+            | tonic::Code::Cancelled
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Aborted
+    )
+}
+
+/// Issues `request`, retrying with the same ID while the outcome is unknown (the node
+/// treats a retry as the same directive). If it gives up, the error names the ID and the
+/// command that tells what became of it.
 pub(super) async fn issue_with_retry(
     client: &mut OperatorClient<Channel>,
     request: IssueRequest,
 ) -> anyhow::Result<isms_proto::v1::IssueReply> {
-    let mut attempt = 0;
+    let mut pause = RETRY_FIRST;
+    let mut attempt = 1;
     loop {
         match client.issue_directive(request.clone()).await {
             Ok(r) => return Ok(r.into_inner()),
-            Err(s) if s.code() == tonic::Code::Unavailable && attempt < 3 => {
+            Err(s) if outcome_unknown(s.code()) && attempt < RETRIES => {
+                eprintln!(
+                    "no answer from the node ({}); trying again with the same ID {}",
+                    s.message(),
+                    request.id
+                );
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(RETRY_MAX);
                 attempt += 1;
-                tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
             }
+            Err(s) if outcome_unknown(s.code()) => anyhow::bail!(
+                "the outcome of directive {id} is unknown: the node did not answer ({why}) \
+                 after {RETRIES} attempts. `directive status {id}` tells whether it was \
+                 issued; issuing again with `--id {id}` is safe",
+                id = request.id,
+                why = s.message()
+            ),
             Err(s) => anyhow::bail!("{}", s.message()),
         }
     }

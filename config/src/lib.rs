@@ -89,6 +89,10 @@ pub struct Testing {
     /// (by `NAME clock set` / `NAME clock advance`) instead of following the system clock,
     /// so the regulation's time limits can be tested without waiting. Default: unset.
     pub clock_file: Option<PathBuf>,
+    /// When set, the node stores each issued directive and then never answers the call:
+    /// the moment a crash loses an answer, held open so a test can kill the node there.
+    /// Default: false.
+    pub hold_issue_answers: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

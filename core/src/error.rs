@@ -17,6 +17,9 @@ pub enum NodeError {
     Forbidden(String),
     #[error("not found: {0}")]
     NotFound(String),
+    /// An ID already names something else (a directive issued again with other content).
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
     /// The request does not fit the directive's current state (confirming one already
     /// returned, say).
     #[error("{0}")]
@@ -37,6 +40,7 @@ impl From<NodeError> for tonic::Status {
             NodeError::Input(_) | NodeError::Protocol(_) => tonic::Status::invalid_argument(msg),
             NodeError::Forbidden(_) => tonic::Status::permission_denied(msg),
             NodeError::NotFound(_) => tonic::Status::not_found(msg),
+            NodeError::AlreadyExists(_) => tonic::Status::already_exists(msg),
             NodeError::State(_) => tonic::Status::failed_precondition(msg),
             NodeError::ShuttingDown => tonic::Status::unavailable(msg),
             NodeError::Store(_) | NodeError::Corrupt(_) => tonic::Status::internal(msg),

@@ -68,6 +68,7 @@ impl Core {
             } else {
                 options.linger
             },
+            hold_issue_answers: options.hold_issue_answers,
             runtime: tokio::runtime::Handle::try_current().ok(),
             caches: None,
         };
@@ -277,6 +278,16 @@ impl Core {
             touched.insert(peer);
         }
         self.publish(&touched);
+        if self.hold_issue_answers {
+            for reply in &replies {
+                if let Reply::Issue(_, Ok(r)) = reply {
+                    tracing::warn!(directive = %r.id, "testing: issue stored, its answer held until the node is killed");
+                    loop {
+                        std::thread::park();
+                    }
+                }
+            }
+        }
         for reply in replies {
             // A caller that went away no longer needs the answer.
             match reply {

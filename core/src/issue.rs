@@ -81,17 +81,6 @@ impl Core {
             Ok(Urgency::Unspecified) | Err(_) => Urgency::General,
             Ok(u) => u,
         };
-        if let Some(existing) = self.stored_directive(g, &id)? {
-            // The same ID issued again (a retried CLI call): the first one stands.
-            let n = existing.directive.map_or(0, |d| d.targets.len());
-            return Ok(IssueReply {
-                id,
-                targets: u32::try_from(n).unwrap_or(u32::MAX),
-            });
-        }
-        let span = tracing::info_span!("directive.issue", directive = %id, node = %self.shared.node_id, operator = %operator);
-        let _entered = span.enter();
-        let trace = trace::inject(&span);
         let d = Directive {
             id: id.clone(),
             issuer: self.shared.node_id.to_string(),
@@ -107,6 +96,22 @@ impl Core {
             query,
             correction,
         };
+        if let Some(existing) = self.stored_directive(g, &id)?.and_then(|s| s.directive) {
+            // The same ID issued again: a retried call (its answer lost) gets the directive
+            // it made, and nothing new is stored; other content under that ID is refused.
+            if !same_order(&existing, &d) {
+                return Err(NodeError::AlreadyExists(format!(
+                    "directive {id} was issued with other content"
+                )));
+            }
+            return Ok(IssueReply {
+                id,
+                targets: u32::try_from(existing.targets.len()).unwrap_or(u32::MAX),
+            });
+        }
+        let span = tracing::info_span!("directive.issue", directive = %id, node = %self.shared.node_id, operator = %operator);
+        let _entered = span.enter();
+        let trace = trace::inject(&span);
         store_directive(g, &d, None, &trace);
         let mut routes: BTreeMap<NodeId, Vec<String>> = BTreeMap::new();
         for (enterprise, route) in &self.shared.directory {
@@ -202,4 +207,15 @@ impl Core {
         };
         Ok((own, foreign))
     }
+}
+
+/// Whether `again` orders what `stored` did: everything but when it was issued (a retry
+/// comes later) and by which of this node's operators.
+fn same_order(stored: &Directive, again: &Directive) -> bool {
+    let when = |d: &Directive| Directive {
+        issued_at_ms: 0,
+        operator: String::new(),
+        ..d.clone()
+    };
+    when(stored) == when(again)
 }

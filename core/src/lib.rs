@@ -97,6 +97,10 @@ pub struct CoreOptions {
     /// How long a small group waits, from its first event, for more to share its commit
     /// (`link.group_linger`). Zero commits at once.
     pub linger: std::time::Duration,
+    /// Testing only (`testing.hold_issue_answers`): after a group that stored an issued
+    /// directive is durable, the core stops before answering, so a test can kill the node
+    /// between the commit and the answer.
+    pub hold_issue_answers: bool,
 }
 
 pub struct Core {
@@ -114,6 +118,7 @@ pub struct Core {
     rules_file: Option<PathBuf>,
     fatal: CancellationToken,
     linger: std::time::Duration,
+    hold_issue_answers: bool,
     /// The runtime a lingering group waits on; none outside one (then no linger).
     runtime: Option<tokio::runtime::Handle>,
     /// Decoded target blocks and directive metadata, lent to each group and kept across

@@ -249,3 +249,68 @@ async fn each_group_publishes_the_link_state_of_the_peers_it_touched() {
     drop(core);
     thread.join().expect("core thread");
 }
+
+/// Idempotent issuing: a call retried with the same ID (its answer lost) gets the same
+/// directive and stores nothing new, before and after a restart; the same ID with other
+/// content is refused as `AlreadyExists`, and nothing is stored for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_issue_retried_with_its_id_is_the_same_directive_and_other_content_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let child: NodeId = "enterprise/e0001".parse().expect("id");
+    let first = takedown("once.example");
+    let outbox_entries = |store: &Store| {
+        store
+            .scan_prefix(b"")
+            .filter(|e| {
+                e.as_ref().is_ok_and(|(k, _)| {
+                    k.starts_with(b"o/") || k.starts_with(b"g/") || k.starts_with(b"f/")
+                })
+            })
+            .count()
+    };
+    let (reply, entries) = {
+        let (core, shared, thread, _) = ministry_core(
+            dir.path(),
+            std::slice::from_ref(&child),
+            CoreOptions::default(),
+        );
+        let reply = core
+            .issue(first.clone(), "tester".into())
+            .await
+            .expect("issued");
+        let entries = outbox_entries(&shared.store);
+        let again = core
+            .issue(first.clone(), "tester".into())
+            .await
+            .expect("same");
+        assert_eq!(again, reply);
+        assert_eq!(
+            outbox_entries(&shared.store),
+            entries,
+            "a retry queued a second copy"
+        );
+        let mut other = first.clone();
+        other.rules[0].value = b"other.example".to_vec().into();
+        match core.issue(other, "tester".into()).await {
+            Err(NodeError::AlreadyExists(why)) => assert!(why.contains(&first.id), "{why}"),
+            r => panic!("other content under the same ID: {r:?}"),
+        }
+        assert_eq!(shared.directives.load(Ordering::SeqCst), 1);
+        drop((core, shared));
+        thread.join().expect("core thread");
+        (reply, entries)
+    };
+    let (core, shared, thread, _) = ministry_core(
+        dir.path(),
+        std::slice::from_ref(&child),
+        CoreOptions::default(),
+    );
+    let after = core
+        .issue(first.clone(), "tester".into())
+        .await
+        .expect("same after restart");
+    assert_eq!(after, reply);
+    assert_eq!(outbox_entries(&shared.store), entries);
+    drop((core, shared));
+    thread.join().expect("core thread");
+}

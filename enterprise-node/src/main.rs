@@ -33,3 +33,13 @@ fn main() {
     };
     std::process::exit(code);
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every command and argument is well formed (clap checks names and conflicts only
+    /// when a command is built, so a clash would otherwise show first at a user's call).
+    #[test]
+    fn the_command_line_is_well_formed() {
+        <super::Args as clap::CommandFactory>::command().debug_assert();
+    }
+}

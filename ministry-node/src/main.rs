@@ -27,7 +27,7 @@ enum Command {
     Node(cli::NodeCommand),
     /// Issue directives and follow them.
     #[command(subcommand)]
-    Directive(DirectiveCommand),
+    Directive(Box<DirectiveCommand>),
 }
 
 #[derive(Subcommand)]
@@ -47,11 +47,23 @@ enum DirectiveCommand {
 fn main() {
     let code = match Args::parse().command {
         Command::Node(c) => c.run("ministry-node", Tier::Ministry),
-        Command::Directive(DirectiveCommand::Issue(a)) => cli::run_command(cli::issue(a)),
-        Command::Directive(DirectiveCommand::Query(a)) => cli::run_command(cli::query(a)),
-        Command::Directive(DirectiveCommand::Correct(a)) => cli::run_command(cli::correct(a)),
-        Command::Directive(DirectiveCommand::Revoke(a)) => cli::run_command(cli::revoke(a)),
-        Command::Directive(DirectiveCommand::View(q)) => q.run(),
+        Command::Directive(d) => match *d {
+            DirectiveCommand::Issue(a) => cli::run_command(cli::issue(a)),
+            DirectiveCommand::Query(a) => cli::run_command(cli::query(a)),
+            DirectiveCommand::Correct(a) => cli::run_command(cli::correct(a)),
+            DirectiveCommand::Revoke(a) => cli::run_command(cli::revoke(a)),
+            DirectiveCommand::View(q) => q.run(),
+        },
     };
     std::process::exit(code);
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every command and argument is well formed (clap checks names and conflicts only
+    /// when a command is built, so a clash would otherwise show first at a user's call).
+    #[test]
+    fn the_command_line_is_well_formed() {
+        <super::Args as clap::CommandFactory>::command().debug_assert();
+    }
 }

@@ -89,6 +89,7 @@ pub async fn run_with_clock(
         auto_confirm: config.auto_confirm.iter().map(|k| k.kind()).collect(),
         access_log: config.access_log.clone(),
         linger: config.link.group_linger,
+        hold_issue_answers: config.testing.hold_issue_answers,
     };
     let (core, core_thread) = Core::start(shared.clone(), options, fatal.clone())?;
     // The regulation's clocks are checked every second; a tick on a busy core is dropped.
