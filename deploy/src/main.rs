@@ -68,6 +68,7 @@ fn main() {
             let options = Options {
                 calendar,
                 manual_confirm,
+                role_operators: true,
                 ..Options::default()
             };
             up(&dir, bin_dir, &options)
@@ -235,6 +236,20 @@ fn print_summary(net: &Network, bin_dir: &Path) {
             "  {}/ministry-node directive issue --config {} --to all --block-domain bad.example --wait",
             bin.display(),
             cfg.display()
+        );
+        println!(
+            "Each node has one operator per role (its roster.toml): admin (every role; the one its config.toml names),"
+        );
+        println!(
+            "viewer, operator, approver, auditor. Act as one, e.g. a viewer, who may look but not issue:"
+        );
+        let viewer = cfg.with_file_name("operators").join("viewer");
+        println!(
+            "  {}/ministry-node directive list --config {} --operator-cert {}.pem --operator-key {}.key",
+            bin.display(),
+            cfg.display(),
+            viewer.display(),
+            viewer.display()
         );
         println!("Stop the network:");
         println!("  ./deploy/devnet down");
