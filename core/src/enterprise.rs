@@ -194,6 +194,7 @@ impl Core {
                 "only an enterprise reports data corrected".into(),
             ));
         }
+        directive::operator_note(note, "note", false)?;
         let key = records::correction(id);
         if !g.txn.contains(&key)? {
             return Err(NodeError::State(format!(

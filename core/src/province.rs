@@ -154,10 +154,8 @@ impl Core {
                 "only a province confirms or returns requirements".into(),
             ));
         }
-        if let Decision::Return(reason) = &decision
-            && reason.trim().is_empty()
-        {
-            return Err(InputError::NoReason.into());
+        if let Decision::Return(reason) = &decision {
+            directive::operator_note(reason, "reason", true)?;
         }
         let stored = self
             .stored_directive(g, id)?

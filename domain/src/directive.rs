@@ -42,6 +42,8 @@ pub enum InputError {
     Id(String),
     #[error("a return needs a reason (R-8.2)")]
     NoReason,
+    #[error("the {0} is {1} bytes long; at most {MAX_NOTE_BYTES} are kept")]
+    NoteTooLong(&'static str, usize),
     #[error(
         "a province cannot direct {0}: name the enterprises instead, and the request goes \
          to that province through the ministry as assistance (R-6.4)"
@@ -55,6 +57,23 @@ pub enum InputError {
     NotRevocable(String),
     #[error("the expiry time must lie after the effective time and in the future")]
     Expiry,
+}
+
+/// Longest reason or note an operator may attach to a decision: it travels up in every
+/// status report of the directive's targets and stays in their records.
+pub const MAX_NOTE_BYTES: usize = 4096;
+
+/// An operator's reason (a return, R-8.2) or note (a correction done), trimmed: `what`
+/// names it in the error. A reason that is `required` may not be empty.
+pub fn operator_note(text: &str, what: &'static str, required: bool) -> Result<String, InputError> {
+    let text = text.trim();
+    if text.len() > MAX_NOTE_BYTES {
+        return Err(InputError::NoteTooLong(what, text.len()));
+    }
+    if required && text.is_empty() {
+        return Err(InputError::NoReason);
+    }
+    Ok(text.to_string())
 }
 
 /// Most rules one directive may carry (a national blacklist push is ~50,000).

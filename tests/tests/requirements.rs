@@ -113,6 +113,29 @@ fn a_province_returns_a_requirement_with_its_reason() {
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs a reason"));
+    // A reason of a megabyte (more than a command line carries, so through the API) is
+    // refused as such, and the requirement still waits.
+    let refused = tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async {
+            let mut client = net.operator("province/44").await;
+            client
+                .return_directive(isms_proto::v1::DecisionRequest {
+                    id: id.clone(),
+                    reason: "x".repeat(1 << 20),
+                })
+                .await
+                .expect_err("a megabyte of reason")
+        });
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert!(
+        refused
+            .message()
+            .contains("1048576 bytes long; at most 4096"),
+        "{refused:?}"
+    );
+    let view = net.directive("ministry", &id).expect("view");
+    assert_eq!(hop(&view, "province/44")["state"], "received");
 
     let reason = "不属于本辖区管理 / outside this province's remit";
     ok(net.cli(

@@ -183,3 +183,22 @@ fn targets_resolve_through_the_directory() {
     assert!(parse_targets(&["ministry"]).is_err());
     assert!(parse_targets(&["", ","]).is_err());
 }
+
+#[test]
+fn an_operators_note_is_trimmed_bounded_and_a_reason_required() {
+    assert_eq!(
+        operator_note("  outside our remit ", "reason", true),
+        Ok("outside our remit".into())
+    );
+    assert_eq!(
+        operator_note(" \t ", "reason", true),
+        Err(InputError::NoReason)
+    );
+    assert_eq!(operator_note("", "note", false), Ok(String::new()));
+    let long = "长".repeat(MAX_NOTE_BYTES);
+    assert_eq!(
+        operator_note(&long, "note", false),
+        Err(InputError::NoteTooLong("note", 3 * MAX_NOTE_BYTES))
+    );
+    assert!(operator_note(&"x".repeat(MAX_NOTE_BYTES), "reason", true).is_ok());
+}
