@@ -92,54 +92,28 @@ fn an_issue_whose_answer_a_crash_lost_is_retried_with_its_id_and_executed_once()
 
     // Issuing again with the same ID and content is the same directive; other content
     // under it is refused and changes nothing.
-    let again = net.cli(
-        "ministry",
-        &[
+    let issue_as = |domain: &str, id: &str| {
+        let args = [
             "directive",
             "issue",
             "--to",
             "all",
             "--block-domain",
-            "once.example",
+            domain,
             "--id",
-            &id,
-        ],
-    );
-    assert!(
-        again.status.success(),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
-    );
+            id,
+        ];
+        net.cli("ministry", &args)
+    };
+    let again = issue_as("once.example", &id);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success(), "{stderr}");
     assert_eq!(String::from_utf8_lossy(&again.stdout).trim(), id);
-    let other = net.cli(
-        "ministry",
-        &[
-            "directive",
-            "issue",
-            "--to",
-            "all",
-            "--block-domain",
-            "other.example",
-            "--id",
-            &id,
-        ],
-    );
+    let other = issue_as("other.example", &id);
     assert!(!other.status.success());
     let why = String::from_utf8_lossy(&other.stderr);
     assert!(why.contains("issued with other content"), "{why}");
-    let bad = net.cli(
-        "ministry",
-        &[
-            "directive",
-            "issue",
-            "--to",
-            "all",
-            "--block-domain",
-            "x.example",
-            "--id",
-            "nope",
-        ],
-    );
+    let bad = issue_as("x.example", "nope");
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("nope"));
     for e in net.enterprises() {
