@@ -69,6 +69,7 @@ impl Core {
                 options.linger
             },
             hold_issue_answers: options.hold_issue_answers,
+            audit: audit::load_chain(&store)?,
             runtime: tokio::runtime::Handle::try_current().ok(),
             caches: None,
         };
@@ -231,6 +232,7 @@ impl Core {
             }
             None => Group::new(store.txn(), self.shared.now_ms()),
         };
+        g.audit = self.audit;
         for event in events {
             self.handle(&mut g, event)?;
         }
@@ -259,6 +261,7 @@ impl Core {
             targets,
             metas,
             mut touched,
+            audit: chain,
             ..
         } = g;
         let writes = txn.into_writes();
@@ -266,8 +269,9 @@ impl Core {
             store.apply(writes)?;
             store.sync()?;
         }
-        // Only now do the caches match the store again.
+        // Only now do the caches and the chain's head match the store again.
         self.caches = Some((targets, metas));
+        self.audit = chain;
         self.shared
             .directives
             .fetch_add(new_directives, Ordering::SeqCst);

@@ -74,6 +74,7 @@ use clocks::clock_satisfied;
 use lookup::store_directive;
 use recent::Recent;
 
+pub use audit::{ChainBreak, verify_chain};
 pub use enterprise::{RuleFile, RuleFileEntry, active_rules};
 pub use fanout::stored_outbox;
 pub use handle::{CoreHandle, Decision, Event};
@@ -119,6 +120,8 @@ pub struct Core {
     fatal: CancellationToken,
     linger: std::time::Duration,
     hold_issue_answers: bool,
+    /// The audit chain's head (`audit`): read at start, lent to each group.
+    audit: audit::AuditChain,
     /// The runtime a lingering group waits on; none outside one (then no linger).
     runtime: Option<tokio::runtime::Handle>,
     /// Decoded target blocks and directive metadata, lent to each group and kept across
@@ -181,6 +184,8 @@ struct Group<'s> {
     targets: targets::Targets,
     /// Directive metadata, never changed once written: the node's cache, lent to the group.
     metas: Recent<String, Arc<DirectiveMeta>>,
+    /// The audit chain's head as this group leaves it (lent by the core, given back).
+    audit: audit::AuditChain,
 }
 
 impl<'s> Group<'s> {
@@ -214,6 +219,7 @@ impl<'s> Group<'s> {
             touched: NodeSet::default(),
             targets,
             metas,
+            audit: audit::AuditChain::default(),
         }
     }
 

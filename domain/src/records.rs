@@ -301,15 +301,21 @@ pub fn schedule(at_ms: i64, directive_id: &str) -> Vec<u8> {
     k
 }
 
-/// Audit trail of operator actions, in time order.
-pub fn audit(at_ms: i64, id: &uuid::Uuid) -> Vec<u8> {
-    let mut k = b"u/".to_vec();
-    k.extend_from_slice(&at_ms.to_be_bytes());
-    k.extend_from_slice(id.as_bytes());
+/// Audit trail of operator actions: record `seq` of the hash chain.
+pub fn audit(seq: u64) -> Vec<u8> {
+    let mut k = AUDIT_PREFIX.to_vec();
+    k.extend_from_slice(&seq.to_be_bytes());
     k
 }
 
 pub const AUDIT_PREFIX: &[u8] = b"u/";
+
+/// The sequence number of an audit key; none for a key of another layout (stores written
+/// before the chain keyed records by time and a UUID, 24 bytes after the prefix).
+pub fn audit_seq(key: &[u8]) -> Option<u64> {
+    let rest = key.strip_prefix(AUDIT_PREFIX)?;
+    Some(u64::from_be_bytes(rest.try_into().ok()?))
+}
 
 /// Total rules ever added to the active set, counted in the same batch as the addition.
 pub const RULES_APPLIED_COUNTER: &[u8] = b"c/rules_applied";
