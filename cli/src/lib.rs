@@ -26,11 +26,13 @@ use isms_domain::identity::Identity;
 use isms_operator::service::counts;
 use isms_transport::tls;
 
+mod audit;
 mod decide;
 mod issue;
 mod node;
 mod view;
 
+pub use audit::{AuditCommand, AuditListArgs, AuditVerifyArgs};
 pub use decide::{
     CorrectedArgs, CorrectionCommand, DecideArgs, DecisionCommand, PendingArgs, ReturnArgs,
 };

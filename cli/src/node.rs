@@ -145,6 +145,9 @@ pub enum NodeCommand {
     /// Testing only: move the node's clock (needs `[testing] clock_file` in the config).
     #[command(subcommand)]
     Clock(ClockCommand),
+    /// The audit trail: list it, verify its hash chain (role `auditor`).
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
 
 impl NodeCommand {
@@ -154,6 +157,7 @@ impl NodeCommand {
             NodeCommand::Serve { config } => isms_node::node::serve(binary, tier, &config),
             NodeCommand::Status(a) => run_command(node_status(a)),
             NodeCommand::Clock(c) => run_command(async move { c.run() }),
+            NodeCommand::Audit(c) => c.run(),
         }
     }
 }

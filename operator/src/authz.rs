@@ -78,6 +78,8 @@ pub const PERMISSIONS: &[(&str, Role)] = &[
     ("ReturnDirective", Role::Operator),
     ("ListPending", Role::Viewer),
     ("ReportCorrected", Role::Operator),
+    ("ListAudit", Role::Auditor),
+    ("VerifyAudit", Role::Auditor),
 ];
 
 /// The role `method` (an RPC name of the `Operator` service) needs; none if it has no entry.

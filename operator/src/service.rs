@@ -7,18 +7,20 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use isms_proto::record::AuditRecord;
 use isms_proto::record::{ActiveRules, QueuedTargets, StoredDirective, TargetRecord};
 use isms_proto::v1::operator_server::Operator;
 use isms_proto::v1::{
-    DecisionReply, DecisionRequest, Directive, DirectiveList, DirectiveSummary, DirectiveView,
-    GetDirectiveRequest, IssueReply, IssueRequest, ListDirectivesRequest, ListPendingRequest,
-    NodeStatusReply, NodeStatusRequest, PeerStatus, PendingDirective, PendingList, TargetState,
-    TargetView,
+    AuditEntry, AuditList, AuditVerdict, DecisionReply, DecisionRequest, Directive, DirectiveList,
+    DirectiveSummary, DirectiveView, GetDirectiveRequest, IssueReply, IssueRequest,
+    ListAuditRequest, ListDirectivesRequest, ListPendingRequest, NodeStatusReply,
+    NodeStatusRequest, PeerStatus, PendingDirective, PendingList, TargetState, TargetView,
+    VerifyAuditRequest,
 };
 use tonic::{Request, Response, Status};
 
 use isms_core::error::NodeError;
-use isms_core::{CoreHandle, Decision, PeerState, Role, Shared};
+use isms_core::{CoreHandle, Decision, PeerState, Role, Shared, verify_chain};
 use isms_domain::directive::{is_final, state_name};
 use isms_domain::identity::{Identity, Tier, is_province};
 use isms_domain::records::{self, decode};
@@ -392,6 +394,38 @@ impl Operator for OperatorService {
         Ok(Response::new(pending(&self.shared)?))
     }
 
+    async fn list_audit(
+        &self,
+        request: Request<ListAuditRequest>,
+    ) -> Result<Response<AuditList>, Status> {
+        self.authorize(&request, "ListAudit").await?;
+        Ok(Response::new(audit_list(
+            &self.shared,
+            &request.into_inner(),
+        )?))
+    }
+
+    async fn verify_audit(
+        &self,
+        request: Request<VerifyAuditRequest>,
+    ) -> Result<Response<AuditVerdict>, Status> {
+        self.authorize(&request, "VerifyAudit").await?;
+        Ok(Response::new(match verify_chain(&self.shared.store) {
+            Ok(records) => AuditVerdict {
+                intact: true,
+                records,
+                first_bad: 0,
+                why: String::new(),
+            },
+            Err(b) => AuditVerdict {
+                intact: false,
+                records: b.seq.saturating_sub(1),
+                first_bad: b.seq,
+                why: b.why,
+            },
+        }))
+    }
+
     async fn report_corrected(
         &self,
         request: Request<DecisionRequest>,
@@ -509,5 +543,46 @@ pub fn node_status(shared: &Shared) -> Result<NodeStatusReply, NodeError> {
         directives,
         active_rules,
         started_at_ms: shared.started_at_ms,
+    })
+}
+
+/// Records a list holds when the caller sets no limit.
+const AUDIT_LIST_DEFAULT: usize = 10_000;
+
+/// The audit records matching `q`, oldest first: the newest `limit` of them.
+pub fn audit_list(shared: &Shared, q: &ListAuditRequest) -> Result<AuditList, NodeError> {
+    let limit = match q.limit {
+        0 => AUDIT_LIST_DEFAULT,
+        n => n as usize,
+    };
+    let mut kept = std::collections::VecDeque::new();
+    let mut omitted = 0;
+    for entry in shared.store.scan_prefix(records::AUDIT_PREFIX) {
+        let (k, v) = entry?;
+        let r: AuditRecord = decode(&k, &v)?;
+        let matches = (q.since_ms == 0 || r.at_ms >= q.since_ms)
+            && (q.until_ms == 0 || r.at_ms < q.until_ms)
+            && (q.operator.is_empty() || r.operator == q.operator)
+            && (q.action.is_empty() || r.action == q.action);
+        if !matches {
+            continue;
+        }
+        if kept.len() == limit {
+            kept.pop_front();
+            omitted += 1;
+        }
+        kept.push_back(AuditEntry {
+            seq: r.seq,
+            at_ms: r.at_ms,
+            operator: r.operator,
+            action: r.action,
+            subject: r.subject,
+            outcome: r.outcome,
+            prev_hash: r.prev_hash.iter().map(|b| format!("{b:02x}")).collect(),
+        });
+    }
+    Ok(AuditList {
+        entries: kept.into(),
+        omitted,
     })
 }

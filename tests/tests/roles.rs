@@ -42,19 +42,25 @@ const PEOPLE: [(&str, &str); 5] = [
     ("adam", "admin"),
 ];
 
-/// Reading is every role's; changing anything is the `operator` role's alone.
-fn may(role: &str, method: &str) -> bool {
+/// The role a call needs: reading directives is every role's (none needed), changing
+/// anything is the `operator` role's, the audit trail the `auditor`'s.
+fn needs(method: &str) -> Option<&'static str> {
     match method {
         "GetDirective"
         | "GetDirectiveSummary"
         | "ListDirectives"
         | "NodeStatus"
-        | "ListPending" => true,
+        | "ListPending" => None,
         "IssueDirective" | "ConfirmDirective" | "ReturnDirective" | "ReportCorrected" => {
-            role == "operator"
+            Some("operator")
         }
+        "ListAudit" | "VerifyAudit" => Some("auditor"),
         other => panic!("RPC {other} has no cell in this test: give it one, and a table entry"),
     }
+}
+
+fn may(role: &str, method: &str) -> bool {
+    needs(method).is_none_or(|needed| needed == role)
 }
 
 fn operator_methods() -> Vec<String> {
@@ -123,6 +129,14 @@ async fn call(
             .await
             .map(drop),
         "ReportCorrected" => client.report_corrected(decision()).await.map(drop),
+        "ListAudit" => client
+            .list_audit(isms_proto::v1::ListAuditRequest::default())
+            .await
+            .map(drop),
+        "VerifyAudit" => client
+            .verify_audit(isms_proto::v1::VerifyAuditRequest {})
+            .await
+            .map(drop),
         other => panic!("RPC {other} has no cell in this test: give it one, and a table entry"),
     }
 }
@@ -174,7 +188,7 @@ async fn every_rpc_by_every_role_is_allowed_or_refused_changing_nothing_and_audi
         .into_inner()
         .id;
     let methods = operator_methods();
-    assert!(methods.len() >= 9, "{methods:?}");
+    assert!(methods.len() >= 11, "{methods:?}");
     for m in &methods {
         assert!(
             isms_operator::authz::required_role(m).is_some(),
@@ -216,8 +230,9 @@ async fn every_rpc_by_every_role_is_allowed_or_refused_changing_nothing_and_audi
                 } else {
                     let status = answer.expect_err("refused");
                     assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+                    let needed = needs(method).expect("a refused call needs a role");
                     assert!(
-                        status.message().contains("lacks role operator"),
+                        status.message().contains(&format!("lacks role {needed}")),
                         "{name} {method}: {}",
                         status.message()
                     );
