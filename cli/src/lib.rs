@@ -23,7 +23,7 @@ use tonic::transport::Channel;
 use isms_config::Config;
 use isms_domain::directive::{self, STATE_NAMES, is_final, state_name};
 use isms_domain::identity::Identity;
-use isms_operator::service::counts;
+use isms_operator::views::counts;
 use isms_transport::tls;
 
 mod audit;

@@ -1,5 +1,6 @@
 //! The operator surface of a node: the operator gRPC API it serves to its own operators
-//! (`service`), and who may call what (`authz`: roles, the roster, the permission table).
+//! (`service`), who may call what (`authz`: roles, the roster, the permission table), and
+//! the views it answers with, read from what the core committed (`views`).
 //! The commands that call it are `isms-cli`'s.
 //!
 //! Owns what an operator may ask and how it is shown. Must not write the store or decide a
@@ -8,3 +9,4 @@
 
 pub mod authz;
 pub mod service;
+pub mod views;

@@ -3,30 +3,27 @@
 //! a refused call is recorded in the audit trail before it is answered. Issuing goes
 //! through the core; views are read from the store.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
-use isms_proto::record::AuditRecord;
-use isms_proto::record::{ActiveRules, QueuedTargets, StoredDirective, TargetRecord};
+use isms_proto::record::StoredDirective;
 use isms_proto::v1::operator_server::Operator;
 use isms_proto::v1::{
-    AuditEntry, AuditList, AuditVerdict, DecisionReply, DecisionRequest, Directive, DirectiveList,
-    DirectiveSummary, DirectiveView, GetDirectiveRequest, IssueReply, IssueRequest,
-    ListAuditRequest, ListDirectivesRequest, ListPendingRequest, NodeStatusReply,
-    NodeStatusRequest, PeerStatus, PendingDirective, PendingList, TargetState, TargetView,
-    VerifyAuditRequest,
+    AuditList, AuditVerdict, DecisionReply, DecisionRequest, DirectiveList, DirectiveSummary,
+    DirectiveView, GetDirectiveRequest, IssueReply, IssueRequest, ListAuditRequest,
+    ListDirectivesRequest, ListPendingRequest, NodeStatusReply, NodeStatusRequest, PendingList,
+    TargetState, VerifyAuditRequest,
 };
 use tonic::{Request, Response, Status};
 
 use isms_core::error::NodeError;
-use isms_core::{CoreHandle, Decision, PeerState, Role, Shared, verify_chain};
-use isms_domain::directive::{is_final, state_name};
-use isms_domain::identity::{Identity, Tier, is_province};
+use isms_core::{CoreHandle, Decision, Shared, verify_chain};
+use isms_domain::directive::state_name;
+use isms_domain::identity::{Identity, Tier};
 use isms_domain::records::{self, decode};
 use isms_transport::tls;
 
 use crate::authz::RosterHandle;
+use crate::views::{Tally, audit_list, directive_summary, directive_view, node_status, pending};
 
 #[derive(Debug, Clone)]
 pub struct OperatorService {
@@ -96,177 +93,6 @@ impl OperatorService {
             .await?;
         Err(Status::permission_denied(why))
     }
-}
-
-/// Reads a directive and its per-target states.
-pub fn directive_view(shared: &Shared, id: &str) -> Result<DirectiveView, NodeError> {
-    let Rows {
-        stored,
-        queued,
-        records,
-    } = stored_rows(shared, id)?;
-    let mut view = DirectiveView {
-        directive: stored.directive,
-        targets: Vec::new(),
-        hops: Vec::new(),
-    };
-    let mut waiting: BTreeSet<&str> = queued.targets.iter().map(String::as_str).collect();
-    let mut results = isms_core::stored_query_results(&shared.store, id)?;
-    for (node, rec) in records {
-        let queued_at_ms = match (rec.queued_at_ms, waiting.remove(node.as_str())) {
-            (0, true) => queued.at_ms,
-            (t, _) => t,
-        };
-        let t = TargetView {
-            node: node.clone(),
-            state: rec.state,
-            updated_at_ms: rec.updated_at_ms,
-            detail: rec.detail,
-            queued_at_ms,
-            delivered_at_ms: rec.delivered_at_ms,
-            acknowledged_at_ms: rec.acknowledged_at_ms,
-            finished_at_ms: rec.finished_at_ms,
-            deadline_ms: rec.deadline_ms,
-            overdue_at_ms: rec.overdue_at_ms,
-            result: results.remove(&node),
-        };
-        if is_province(&node) {
-            view.hops.push(t);
-        } else {
-            view.targets.push(t);
-        }
-    }
-    view.targets
-        .extend(waiting.into_iter().map(|node| TargetView {
-            node: node.to_string(),
-            state: TargetState::Queued as i32,
-            updated_at_ms: queued.at_ms,
-            queued_at_ms: queued.at_ms,
-            ..Default::default()
-        }));
-    view.targets.sort_by(|a, b| a.node.cmp(&b.node));
-    Ok(view)
-}
-
-/// A directive as this node stores it.
-struct Rows {
-    stored: StoredDirective,
-    /// The enterprises queued here; those not heard of since have no record of their own.
-    queued: QueuedTargets,
-    /// The records of its targets and relays.
-    records: Vec<(String, TargetRecord)>,
-}
-
-fn stored_rows(shared: &Shared, id: &str) -> Result<Rows, NodeError> {
-    let key = records::directive(id);
-    let stored: StoredDirective = match shared.store.get(&key)? {
-        Some(v) => decode(&key, &v)?,
-        None => return Err(NodeError::NotFound(format!("directive {id}"))),
-    };
-    let queued_key = records::queued(id);
-    let queued: QueuedTargets = match shared.store.get(&queued_key)? {
-        Some(v) => decode(&queued_key, &v)?,
-        None => QueuedTargets::default(),
-    };
-    let records = isms_core::stored_targets(&shared.store, id)?;
-    Ok(Rows {
-        stored,
-        queued,
-        records,
-    })
-}
-
-/// [`directive_view`]'s counts, without building its rows.
-pub fn directive_summary(shared: &Shared, id: &str) -> Result<DirectiveSummary, NodeError> {
-    let Rows {
-        stored,
-        queued,
-        records,
-    } = stored_rows(shared, id)?;
-    let mut waiting: HashSet<&str> = queued.targets.iter().map(String::as_str).collect();
-    let mut tally = Tally::default();
-    for (node, rec) in &records {
-        waiting.remove(node.as_str());
-        tally.add(
-            is_province(node),
-            rec.state,
-            rec.finished_at_ms,
-            rec.overdue_at_ms,
-        );
-    }
-    for _ in waiting {
-        tally.add(false, TargetState::Queued as i32, 0, 0);
-    }
-    Ok(tally.summary(&stored.directive.unwrap_or_default()))
-}
-
-/// The counts of a [`DirectiveSummary`], target by target.
-#[derive(Default)]
-struct Tally {
-    counts: BTreeMap<String, u32>,
-    targets: u32,
-    finished: u32,
-    finished_at_ms: i64,
-    overdue: u32,
-}
-
-impl Tally {
-    /// Of a directive's view: its targets, and its relays (`hops`) for `overdue`.
-    fn of_view(targets: &[TargetView], hops: &[TargetView]) -> Tally {
-        let mut tally = Tally::default();
-        for t in targets {
-            tally.add(false, t.state, t.finished_at_ms, t.overdue_at_ms);
-        }
-        for t in hops {
-            tally.add(true, t.state, t.finished_at_ms, t.overdue_at_ms);
-        }
-        tally
-    }
-
-    /// One enterprise target, or a relay (`hop`: counted only when its clock ran out).
-    fn add(&mut self, hop: bool, state: i32, finished_at_ms: i64, overdue_at_ms: i64) {
-        if overdue_at_ms != 0 {
-            self.overdue += 1;
-        }
-        if hop {
-            return;
-        }
-        let state = TargetState::try_from(state).unwrap_or(TargetState::Unspecified);
-        *self
-            .counts
-            .entry(state_name(state).to_string())
-            .or_insert(0) += 1;
-        self.targets += 1;
-        if is_final(state) {
-            self.finished += 1;
-            self.finished_at_ms = self.finished_at_ms.max(finished_at_ms);
-        }
-    }
-
-    fn summary(self, d: &Directive) -> DirectiveSummary {
-        DirectiveSummary {
-            id: d.id.clone(),
-            issuer: d.issuer.clone(),
-            kind: d.kind,
-            urgency: d.urgency,
-            issued_at_ms: d.issued_at_ms,
-            rules: u32::try_from(d.rules.len()).unwrap_or(u32::MAX),
-            targets: self.targets,
-            counts: self.counts.into_iter().collect(),
-            overdue: self.overdue,
-            finished: self.finished,
-            finished_at_ms: if self.finished == self.targets {
-                self.finished_at_ms
-            } else {
-                0
-            },
-        }
-    }
-}
-
-/// Targets per state name.
-pub fn counts(targets: &[TargetView]) -> BTreeMap<String, u32> {
-    Tally::of_view(targets, &[]).counts
 }
 
 #[tonic::async_trait]
@@ -433,156 +259,4 @@ impl Operator for OperatorService {
         self.decide(request, "ReportCorrected", Decision::Corrected)
             .await
     }
-}
-
-/// What waits for this node's operator, oldest first: at a province, requirements to
-/// confirm or return; at an enterprise, data-correction demands to carry out.
-pub fn pending(shared: &Shared) -> Result<PendingList, NodeError> {
-    let now = shared.now_ms();
-    let me = shared.node_id.to_string();
-    let mut directives = Vec::new();
-    if shared.node_id.tier() == Tier::Enterprise {
-        for entry in shared.store.scan_prefix(records::CORRECTION_PREFIX) {
-            let (k, _) = entry?;
-            let id = String::from_utf8_lossy(&k[records::CORRECTION_PREFIX.len()..]).into_owned();
-            let key = records::directive(&id);
-            let Some(v) = shared.store.get(&key)? else {
-                continue;
-            };
-            let stored: StoredDirective = decode(&key, &v)?;
-            directives.push(PendingDirective {
-                received_at_ms: stored.received_at_ms,
-                directive: stored.directive,
-                ..PendingDirective::default()
-            });
-        }
-        return Ok(PendingList { directives });
-    }
-    for entry in shared.store.scan_prefix(records::DIRECTIVE_PREFIX) {
-        let (k, v) = entry?;
-        let stored: StoredDirective = decode(&k, &v)?;
-        let d = stored.directive.unwrap_or_default();
-        // This node's own state: a node is never in its own directory, so no via.
-        let Some(rec) = isms_core::stored_target(&shared.store, &d.id, "", &me)? else {
-            continue;
-        };
-        if rec.state != TargetState::Received as i32 {
-            continue;
-        }
-        directives.push(PendingDirective {
-            received_at_ms: stored.received_at_ms,
-            deadline_ms: rec.deadline_ms,
-            time_left_ms: if rec.deadline_ms == 0 {
-                0
-            } else {
-                rec.deadline_ms - now
-            },
-            clock_error: if rec.deadline_ms == 0 {
-                rec.detail
-            } else {
-                String::new()
-            },
-            directive: Some(d),
-        });
-    }
-    Ok(PendingList { directives })
-}
-
-/// Links, backlogs and counts of this node.
-pub fn node_status(shared: &Shared) -> Result<NodeStatusReply, NodeError> {
-    let now = shared.now_ms();
-    let mut peers = Vec::new();
-    // Listed in ID order: the map is hashed.
-    let mut sorted: Vec<&Arc<PeerState>> = shared.peers.values().collect();
-    sorted.sort_by(|a, b| a.id.cmp(&b.id));
-    for peer in sorted {
-        let link = *peer.link.lock().unwrap_or_else(|p| p.into_inner());
-        let durable = *peer.durable_out.borrow();
-        let acked = peer.acked.load(Ordering::SeqCst);
-        let backlog = durable.saturating_sub(acked);
-        let oldest_age_ms = if backlog == 0 {
-            0
-        } else {
-            match isms_core::stored_outbox(&shared.store, peer, acked + 1, acked + 2)?.first() {
-                Some(e) => (now - e.enqueued_at_ms).max(0),
-                None => 0,
-            }
-        };
-        peers.push(PeerStatus {
-            peer: peer.id.to_string(),
-            role: match peer.role {
-                Role::Parent => "parent",
-                Role::Child => "child",
-            }
-            .into(),
-            up: link.up,
-            since_ms: link.since_ms,
-            backlog,
-            oldest_age_ms,
-            inbox: peer.inbox.load(Ordering::SeqCst),
-        });
-    }
-    let directives = shared.directives.load(Ordering::SeqCst);
-    // Only an enterprise holds rules, and no more than it enforces.
-    let mut active_rules = 0u64;
-    if shared.node_id.tier() == Tier::Enterprise {
-        for entry in shared.store.scan_prefix(records::RULE_SET_PREFIX) {
-            let (k, v) = entry?;
-            let set: ActiveRules = records::decode(&k, &v)?;
-            active_rules += set.rules.len() as u64;
-        }
-    }
-    let rules_applied_total = match shared.store.get(records::RULES_APPLIED_COUNTER)? {
-        Some(v) => records::decode_u64(records::RULES_APPLIED_COUNTER, &v)?,
-        None => 0,
-    };
-    Ok(NodeStatusReply {
-        rules_applied_total,
-        node_id: shared.node_id.to_string(),
-        peers,
-        directives,
-        active_rules,
-        started_at_ms: shared.started_at_ms,
-    })
-}
-
-/// Records a list holds when the caller sets no limit.
-const AUDIT_LIST_DEFAULT: usize = 10_000;
-
-/// The audit records matching `q`, oldest first: the newest `limit` of them.
-pub fn audit_list(shared: &Shared, q: &ListAuditRequest) -> Result<AuditList, NodeError> {
-    let limit = match q.limit {
-        0 => AUDIT_LIST_DEFAULT,
-        n => n as usize,
-    };
-    let mut kept = std::collections::VecDeque::new();
-    let mut omitted = 0;
-    for entry in shared.store.scan_prefix(records::AUDIT_PREFIX) {
-        let (k, v) = entry?;
-        let r: AuditRecord = decode(&k, &v)?;
-        let matches = (q.since_ms == 0 || r.at_ms >= q.since_ms)
-            && (q.until_ms == 0 || r.at_ms < q.until_ms)
-            && (q.operator.is_empty() || r.operator == q.operator)
-            && (q.action.is_empty() || r.action == q.action);
-        if !matches {
-            continue;
-        }
-        if kept.len() == limit {
-            kept.pop_front();
-            omitted += 1;
-        }
-        kept.push_back(AuditEntry {
-            seq: r.seq,
-            at_ms: r.at_ms,
-            operator: r.operator,
-            action: r.action,
-            subject: r.subject,
-            outcome: r.outcome,
-            prev_hash: r.prev_hash.iter().map(|b| format!("{b:02x}")).collect(),
-        });
-    }
-    Ok(AuditList {
-        entries: kept.into(),
-        omitted,
-    })
 }
