@@ -15,11 +15,10 @@ pub(super) struct AuditChain {
     pub(super) head: [u8; 32],
 }
 
+use isms_domain::audit_chain::{self, ChainBreak};
+
 fn sha256(bytes: &[u8]) -> [u8; 32] {
-    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest.as_ref());
-    out
+    audit_chain::hash(bytes)
 }
 
 /// Appends an operator action to the audit trail, in this group's batch.
@@ -96,74 +95,15 @@ pub(super) fn load_chain(store: &Store) -> Result<AuditChain, NodeError> {
     Ok(chained)
 }
 
-/// Where the chain breaks: the first record that is not what the chain says.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("audit record {seq}: {why}")]
-pub struct ChainBreak {
-    pub seq: u64,
-    pub why: String,
-}
-
-/// Checks the whole chain in `store`, first record to last: the number of records, or the
-/// first one that was altered, removed, moved, or does not decode.
+/// Checks the whole chain in `store` (`audit_chain::verify`): the number of records, or
+/// the first one that was altered, removed, moved, or does not decode.
 pub fn verify_chain(store: &Store) -> Result<u64, ChainBreak> {
-    let broken = |seq: u64, why: String| ChainBreak { seq, why };
-    let mut expected = 1;
-    let mut prev: Option<[u8; 32]> = None;
-    let mut entries = store.scan_prefix(records::AUDIT_PREFIX).peekable();
-    while let Some(entry) = entries.next() {
-        let (k, v) = entry.map_err(|e| broken(expected, format!("unreadable: {e}")))?;
-        let Some(at) = records::audit_seq(&k) else {
-            return Err(broken(
-                expected,
-                "a record outside the chain's key layout".into(),
-            ));
-        };
-        if at != expected {
-            return Err(broken(
-                expected,
-                format!("missing (the next record found is {at})"),
-            ));
-        }
-        let rec: AuditRecord =
-            decode(&k, &v).map_err(|e| broken(at, format!("does not decode: {e}")))?;
-        if rec.seq != at {
-            return Err(broken(
-                at,
-                format!("moved: it holds record {} of the chain", rec.seq),
-            ));
-        }
-        let linked = match prev {
-            None => rec.prev_hash.is_empty(),
-            Some(h) => rec.prev_hash == h,
-        };
-        if !linked {
-            // Record `at - 1` was altered, or this one was (its link is part of it). If this
-            // one was, the record after it no longer links to it either.
-            let hash = sha256(&v);
-            let next_links_here = match entries.peek() {
-                Some(Ok((nk, nv))) => decode::<AuditRecord>(nk, nv)
-                    .map(|n| n.prev_hash == hash)
-                    .unwrap_or(false),
-                _ => false,
-            };
-            let altered = if next_links_here || at == 1 {
-                at - 1
-            } else {
-                at
-            };
-            return Err(broken(
-                altered.max(1),
-                format!(
-                    "altered: the chain does not link record {} to record {at}",
-                    at - 1
-                ),
-            ));
-        }
-        prev = Some(sha256(&v));
-        expected += 1;
-    }
-    Ok(expected - 1)
+    audit_chain::verify(store.scan_prefix(records::AUDIT_PREFIX).map(|entry| {
+        let (k, v) = entry.map_err(|e| format!("unreadable: {e}"))?;
+        let seq = records::audit_seq(&k)
+            .ok_or_else(|| "a record outside the chain's key layout".to_string())?;
+        Ok((seq, v))
+    }))
 }
 
 #[cfg(test)]
@@ -245,7 +185,7 @@ mod tests {
             let (seq, word) = match case {
                 "altered" | "reworded" => (3, "altered"),
                 "removed" => (4, "missing"),
-                "swapped" => (2, "moved"),
+                "swapped" => (2, "out of place"),
                 _ => (6, "does not decode"),
             };
             assert_eq!(broken.seq, seq, "{case}: {broken}");

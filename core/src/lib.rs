@@ -74,11 +74,12 @@ use clocks::clock_satisfied;
 use lookup::store_directive;
 use recent::Recent;
 
-pub use audit::{ChainBreak, verify_chain};
+pub use audit::verify_chain;
 pub use enterprise::{RuleFile, RuleFileEntry, active_rules};
 pub use fanout::stored_outbox;
 pub use handle::{CoreHandle, Decision, Event};
 pub use inbound::check_directive_shape;
+pub use isms_domain::audit_chain::ChainBreak;
 pub use peers::{LinkStatus, OutboxTail, PeerState, Role, Shared};
 pub use targets::{stored_query_results, stored_target, stored_targets};
 

@@ -10,6 +10,7 @@
 //! pointed to (a calendar directory, a test clock file, an enterprise's access log).
 
 pub mod access_log;
+pub mod audit_chain;
 pub mod calendar;
 pub mod clock;
 pub mod directive;
