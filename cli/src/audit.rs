@@ -1,18 +1,35 @@
 //! The audit trail's commands (role `auditor`; ): `audit list`, filtered, as
-//! a table or JSON, and `audit verify`, which checks the hash chain in the node's store and
+//! a table or JSON; `audit export`, the whole chain as JSON lines; and `audit verify`, which
+//! checks the hash chain in the node's store, or in an exported file without the node, and
 //! names the first bad record.
 
 use super::*;
-use isms_proto::v1::{ListAuditRequest, VerifyAuditRequest};
+use std::io::{BufRead, Write};
+
+use isms_domain::audit_chain;
+use isms_domain::records;
+use isms_proto::record::AuditRecord;
+use isms_proto::v1::{AuditEntry, ListAuditRequest, VerifyAuditRequest};
 
 /// `NAME audit …`
 #[derive(Debug, clap::Subcommand)]
 pub enum AuditCommand {
     /// The audit trail, oldest first: who did what, when, with what outcome.
     List(AuditListArgs),
-    /// Check the hash chain of the node's audit trail; exit 2 and name the first bad record
-    /// if it was altered, removed or moved.
+    /// Write the whole audit trail to a file, one JSON object a line, with its chain.
+    Export(AuditExportArgs),
+    /// Check the hash chain of the node's audit trail (or of an exported file, `--file`);
+    /// exit 2 and name the first bad record if one was altered, removed or moved.
     Verify(AuditVerifyArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct AuditExportArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The file to write (replaced if it exists).
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -43,6 +60,9 @@ pub struct AuditListArgs {
 pub struct AuditVerifyArgs {
     #[command(flatten)]
     pub client: ClientArgs,
+    /// Check this exported file instead of the node's store (no node is called).
+    #[arg(long)]
+    pub file: Option<PathBuf>,
     /// Print one JSON object instead of a line.
     #[arg(long)]
     pub json: bool,
@@ -52,6 +72,7 @@ impl AuditCommand {
     pub fn run(self) -> i32 {
         match self {
             AuditCommand::List(a) => run_command(audit_list(a)),
+            AuditCommand::Export(a) => run_command(audit_export(a)),
             AuditCommand::Verify(a) => run_command(audit_verify(a)),
         }
     }
@@ -66,21 +87,13 @@ async fn audit_list(args: AuditListArgs) -> anyhow::Result<i32> {
             operator: args.operator.unwrap_or_default(),
             action: args.action.unwrap_or_default(),
             limit: args.limit,
+            from_seq: 0,
         })
         .await
         .map_err(|s| anyhow::anyhow!("{}", s.message()))?
         .into_inner();
     if args.json {
-        let entries: Vec<_> = list
-            .entries
-            .iter()
-            .map(|e| {
-                json!({
-                    "seq": e.seq, "at_ms": e.at_ms, "operator": e.operator, "action": e.action,
-                    "subject": e.subject, "outcome": e.outcome, "prev_hash": e.prev_hash,
-                })
-            })
-            .collect();
+        let entries: Vec<_> = list.entries.iter().map(entry_json).collect();
         println!("{}", json!({ "entries": entries, "omitted": list.omitted }));
         return Ok(exit::OK);
     }
@@ -104,13 +117,111 @@ async fn audit_list(args: AuditListArgs) -> anyhow::Result<i32> {
     Ok(exit::OK)
 }
 
-async fn audit_verify(args: AuditVerifyArgs) -> anyhow::Result<i32> {
+/// Records asked for per page of an export.
+const EXPORT_PAGE: u32 = 5_000;
+
+fn entry_json(e: &AuditEntry) -> serde_json::Value {
+    json!({
+        "seq": e.seq, "at_ms": e.at_ms, "operator": e.operator, "action": e.action,
+        "subject": e.subject, "outcome": e.outcome, "prev_hash": e.prev_hash,
+    })
+}
+
+async fn audit_export(args: AuditExportArgs) -> anyhow::Result<i32> {
     let mut client = connect(&args.client).await?;
-    let v = client
-        .verify_audit(VerifyAuditRequest {})
-        .await
-        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
-        .into_inner();
+    let file = std::fs::File::create(&args.out)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    let mut next = 1;
+    let mut written = 0u64;
+    loop {
+        let page = client
+            .list_audit(ListAuditRequest {
+                from_seq: next,
+                limit: EXPORT_PAGE,
+                ..Default::default()
+            })
+            .await
+            .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+            .into_inner();
+        let Some(last) = page.entries.last().map(|e| e.seq) else {
+            break;
+        };
+        for e in &page.entries {
+            writeln!(out, "{}", entry_json(e))?;
+        }
+        written += page.entries.len() as u64;
+        next = last + 1;
+    }
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    eprintln!("{written} audit records written to {}", args.out.display());
+    Ok(exit::OK)
+}
+
+/// The stored bytes of each record of an exported file, as the chain hashed them, with
+/// the line each came from.
+fn exported_records(path: &std::path::Path) -> anyhow::Result<Vec<audit_chain::Found>> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut found = Vec::new();
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line_no = i as u64 + 1;
+        let line = line?;
+        let record = (|| -> Result<Vec<u8>, String> {
+            let v: serde_json::Value = serde_json::from_str(&line).map_err(|e| e.to_string())?;
+            let text = |k: &str| v[k].as_str().map(str::to_string).ok_or(format!("no {k}"));
+            let hex = text("prev_hash")?;
+            let prev_hash = (0..hex.len())
+                .step_by(2)
+                .map(|i| {
+                    hex.get(i..i + 2)
+                        .and_then(|b| u8::from_str_radix(b, 16).ok())
+                })
+                .collect::<Option<Vec<u8>>>()
+                .ok_or("prev_hash is not hex")?;
+            let rec = AuditRecord {
+                seq: v["seq"].as_u64().ok_or("no seq")?,
+                at_ms: v["at_ms"].as_i64().ok_or("no at_ms")?,
+                operator: text("operator")?,
+                action: text("action")?,
+                subject: text("subject")?,
+                outcome: text("outcome")?,
+                prev_hash,
+            };
+            Ok(records::encode(&rec))
+        })()
+        .map(|bytes| (line_no, bytes))
+        .map_err(|why| format!("line {line_no} is not an audit record: {why}"));
+        found.push(record);
+    }
+    Ok(found)
+}
+
+async fn audit_verify(args: AuditVerifyArgs) -> anyhow::Result<i32> {
+    let v = match &args.file {
+        Some(path) => match audit_chain::verify(exported_records(path)?) {
+            Ok(records) => isms_proto::v1::AuditVerdict {
+                intact: true,
+                records,
+                ..Default::default()
+            },
+            Err(b) => isms_proto::v1::AuditVerdict {
+                intact: false,
+                records: b.seq.saturating_sub(1),
+                first_bad: b.seq,
+                why: b.why,
+            },
+        },
+        None => {
+            let mut client = connect(&args.client).await?;
+            client
+                .verify_audit(VerifyAuditRequest {})
+                .await
+                .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+                .into_inner()
+        }
+    };
     if args.json {
         println!(
             "{}",

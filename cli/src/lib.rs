@@ -32,7 +32,7 @@ mod issue;
 mod node;
 mod view;
 
-pub use audit::{AuditCommand, AuditListArgs, AuditVerifyArgs};
+pub use audit::{AuditCommand, AuditExportArgs, AuditListArgs, AuditVerifyArgs};
 pub use decide::{
     CorrectedArgs, CorrectionCommand, DecideArgs, DecisionCommand, PendingArgs, ReturnArgs,
 };

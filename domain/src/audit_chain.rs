@@ -60,19 +60,20 @@ pub fn verify(found: impl IntoIterator<Item = Found>) -> Result<u64, ChainBreak>
             Some(h) => rec.prev_hash == h,
         };
         if !linked {
-            // Record `place - 1` was altered, or this one was (its link is part of it). If
-            // this one was, the record after it no longer links to it either.
+            // Record `place - 1` was altered, or this one's link was. If this one was, the
+            // record after it no longer links to it either; with none after it, the record
+            // before (whose contents an intruder would edit) is named.
             let this = hash(&bytes);
-            let next_links_here = match found.peek() {
+            let this_altered = match found.peek() {
                 Some(Ok((np, nb))) => records::decode::<AuditRecord>(&records::audit(*np), nb)
-                    .map(|n| n.prev_hash == this)
-                    .unwrap_or(false),
+                    .map(|n| n.prev_hash != this)
+                    .unwrap_or(true),
                 _ => false,
             };
-            let altered = if next_links_here || place == 1 {
-                place - 1
-            } else {
+            let altered = if this_altered || place == 1 {
                 place
+            } else {
+                place - 1
             };
             return Err(broken(
                 altered.max(1),

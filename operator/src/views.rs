@@ -310,7 +310,9 @@ pub fn audit_list(shared: &Shared, q: &ListAuditRequest) -> Result<AuditList, No
     };
     let mut kept = std::collections::VecDeque::new();
     let mut omitted = 0;
-    for entry in shared.store.scan_prefix(records::AUDIT_PREFIX) {
+    let from = records::audit(q.from_seq.max(1));
+    let end = records::audit(u64::MAX);
+    for entry in shared.store.range(&from, &end) {
         let (k, v) = entry?;
         let r: AuditRecord = decode(&k, &v)?;
         let matches = (q.since_ms == 0 || r.at_ms >= q.since_ms)
@@ -321,6 +323,11 @@ pub fn audit_list(shared: &Shared, q: &ListAuditRequest) -> Result<AuditList, No
             continue;
         }
         if kept.len() == limit {
+            if q.from_seq > 0 {
+                // A page: the oldest `limit`; the next page starts after them.
+                omitted += 1;
+                continue;
+            }
             kept.pop_front();
             omitted += 1;
         }

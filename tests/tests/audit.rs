@@ -1,7 +1,8 @@
 //! The audit trail from an auditor's seat: `audit list` shows what
-//! operators did, `audit verify` finds the chain intact, and after one byte of one record
-//! is changed in the store (the node stopped, the store edited as an intruder would),
-//! `audit verify` names that record and fails.
+//! operators did, `audit verify` finds the chain intact, an export verifies without the
+//! node and names the record of each edit made to it (altered, removed, swapped, garbage),
+//! and after one byte of one record is changed in the store (the node stopped, the store
+//! edited as an intruder would), `audit verify` names that record and fails.
 
 use isms_deploy::Topology;
 use isms_e2e::TestNet;
@@ -59,6 +60,62 @@ fn an_auditor_lists_and_verifies_the_trail_and_a_changed_byte_is_named() {
         String::from_utf8_lossy(&out.stdout)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("intact: 3 records"));
+
+    // The export verifies without the node; each kind of tampering with it is named.
+    let export = dir.join("audit.jsonl");
+    let export_arg = export.to_str().expect("utf8");
+    let out = run(&["audit", "export", "--out", export_arg]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<String> = std::fs::read_to_string(&export)
+        .expect("export")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(lines.len(), 3);
+    let verify_file = |lines: &[String]| {
+        let path = dir.join("edited.jsonl");
+        std::fs::write(&path, lines.join("\n") + "\n").expect("write");
+        let out = net.cli(
+            "ministry",
+            &["audit", "verify", "--file", path.to_str().expect("utf8")],
+        );
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    assert_eq!(
+        verify_file(&lines),
+        (
+            Some(0),
+            "audit trail intact: 3 records chained\n".to_string()
+        )
+    );
+    let mut altered = lines.clone();
+    altered[1] = altered[1].replace("\"outcome\":\"", "\"outcome\":\"not ");
+    let mut removed = lines.clone();
+    removed.remove(1);
+    let mut swapped = lines.clone();
+    swapped.swap(0, 1);
+    let mut garbage = lines.clone();
+    garbage[2] = "{not json".into();
+    for (case, edited, seq) in [
+        ("altered", altered, 2),
+        ("removed", removed, 2),
+        ("swapped", swapped, 1),
+        ("garbage", garbage, 3),
+    ] {
+        let (code, said) = verify_file(&edited);
+        assert_eq!(code, Some(2), "{case}: {said}");
+        assert!(
+            said.contains(&format!("broken at record {seq}")),
+            "{case}: {said}"
+        );
+    }
 
     // An operator without the auditor role may not read the trail.
     let refused = net.cli(
