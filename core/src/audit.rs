@@ -7,18 +7,13 @@
 //! nor rewritten: records are appended; pruning by retention is the only removal to come.
 
 use super::*;
+use isms_domain::audit_chain::{self, ChainBreak};
 
 /// The chain's head: the last record's sequence number and the hash of its stored bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) struct AuditChain {
     pub(super) seq: u64,
     pub(super) head: [u8; 32],
-}
-
-use isms_domain::audit_chain::{self, ChainBreak};
-
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    audit_chain::hash(bytes)
 }
 
 /// Appends an operator action to the audit trail, in this group's batch.
@@ -40,14 +35,28 @@ pub(super) fn audit(g: &mut Group<'_>, operator: &str, action: &str, subject: &s
     let bytes = encode(&rec);
     g.audit = AuditChain {
         seq,
-        head: sha256(&bytes),
+        head: audit_chain::hash(&bytes),
     };
     g.txn.put(records::audit(seq), bytes);
 }
 
-/// The head of the chain in `store`, read at start. Records of a store written before the
-/// chain (keyed by time, unchained) are chained first, in their time order, in one batch.
+/// The head of the chain in `store`, read at start: its last record. The first start on a
+/// store chains the records of an older layout (keyed by time, unchained) in their time
+/// order, and marks the store as chained, in one batch; later starts read one record.
 pub(super) fn load_chain(store: &Store) -> Result<AuditChain, NodeError> {
+    if store.get(records::AUDIT_CHAINED)?.is_some() {
+        let Some(last) = store.scan_prefix(records::AUDIT_PREFIX).next_back() else {
+            return Ok(AuditChain::default());
+        };
+        let (k, v) = last?;
+        let seq = records::audit_seq(&k).ok_or_else(|| {
+            records::CorruptRecord::new(&k, "an audit record outside the chain's key layout")
+        })?;
+        return Ok(AuditChain {
+            seq,
+            head: audit_chain::hash(&v),
+        });
+    }
     let mut old = Vec::new();
     let mut chain = AuditChain::default();
     for entry in store.scan_prefix(records::AUDIT_PREFIX) {
@@ -56,13 +65,17 @@ pub(super) fn load_chain(store: &Store) -> Result<AuditChain, NodeError> {
             Some(seq) => {
                 chain = AuditChain {
                     seq,
-                    head: sha256(&v),
+                    head: audit_chain::hash(&v),
                 }
             }
             None => old.push((k, v)),
         }
     }
     if old.is_empty() {
+        let mut txn = store.txn();
+        txn.put(records::AUDIT_CHAINED.to_vec(), vec![1]);
+        store.apply(txn.into_writes())?;
+        store.sync()?;
         return Ok(chain);
     }
     if chain.seq != 0 {
@@ -86,6 +99,7 @@ pub(super) fn load_chain(store: &Store) -> Result<AuditChain, NodeError> {
         );
     }
     let chained = g.audit;
+    g.txn.put(records::AUDIT_CHAINED.to_vec(), vec![1]);
     store.apply(g.txn.into_writes())?;
     store.sync()?;
     tracing::info!(

@@ -3,8 +3,8 @@
 //! Owns node identities (`identity`), directives' rules and targets with their validation
 //! and normalisation (`directive`), the keyspace and versioned encoding of a node's records
 //! (`records`), the working-day calendar (`calendar`), the clock the regulation's limits
-//! are measured on (`clock`), and access-log queries and data-correction demands
-//! (`access_log`).
+//! are measured on (`clock`), access-log queries and data-correction demands
+//! (`access_log`), and the audit trail's hash chain (`audit_chain`).
 //!
 //! Must not: open a socket, touch the store, or spawn a task. It reads only the files it is
 //! pointed to (a calendar directory, a test clock file, an enterprise's access log).

@@ -310,6 +310,10 @@ pub fn audit(seq: u64) -> Vec<u8> {
 
 pub const AUDIT_PREFIX: &[u8] = b"u/";
 
+/// Present once the store's audit records are all in the chain's layout, so a start reads
+/// only the last record rather than every one.
+pub const AUDIT_CHAINED: &[u8] = b"c/audit_chained";
+
 /// The sequence number of an audit key; none for a key of another layout (stores written
 /// before the chain keyed records by time and a UUID, 24 bytes after the prefix).
 pub fn audit_seq(key: &[u8]) -> Option<u64> {
