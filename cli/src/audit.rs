@@ -99,13 +99,14 @@ async fn audit_list(args: AuditListArgs) -> anyhow::Result<i32> {
     }
     for e in &list.entries {
         println!(
-            "{:>6}  {}  {:<12} {:<20} {}  {}",
+            "{:>6}  {}  {:<12} {:<20} {}  {}  {}",
             e.seq,
             format_ms(e.at_ms),
             e.operator,
             e.action,
             e.subject,
-            e.outcome
+            e.outcome,
+            if e.peer.is_empty() { "-" } else { &e.peer }
         );
     }
     if list.omitted > 0 {
@@ -124,6 +125,7 @@ fn entry_json(e: &AuditEntry) -> serde_json::Value {
     json!({
         "seq": e.seq, "at_ms": e.at_ms, "operator": e.operator, "action": e.action,
         "subject": e.subject, "outcome": e.outcome, "prev_hash": e.prev_hash,
+        "peer": e.peer, "args_digest": e.args_digest,
     })
 }
 
@@ -152,6 +154,11 @@ async fn audit_export(args: AuditExportArgs) -> anyhow::Result<i32> {
         }
         written += page.entries.len() as u64;
         next = last + 1;
+        // Each page's call is itself audited, after it: a short page is the end, or the
+        // export would chase its own records.
+        if page.entries.len() < EXPORT_PAGE as usize {
+            break;
+        }
     }
     let file = out.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
@@ -171,15 +178,19 @@ fn exported_records(path: &std::path::Path) -> anyhow::Result<Vec<audit_chain::F
         let record = (|| -> Result<Vec<u8>, String> {
             let v: serde_json::Value = serde_json::from_str(&line).map_err(|e| e.to_string())?;
             let text = |k: &str| v[k].as_str().map(str::to_string).ok_or(format!("no {k}"));
-            let hex = text("prev_hash")?;
-            let prev_hash = (0..hex.len())
-                .step_by(2)
-                .map(|i| {
-                    hex.get(i..i + 2)
-                        .and_then(|b| u8::from_str_radix(b, 16).ok())
-                })
-                .collect::<Option<Vec<u8>>>()
-                .ok_or("prev_hash is not hex")?;
+            let bytes = |k: &str| -> Result<Vec<u8>, String> {
+                // Files exported before calls were digested have neither field.
+                let hex = v[k].as_str().unwrap_or_default();
+                (0..hex.len())
+                    .step_by(2)
+                    .map(|i| {
+                        hex.get(i..i + 2)
+                            .and_then(|b| u8::from_str_radix(b, 16).ok())
+                    })
+                    .collect::<Option<Vec<u8>>>()
+                    .ok_or(format!("{k} is not hex"))
+            };
+            text("prev_hash")?;
             let rec = AuditRecord {
                 seq: v["seq"].as_u64().ok_or("no seq")?,
                 at_ms: v["at_ms"].as_i64().ok_or("no at_ms")?,
@@ -187,7 +198,9 @@ fn exported_records(path: &std::path::Path) -> anyhow::Result<Vec<audit_chain::F
                 action: text("action")?,
                 subject: text("subject")?,
                 outcome: text("outcome")?,
-                prev_hash,
+                prev_hash: bytes("prev_hash")?,
+                peer: v["peer"].as_str().unwrap_or_default().to_string(),
+                args_digest: bytes("args_digest")?,
             };
             Ok(records::encode(&rec))
         })()

@@ -51,34 +51,103 @@ pub struct PendingArgs {
     pub json: bool,
 }
 
+/// Which decision a call makes: its RPC on the operator API.
+#[derive(Debug, Clone, Copy)]
+enum DecisionCall {
+    Confirm,
+    Return,
+    Approve,
+    Reject,
+}
+
+/// Sends a decision on directive `id`, again while its outcome is unknown: the node
+/// answers a decision made again as it was made the same way, and does it once.
+async fn decide(
+    client_args: &ClientArgs,
+    call: DecisionCall,
+    id: &str,
+    reason: &str,
+) -> anyhow::Result<isms_proto::v1::DecisionReply> {
+    let id = uuid::Uuid::parse_str(id.trim())
+        .map_err(|_| directive::InputError::Id(id.to_string()))?
+        .to_string();
+    let client = connect(client_args).await?;
+    let request = isms_proto::v1::DecisionRequest {
+        id: id.clone(),
+        reason: reason.to_string(),
+    };
+    let send = || {
+        let mut client = client.clone();
+        let request = request.clone();
+        async move {
+            match call {
+                DecisionCall::Confirm => client.confirm_directive(request).await,
+                DecisionCall::Return => client.return_directive(request).await,
+                DecisionCall::Approve => client.approve_directive(request).await,
+                DecisionCall::Reject => client.reject_directive(request).await,
+            }
+        }
+    };
+    let what = format!("the decision on directive {id}");
+    let how = format!("`directive show {id}` tells whether it was made; deciding again is safe");
+    with_retry(&what, &how, send).await
+}
+
 pub(super) async fn confirm(args: DecideArgs) -> anyhow::Result<i32> {
-    let mut client = connect(&args.client).await?;
-    let r = client
-        .confirm_directive(isms_proto::v1::DecisionRequest {
-            id: args.id,
-            reason: String::new(),
-        })
-        .await
-        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
-        .into_inner();
+    let r = decide(&args.client, DecisionCall::Confirm, &args.id, "").await?;
     println!("{} confirmed: forwarded to {} enterprises", r.id, r.targets);
     Ok(exit::OK)
 }
 
 pub(super) async fn return_directive(args: ReturnArgs) -> anyhow::Result<i32> {
-    if args.reason.trim().is_empty() {
-        anyhow::bail!("{}", directive::InputError::NoReason);
-    }
-    let mut client = connect(&args.client).await?;
-    let r = client
-        .return_directive(isms_proto::v1::DecisionRequest {
-            id: args.id,
-            reason: args.reason,
-        })
-        .await
-        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
-        .into_inner();
+    directive::operator_note(&args.reason, "reason", true)?;
+    let r = decide(&args.client, DecisionCall::Return, &args.id, &args.reason).await?;
     println!("{} returned for {} enterprises", r.id, r.targets);
+    Ok(exit::OK)
+}
+
+/// Four-eyes (O-6): a second operator's decision on a major directive issued here.
+#[derive(Debug, clap::Subcommand)]
+pub enum ApprovalCommand {
+    /// Approve a major directive another operator issued here: it leaves at once.
+    Approve(DecideArgs),
+    /// Reject a major directive awaiting approval: it never leaves this node.
+    Reject(RejectArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RejectArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The directive ID.
+    pub id: String,
+    /// Why it is rejected (mandatory).
+    #[arg(long, required = true)]
+    pub reason: String,
+}
+
+impl ApprovalCommand {
+    pub fn run(self) -> i32 {
+        match self {
+            ApprovalCommand::Approve(a) => run_command(approve(a)),
+            ApprovalCommand::Reject(a) => run_command(reject(a)),
+        }
+    }
+}
+
+async fn approve(args: DecideArgs) -> anyhow::Result<i32> {
+    let r = decide(&args.client, DecisionCall::Approve, &args.id, "").await?;
+    println!("{} approved: sent to {} targets", r.id, r.targets);
+    Ok(exit::OK)
+}
+
+async fn reject(args: RejectArgs) -> anyhow::Result<i32> {
+    let reason = directive::operator_note(&args.reason, "reason", false)?;
+    if reason.is_empty() {
+        anyhow::bail!("{}", directive::InputError::NoRejectReason);
+    }
+    let r = decide(&args.client, DecisionCall::Reject, &args.id, &reason).await?;
+    println!("{} rejected: it never leaves this node", r.id);
     Ok(exit::OK)
 }
 

@@ -324,25 +324,6 @@ pub(super) async fn issue_and_follow(
     Ok(outcome(&view, done))
 }
 
-/// Attempts of an issue whose outcome is unknown, and the first pause between them (it
-/// doubles, up to `RETRY_MAX`): about 20 s in all, time for a node to restart.
-const RETRIES: u32 = 8;
-const RETRY_FIRST: Duration = Duration::from_millis(250);
-const RETRY_MAX: Duration = Duration::from_secs(4);
-
-/// Whether a call that failed with `code` may have taken effect all the same: the node may
-/// have stored the directive and lost only its answer.
-fn outcome_unknown(code: tonic::Code) -> bool {
-    matches!(
-        code,
-        tonic::Code::Unavailable
-            | tonic::Code::Unknown
-            | tonic::Code::Cancelled
-            | tonic::Code::DeadlineExceeded
-            | tonic::Code::Aborted
-    )
-}
-
 /// Issues `request`, retrying with the same ID while the outcome is unknown (the node
 /// treats a retry as the same directive). If it gives up, the error names the ID and the
 /// command that tells what became of it.
@@ -350,29 +331,19 @@ pub(super) async fn issue_with_retry(
     client: &mut OperatorClient<Channel>,
     request: IssueRequest,
 ) -> anyhow::Result<isms_proto::v1::IssueReply> {
-    let mut pause = RETRY_FIRST;
-    let mut attempt = 1;
-    loop {
-        match client.issue_directive(request.clone()).await {
-            Ok(r) => return Ok(r.into_inner()),
-            Err(s) if outcome_unknown(s.code()) && attempt < RETRIES => {
-                eprintln!(
-                    "no answer from the node ({}); trying again with the same ID {}",
-                    s.message(),
-                    request.id
-                );
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(RETRY_MAX);
-                attempt += 1;
-            }
-            Err(s) if outcome_unknown(s.code()) => anyhow::bail!(
-                "the outcome of directive {id} is unknown: the node did not answer ({why}) \
-                 after {RETRIES} attempts. `directive status {id}` tells whether it was \
-                 issued; issuing again with `--id {id}` is safe",
-                id = request.id,
-                why = s.message()
-            ),
-            Err(s) => anyhow::bail!("{}", s.message()),
-        }
-    }
+    let id = request.id.clone();
+    let call = || {
+        let mut client = client.clone();
+        let request = request.clone();
+        async move { client.issue_directive(request).await }
+    };
+    with_retry(
+        &format!("directive {id}"),
+        &format!(
+            "`directive status {id}` tells whether it was issued; issuing again with `--id {id}` \
+             is safe"
+        ),
+        call,
+    )
+    .await
 }

@@ -34,7 +34,8 @@ mod view;
 
 pub use audit::{AuditCommand, AuditExportArgs, AuditListArgs, AuditVerifyArgs};
 pub use decide::{
-    CorrectedArgs, CorrectionCommand, DecideArgs, DecisionCommand, PendingArgs, ReturnArgs,
+    ApprovalCommand, CorrectedArgs, CorrectionCommand, DecideArgs, DecisionCommand, PendingArgs,
+    RejectArgs, ReturnArgs,
 };
 pub use issue::{
     CorrectArgs, FollowArgs, IssueArgs, KindArg, OpArg, QueryArgs, RevokeArgs, UrgencyArg, correct,
@@ -51,8 +52,12 @@ pub mod exit {
     pub const ERROR: i32 = 1;
     /// Every target is final but some failed.
     pub const SOME_FAILED: i32 = 2;
-    /// `--timeout` passed before every target was final.
+    /// `--timeout` passed before every target was final (or before a major directive was
+    /// approved).
     pub const TIMED_OUT: i32 = 3;
+    /// A major directive was rejected, or its approval request expired: it never left the
+    /// node (O-6).
+    pub const NOT_SENT: i32 = 4;
 }
 
 /// A Unix-ms time in China Standard Time.
@@ -138,6 +143,15 @@ pub async fn connect(args: &ClientArgs) -> anyhow::Result<OperatorClient<Channel
 /// The exit code of a followed directive: whether it finished, and whether every target
 /// executed.
 fn outcome(view: &DirectiveView, done: bool) -> i32 {
+    let never_sent = view.approval.as_ref().is_some_and(|a| {
+        matches!(
+            a.state(),
+            isms_proto::v1::ApprovalState::Rejected | isms_proto::v1::ApprovalState::Expired
+        )
+    });
+    if never_sent {
+        return exit::NOT_SENT;
+    }
     if !done {
         return exit::TIMED_OUT;
     }
@@ -146,6 +160,58 @@ fn outcome(view: &DirectiveView, done: bool) -> i32 {
         .iter()
         .any(|t| t.state == TargetState::Failed as i32);
     if failed { exit::SOME_FAILED } else { exit::OK }
+}
+
+/// Attempts of a call whose outcome is unknown, and the first pause between them (it
+/// doubles, up to `RETRY_MAX`): about 20 s in all, time for a node to restart.
+const RETRIES: u32 = 8;
+const RETRY_FIRST: Duration = Duration::from_millis(250);
+const RETRY_MAX: Duration = Duration::from_secs(4);
+
+/// Whether a call that failed with `code` may have taken effect all the same: the node may
+/// have stored it and lost only its answer.
+fn outcome_unknown(code: tonic::Code) -> bool {
+    matches!(
+        code,
+        tonic::Code::Unavailable
+            | tonic::Code::Unknown
+            | tonic::Code::Cancelled
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Aborted
+    )
+}
+
+/// Makes a call the node treats as the same when repeated (an issue or decision naming its
+/// directive), again while its outcome is unknown, bounded, with backoff. If it gives up,
+/// the error says the outcome of `what` is unknown and, in `how_to_tell`, which command
+/// tells it.
+async fn with_retry<T, F, Fut>(what: &str, how_to_tell: &str, mut call: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    let mut pause = RETRY_FIRST;
+    let mut attempt = 1;
+    loop {
+        match call().await {
+            Ok(r) => return Ok(r.into_inner()),
+            Err(s) if outcome_unknown(s.code()) && attempt < RETRIES => {
+                eprintln!(
+                    "no answer from the node ({}); asking again for {what} (it is done once)",
+                    s.message()
+                );
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(RETRY_MAX);
+                attempt += 1;
+            }
+            Err(s) if outcome_unknown(s.code()) => anyhow::bail!(
+                "the outcome of {what} is unknown: the node did not answer ({why}) after \
+                 {RETRIES} attempts. {how_to_tell}",
+                why = s.message()
+            ),
+            Err(s) => anyhow::bail!("{}", s.message()),
+        }
+    }
 }
 
 /// Runs a CLI command future on a fresh runtime and turns its outcome into an exit code,

@@ -98,12 +98,13 @@ pub async fn node_status(args: NodeStatusArgs) -> anyhow::Result<i32> {
                 "node": s.node_id, "started_at_ms": s.started_at_ms,
                 "directives": s.directives, "active_rules": s.active_rules,
                 "rules_applied_total": s.rules_applied_total, "peers": peers,
+                "awaiting_approval": s.awaiting_approval,
             })
         );
     } else {
         println!(
-            "{}: {} directives, {} active rules",
-            s.node_id, s.directives, s.active_rules
+            "{}: {} directives, {} active rules, {} awaiting approval",
+            s.node_id, s.directives, s.active_rules, s.awaiting_approval
         );
         let now = isms_domain::clock::Clock::now_ms(&isms_domain::clock::SystemClock);
         for p in &s.peers {

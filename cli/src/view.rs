@@ -1,6 +1,8 @@
 //! Looking at directives: `directive status`, `watch` and `list`, as tables or JSON.
 
 use super::*;
+use isms_domain::four_eyes::approval_state_name;
+use isms_proto::v1::{Approval, ApprovalState};
 
 /// `directive status` and `directive list`, at every node that holds directives.
 #[derive(Debug, clap::Subcommand)]
@@ -88,6 +90,8 @@ pub(super) async fn follow(
     progress: bool,
 ) -> anyhow::Result<(DirectiveView, bool)> {
     let deadline = tokio::time::Instant::now() + timeout;
+    let mut pause = POLL_FIRST;
+    let mut told = false;
     let bar = if progress {
         indicatif::ProgressBar::new(0)
     } else {
@@ -105,6 +109,42 @@ pub(super) async fn follow(
             .await
             .map_err(|s| anyhow::anyhow!("{}", s.message()))?
             .into_inner();
+        let approval = summary.approval.as_ref().map(|a| a.state());
+        if approval == Some(ApprovalState::Awaiting) {
+            let expires = summary.approval.as_ref().map_or(0, |a| a.expires_at_ms);
+            let because = summary
+                .approval
+                .as_ref()
+                .map_or_else(String::new, |a| a.major_because.join(", "));
+            if progress && !told {
+                // Once, in plain text: a progress bar is not drawn where stderr is no
+                // terminal.
+                bar.suspend(|| {
+                    eprintln!(
+                        "directive {id} is major ({because}): waiting for approval by a second \
+                         operator (expires {})",
+                        format_ms(expires)
+                    );
+                });
+                told = true;
+            }
+            bar.set_message("waiting for approval");
+            bar.tick();
+            if tokio::time::Instant::now() >= deadline {
+                bar.finish_and_clear();
+                return Ok((get(client, id).await?, false));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(POLL_MAX);
+            continue;
+        }
+        if matches!(
+            approval,
+            Some(ApprovalState::Rejected | ApprovalState::Expired)
+        ) {
+            bar.finish_and_clear();
+            return Ok((get(client, id).await?, false));
+        }
         bar.set_length(u64::from(summary.targets));
         bar.set_position(u64::from(summary.finished));
         bar.set_message(
@@ -128,9 +168,15 @@ pub(super) async fn follow(
                 .all(|t| is_final(TargetState::try_from(t.state).unwrap_or_default()));
             return Ok((view, done));
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(POLL_MAX);
     }
 }
+
+/// How often `--wait` asks: quickly at first, then at most every second, since each call
+/// is a record in the node's audit trail (R-13.1).
+const POLL_FIRST: Duration = Duration::from_millis(50);
+const POLL_MAX: Duration = Duration::from_secs(1);
 
 pub(super) fn target_json(t: &TargetView) -> serde_json::Value {
     let result = t.result.as_ref().map(|r| {
@@ -180,7 +226,51 @@ pub fn view_json(view: &DirectiveView) -> serde_json::Value {
         "targets": view.targets.iter().map(target_json).collect::<Vec<_>>(),
         "hops": view.hops.iter().map(target_json).collect::<Vec<_>>(),
         "counts": counts(&view.targets),
+        "approval": view.approval.as_ref().map(approval_json),
     })
+}
+
+/// A major directive's four-eyes record (O-6) as JSON.
+pub(super) fn approval_json(a: &Approval) -> serde_json::Value {
+    json!({
+        "state": approval_state_name(a.state()),
+        "major_because": a.major_because,
+        "requested_by": a.requested_by,
+        "requested_at_ms": a.requested_at_ms,
+        "expires_at_ms": a.expires_at_ms,
+        "decided_by": a.decided_by,
+        "decided_at_ms": a.decided_at_ms,
+        "reason": a.reason,
+    })
+}
+
+/// A major directive's four-eyes record in one line.
+pub(super) fn approval_line(a: &Approval) -> String {
+    let because = a.major_because.join(", ");
+    match a.state() {
+        ApprovalState::Awaiting => format!(
+            "AWAITING APPROVAL (major: {because}); requested by {}, expires {}",
+            a.requested_by,
+            format_ms(a.expires_at_ms)
+        ),
+        ApprovalState::Approved => format!(
+            "approved by {} at {} (major: {because}; issued by {})",
+            a.decided_by,
+            format_ms(a.decided_at_ms),
+            a.requested_by
+        ),
+        ApprovalState::Rejected => format!(
+            "REJECTED by {} at {}: {}; never sent",
+            a.decided_by,
+            format_ms(a.decided_at_ms),
+            a.reason
+        ),
+        ApprovalState::Expired => format!(
+            "EXPIRED unapproved at {}; never sent",
+            format_ms(a.expires_at_ms)
+        ),
+        ApprovalState::Unspecified => "approval state unknown".to_string(),
+    }
 }
 
 pub(super) fn print_view(view: &DirectiveView) {
@@ -259,6 +349,9 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<i32> {
             d.operator,
             d.rules.len()
         );
+        if let Some(a) = &view.approval {
+            println!("  {}", approval_line(a));
+        }
         print_view(&view);
     }
     Ok(exit::OK)
@@ -270,14 +363,32 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<i32> {
     let mut client = connect(&args.client).await?;
     let deadline = tokio::time::Instant::now() + args.timeout;
     let mut seen: std::collections::HashMap<String, (i32, String, i64)> = Default::default();
+    let mut approval_seen = None;
+    let mut pause = POLL_FIRST;
     loop {
         let view = get(&mut client, &args.id).await?;
+        if let Some(a) = &view.approval
+            && approval_seen != Some(a.state)
+        {
+            approval_seen = Some(a.state);
+            pause = POLL_FIRST;
+            if args.json {
+                println!("{}", json!({ "approval": approval_json(a) }));
+            } else {
+                println!("{}", approval_line(a));
+            }
+        }
+        let awaiting = view
+            .approval
+            .as_ref()
+            .is_some_and(|a| a.state() == ApprovalState::Awaiting);
         for t in view.hops.iter().chain(view.targets.iter()) {
             let now = (t.state, t.detail.clone(), t.overdue_at_ms);
             if seen.get(&t.node) == Some(&now) {
                 continue;
             }
             seen.insert(t.node.clone(), now);
+            pause = POLL_FIRST;
             let state = state_name(TargetState::try_from(t.state).unwrap_or_default());
             if args.json {
                 println!("{}", target_json(t));
@@ -299,14 +410,16 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<i32> {
                 );
             }
         }
-        let done = view
-            .targets
-            .iter()
-            .all(|t| is_final(TargetState::try_from(t.state).unwrap_or_default()));
+        let done = !awaiting
+            && view
+                .targets
+                .iter()
+                .all(|t| is_final(TargetState::try_from(t.state).unwrap_or_default()));
         if done || tokio::time::Instant::now() >= deadline {
             return Ok(outcome(&view, done));
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(POLL_MAX);
     }
 }
 
@@ -332,6 +445,7 @@ pub async fn list(args: ListArgs) -> anyhow::Result<i32> {
                     "kind": directive::kind_name(d.kind),
                     "rules": d.rules, "targets": d.targets, "counts": d.counts,
                     "overdue": d.overdue,
+                    "approval": d.approval.as_ref().map(approval_json),
                 })
             })
             .collect();
@@ -345,8 +459,14 @@ pub async fn list(args: ListArgs) -> anyhow::Result<i32> {
             } else {
                 String::new()
             };
+            let approval = match &d.approval {
+                Some(a) if a.state() != ApprovalState::Approved => {
+                    format!("  {}", approval_line(a))
+                }
+                _ => String::new(),
+            };
             println!(
-                "{}  {:<12} {:<16} {:>5} rules {:>5} targets  {}{overdue}",
+                "{}  {:<12} {:<16} {:>5} rules {:>5} targets  {}{overdue}{approval}",
                 d.id,
                 d.issuer,
                 directive::kind_name(d.kind),

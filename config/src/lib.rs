@@ -77,9 +77,69 @@ pub struct Config {
     /// (then `--operator-cert` and `--operator-key` must be given).
     #[serde(default)]
     pub operator_client: Option<TlsIdentityFiles>,
+    /// Which directives need a second operator's approval before they leave (O-6).
+    #[serde(default)]
+    pub four_eyes: FourEyes,
+    /// The audit trail's retention (R-13.2).
+    #[serde(default)]
+    pub audit: AuditRetention,
     /// Facilities for testing; never set in production.
     #[serde(default)]
     pub testing: Testing,
+}
+
+/// Four-eyes (O-6): a *major* directive is stored as awaiting approval and leaves this node
+/// only once an operator other than its issuer, holding `approver`, approves it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FourEyes {
+    /// Default true. False: nothing is major (a network for tests of other concerns).
+    pub enabled: bool,
+    /// `--to all` is major. Default true.
+    pub to_all: bool,
+    /// Any emergency (urgency `emergency`) is major. Default true.
+    pub emergency: bool,
+    /// More rules than this is major. Default 1,000.
+    pub max_rules: u32,
+    /// Revoking a major directive is major. Default true.
+    pub revocation_of_major: bool,
+    /// How long an approval request stays open; then it is expired and never sent.
+    /// Default 24h.
+    #[serde(with = "humantime_serde")]
+    pub expires_after: Duration,
+}
+
+impl Default for FourEyes {
+    fn default() -> Self {
+        FourEyes {
+            enabled: true,
+            to_all: true,
+            emergency: true,
+            max_rules: 1000,
+            revocation_of_major: true,
+            expires_after: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// The least retention the regulation allows: six months (R-13.2).
+pub const MIN_AUDIT_RETENTION_DAYS: u32 = 183;
+
+/// How long audit records are kept (R-13.2).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditRetention {
+    /// Records younger than this are never pruned; older ones are pruned once exported.
+    /// Default and least 183.
+    pub retention_days: u32,
+}
+
+impl Default for AuditRetention {
+    fn default() -> Self {
+        AuditRetention {
+            retention_days: MIN_AUDIT_RETENTION_DAYS,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -367,6 +427,22 @@ impl Config {
             && !p.address.contains(':')
         {
             return Err(invalid("parent.address", "expected host:port"));
+        }
+        if self.audit.retention_days < MIN_AUDIT_RETENTION_DAYS {
+            return Err(invalid(
+                "audit.retention_days",
+                format!(
+                    "{} is less than the {MIN_AUDIT_RETENTION_DAYS} days (six months) the \
+                     regulation requires (R-13.2)",
+                    self.audit.retention_days
+                ),
+            ));
+        }
+        if self.four_eyes.expires_after.is_zero() {
+            return Err(invalid(
+                "four_eyes.expires_after",
+                "must be longer than zero (an approval request could never be approved)",
+            ));
         }
         let mut seen = std::collections::BTreeSet::new();
         for (i, child) in self.children.iter().enumerate() {

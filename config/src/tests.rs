@@ -54,6 +54,14 @@ fn errors_name_the_field() {
             "node_id = \"ministry\"\nauto_confirm = [\"disposal\"]\n",
             "auto_confirm",
         ),
+        (
+            "node_id = \"ministry\"\n[audit]\nretention_days = 30\n",
+            "audit.retention_days",
+        ),
+        (
+            "node_id = \"ministry\"\n[four_eyes]\nexpires_after = \"0s\"\n",
+            "four_eyes.expires_after",
+        ),
     ];
     for (body, field) in cases {
         // Tables must follow top-level keys in TOML.

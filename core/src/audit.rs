@@ -16,12 +16,12 @@ pub(super) struct AuditChain {
     pub(super) head: [u8; 32],
 }
 
-/// Appends an operator action to the audit trail, in this group's batch.
-pub(super) fn audit(g: &mut Group<'_>, operator: &str, action: &str, subject: &str, outcome: &str) {
+/// Appends an action to the audit trail, in this group's batch.
+pub(super) fn audit(g: &mut Group<'_>, who: &Caller, action: &str, subject: &str, outcome: &str) {
     let seq = g.audit.seq + 1;
     let rec = AuditRecord {
         at_ms: g.now,
-        operator: operator.to_string(),
+        operator: who.operator.clone(),
         action: action.to_string(),
         subject: subject.to_string(),
         outcome: outcome.to_string(),
@@ -31,6 +31,8 @@ pub(super) fn audit(g: &mut Group<'_>, operator: &str, action: &str, subject: &s
         } else {
             g.audit.head.to_vec()
         },
+        peer: who.peer.clone(),
+        args_digest: who.args_digest.clone(),
     };
     let bytes = encode(&rec);
     g.audit = AuditChain {
@@ -90,13 +92,11 @@ pub(super) fn load_chain(store: &Store) -> Result<AuditChain, NodeError> {
         let rec: AuditRecord = decode(&k, &v)?;
         g.txn.delete(k);
         g.now = rec.at_ms;
-        audit(
-            &mut g,
-            &rec.operator,
-            &rec.action,
-            &rec.subject,
-            &rec.outcome,
-        );
+        let who = Caller {
+            operator: rec.operator.clone(),
+            ..Default::default()
+        };
+        audit(&mut g, &who, &rec.action, &rec.subject, &rec.outcome);
     }
     let chained = g.audit;
     g.txn.put(records::AUDIT_CHAINED.to_vec(), vec![1]);
@@ -127,7 +127,13 @@ mod tests {
     fn chain_of(store: &Store, n: u64) -> AuditChain {
         let mut g = Group::new(store.txn(), 1_000);
         for i in 0..n {
-            audit(&mut g, "alice", "directive.issue", &format!("d{i}"), "ok");
+            audit(
+                &mut g,
+                &Caller::named("alice"),
+                "directive.issue",
+                &format!("d{i}"),
+                "ok",
+            );
         }
         let chain = g.audit;
         store.apply(g.txn.into_writes()).expect("apply");
@@ -162,7 +168,13 @@ mod tests {
         // Appending after a restart continues the same chain.
         let mut g = Group::new(store.txn(), 2_000);
         g.audit = load_chain(&store).expect("load");
-        audit(&mut g, "bob", "directive.confirm", "d9", "ok");
+        audit(
+            &mut g,
+            &Caller::named("bob"),
+            "directive.confirm",
+            "d9",
+            "ok",
+        );
         store.apply(g.txn.into_writes()).expect("apply");
         assert_eq!(verify_chain(&store), Ok(6));
     }

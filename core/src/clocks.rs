@@ -66,6 +66,16 @@ impl Core {
             self.put_target(g, &directive_id, &node, rec.clone())?;
             tracing::warn!(directive = %directive_id, %node, deadline_ms = rec.deadline_ms,
                 "clock ran out: overdue");
+            audit(
+                g,
+                &Caller::node(),
+                "directive.overdue",
+                &directive_id,
+                &format!(
+                    "{node}'s clock ran out; it is {}",
+                    directive::state_name(state)
+                ),
+            );
             // A relayed request's issuer learns it from here.
             if let Some(meta) = self.stored_meta(g, &directive_id)?
                 && meta.issuer != self.shared.node_id.as_str()

@@ -186,7 +186,7 @@ impl Core {
         &mut self,
         g: &mut Group<'_>,
         id: &str,
-        operator: &str,
+        caller: &Caller,
         note: &str,
     ) -> Result<DecisionReply, NodeError> {
         if self.tier != Tier::Enterprise {
@@ -205,12 +205,12 @@ impl Core {
         let me = self.shared.node_id.to_string();
         let trace = self.stored_trace(g, id)?;
         let detail = if note.trim().is_empty() {
-            format!("corrected by {operator}")
+            format!("corrected by {}", caller.operator)
         } else {
-            format!("corrected by {operator}: {}", note.trim())
+            format!("corrected by {}: {}", caller.operator, note.trim())
         };
         self.report_up(g, id, &me, TargetState::Executed, &detail, &trace);
-        audit(g, operator, "correction.report", id, &detail);
+        audit(g, caller, "correction.report", id, &detail);
         Ok(DecisionReply {
             id: id.to_string(),
             targets: 1,

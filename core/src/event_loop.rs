@@ -69,6 +69,7 @@ impl Core {
                 options.linger
             },
             hold_issue_answers: options.hold_issue_answers,
+            four_eyes: options.four_eyes.clone(),
             audit: audit::load_chain(&store)?,
             runtime: tokio::runtime::Handle::try_current().ok(),
             caches: None,
@@ -369,40 +370,50 @@ impl Core {
             }
             Event::Issue {
                 request,
-                operator,
+                caller,
                 reply,
             } => {
-                let result = self.issue(g, *request, &operator);
-                let result = match result {
+                let id = request.id.clone();
+                let result = match self.issue(g, *request, &caller) {
                     Err(NodeError::Store(e)) => return Err(NodeError::Store(e)),
                     r => r,
                 };
+                if let Err(e) = &result {
+                    // A refused call is an operator action too; a done one was
+                    // recorded with what it did.
+                    audit(g, &caller, "directive.issue", &id, &format!("error: {e}"));
+                }
                 g.replies.push(Reply::Issue(reply, result));
             }
             Event::Decide {
                 id,
-                operator,
+                caller,
                 decision,
                 reply,
             } => {
-                let result = match self.decide(g, &id, &operator, decision) {
+                let action = decision.action();
+                let result = match self.decide(g, &id, &caller, decision) {
                     Err(NodeError::Store(e)) => return Err(NodeError::Store(e)),
                     r => r,
                 };
+                if let Err(e) = &result {
+                    audit(g, &caller, action, &id, &format!("error: {e}"));
+                }
                 g.replies.push(Reply::Decide(reply, result));
             }
             Event::Audit {
-                operator,
+                caller,
                 action,
                 subject,
                 outcome,
                 reply,
             } => {
-                audit(g, &operator, &action, &subject, &outcome);
+                audit(g, &caller, &action, &subject, &outcome);
                 g.replies.push(Reply::Audited(reply));
             }
             Event::Tick => {
                 self.check_clocks(g)?;
+                self.check_approvals(g)?;
                 if self.tier == Tier::Enterprise {
                     self.check_schedule(g)?;
                 }

@@ -3,6 +3,34 @@
 
 use super::*;
 
+/// Who asked the core for something: an operator's name, the address the call came from,
+/// and the SHA-256 of the request message, as the audit trail keeps them; or the
+/// node itself, for what it decides alone (an overdue clock, an expired request).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Caller {
+    pub operator: String,
+    pub peer: String,
+    pub args_digest: Vec<u8>,
+}
+
+impl Caller {
+    /// An operator known by name only (a call from no network address: tests, tools).
+    pub fn named(operator: &str) -> Caller {
+        Caller {
+            operator: operator.to_string(),
+            ..Default::default()
+        }
+    }
+
+    /// The node itself.
+    pub fn node() -> Caller {
+        Caller {
+            operator: "node".into(),
+            ..Default::default()
+        }
+    }
+}
+
 /// Work for the core.
 #[derive(Debug)]
 pub enum Event {
@@ -20,13 +48,13 @@ pub enum Event {
     Issue {
         /// Boxed: a request can carry a whole blacklist.
         request: Box<IssueRequest>,
-        operator: String,
+        caller: Caller,
         reply: oneshot::Sender<Result<IssueReply, NodeError>>,
     },
     /// Province: an operator confirms or returns a received requirement.
     Decide {
         id: String,
-        operator: String,
+        caller: Caller,
         decision: Decision,
         reply: oneshot::Sender<Result<DecisionReply, NodeError>>,
     },
@@ -35,7 +63,7 @@ pub enum Event {
     /// An operator action the core does not perform itself (a refused call), recorded in
     /// the audit trail; the reply comes once the record is durable.
     Audit {
-        operator: String,
+        caller: Caller,
         action: String,
         subject: String,
         outcome: String,
@@ -53,6 +81,23 @@ pub enum Decision {
     /// Enterprise: the data a correction demand names is corrected and re-reported
     /// the note says what was done.
     Corrected(String),
+    /// Four-eyes (O-6): a second operator approves a major directive issued here.
+    Approve,
+    /// ... or rejects it; the reason is mandatory.
+    Reject(String),
+}
+
+impl Decision {
+    /// Its name in the audit trail.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Decision::Confirm => "directive.confirm",
+            Decision::Return(_) => "directive.return",
+            Decision::Corrected(_) => "correction.report",
+            Decision::Approve => "directive.approve",
+            Decision::Reject(_) => "directive.reject",
+        }
+    }
 }
 
 /// Sends events to the core.
@@ -106,12 +151,12 @@ impl CoreHandle {
     pub async fn decide(
         &self,
         id: String,
-        operator: String,
+        caller: Caller,
         decision: Decision,
     ) -> Result<DecisionReply, NodeError> {
         self.ask(|reply| Event::Decide {
             id,
-            operator,
+            caller,
             decision,
             reply,
         })
@@ -126,13 +171,13 @@ impl CoreHandle {
     /// Records an operator action in the audit trail and waits until it is durable.
     pub async fn audit(
         &self,
-        operator: String,
+        caller: Caller,
         action: String,
         subject: String,
         outcome: String,
     ) -> Result<(), NodeError> {
         self.ask(|reply| Event::Audit {
-            operator,
+            caller,
             action,
             subject,
             outcome,
@@ -144,11 +189,11 @@ impl CoreHandle {
     pub async fn issue(
         &self,
         request: IssueRequest,
-        operator: String,
+        caller: Caller,
     ) -> Result<IssueReply, NodeError> {
         self.ask(|reply| Event::Issue {
             request: Box::new(request),
-            operator,
+            caller,
             reply,
         })
         .await

@@ -10,8 +10,9 @@ impl Core {
         &mut self,
         g: &mut Group<'_>,
         req: IssueRequest,
-        operator: &str,
+        caller: &Caller,
     ) -> Result<IssueReply, NodeError> {
+        let operator = caller.operator.as_str();
         let id = if req.id.is_empty() {
             uuid::Uuid::now_v7()
         } else {
@@ -33,6 +34,7 @@ impl Core {
                 .and_then(|s| s.directive)
                 .filter(|d| d.issuer == self.shared.node_id.as_str())
                 .ok_or_else(|| InputError::NotRevocable(revokes.clone()))?;
+            self.check_revocable(g, &revokes)?;
             let to = if req.to.is_empty() {
                 original.targets
             } else {
@@ -112,34 +114,12 @@ impl Core {
         let span = tracing::info_span!("directive.issue", directive = %id, node = %self.shared.node_id, operator = %operator);
         let _entered = span.enter();
         let trace = trace::inject(&span);
+        let major = self.major_because(g, &d, &to)?;
         store_directive(g, &d, None, &trace);
-        let mut routes: BTreeMap<NodeId, Vec<String>> = BTreeMap::new();
-        for (enterprise, route) in &self.shared.directory {
-            if targets.contains(enterprise) {
-                routes
-                    .entry(route.clone())
-                    .or_default()
-                    .push(enterprise.to_string());
-            }
-        }
-        if !foreign.is_empty() {
-            // Enterprises of other provinces: a request for assistance, through the
-            // ministry. A province reaches them no other way.
-            let parent = self
-                .parent
-                .clone()
-                .ok_or_else(|| NodeError::Forbidden("no parent to ask for assistance".into()))?;
-            let foreign: Vec<String> = foreign.iter().map(ToString::to_string).collect();
-            self.queue_targets(g, &id, foreign.clone())?;
-            self.enqueue_directive(g, &parent, &d, foreign, trace.clone());
-        }
-        let queued = routes.values().flatten().cloned().collect();
-        self.queue_targets(g, &id, queued)?;
-        for (route, route_targets) in routes {
-            if route.tier() == Tier::Province {
-                self.set_target(g, &id, route.as_str(), TargetState::Queued, "")?;
-            }
-            self.enqueue_directive(g, &route, &d, route_targets, trace.clone());
+        if major.is_empty() {
+            self.dispatch(g, &d, trace)?;
+        } else {
+            self.hold_for_approval(g, &d, operator, major.clone());
         }
         let rule_kinds: BTreeSet<&str> = d
             .rules
@@ -158,16 +138,70 @@ impl Core {
                 to.join(",")
             )
         };
+        let outcome = if major.is_empty() {
+            outcome
+        } else {
+            format!(
+                "{outcome}; awaiting approval: major as {}",
+                major.join(", ")
+            )
+        };
         let action = match kind {
             DirectiveKind::Revocation => "directive.revoke",
             _ => "directive.issue",
         };
-        audit(g, operator, action, &id, &outcome);
+        audit(g, caller, action, &id, &outcome);
         tracing::info!(directive = %id, targets = d.targets.len(), rules = d.rules.len(), "directive issued");
         Ok(IssueReply {
             id,
             targets: u32::try_from(d.targets.len()).unwrap_or(u32::MAX),
         })
+    }
+
+    /// Sends a directive stored here on its way: one outbox entry per next hop, and the
+    /// targets' first states. At issue, or once approved (four-eyes, O-6). Its targets are
+    /// the enterprises this node reaches itself, and at a province those of other provinces,
+    /// asked for through the ministry.
+    pub(super) fn dispatch(
+        &mut self,
+        g: &mut Group<'_>,
+        d: &Directive,
+        trace: HashMap<String, String>,
+    ) -> Result<(), NodeError> {
+        let id = d.id.as_str();
+        let mut routes: BTreeMap<NodeId, Vec<String>> = BTreeMap::new();
+        let mut foreign = Vec::new();
+        for target in &d.targets {
+            let node: NodeId = target
+                .parse()
+                .map_err(|_| InputError::Target(target.clone()))?;
+            match self.shared.directory.get(&node) {
+                Some(route) => routes
+                    .entry(route.clone())
+                    .or_default()
+                    .push(target.clone()),
+                None => foreign.push(target.clone()),
+            }
+        }
+        if !foreign.is_empty() {
+            // Enterprises of other provinces: a request for assistance, through the
+            // ministry. A province reaches them no other way.
+            let parent = self
+                .parent
+                .clone()
+                .ok_or_else(|| NodeError::Forbidden("no parent to ask for assistance".into()))?;
+            self.queue_targets(g, id, foreign.clone())?;
+            self.enqueue_directive(g, &parent, d, foreign, trace.clone());
+        }
+        let queued = routes.values().flatten().cloned().collect();
+        self.queue_targets(g, id, queued)?;
+        for (route, route_targets) in routes {
+            if route.tier() == Tier::Province {
+                self.set_target(g, id, route.as_str(), TargetState::Queued, "")?;
+            }
+            self.enqueue_directive(g, &route, d, route_targets, trace.clone());
+        }
+        Ok(())
     }
 
     /// Resolves `--to` for an issue here: the enterprises this node reaches itself, and, at a

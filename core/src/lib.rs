@@ -14,7 +14,7 @@
 //! states only move forward, so a repeated status is harmless.
 //!
 //! Where each part lives: `event_loop` (the loop and group commit), `inbound` (the checks
-//! on what arrives from a peer, and applying it), `issue` (an operator's directive),
+//! on what arrives from a peer, and applying it), `issue` (an operator's directive), `approval` (four-eyes on major ones),
 //! `delivery` (outboxes and acknowledgments), `status` (target states, reports upward),
 //! `audit` (the audit trail), `lookup` (stored state through the group's caches); by tier
 //! `province`, `enterprise` and `clocks`; the records that keep it fast `fanout`,
@@ -51,6 +51,7 @@ pub mod error;
 pub mod trace;
 
 // The state machine, by what it does.
+mod approval;
 mod audit;
 mod delivery;
 mod event_loop;
@@ -74,10 +75,11 @@ use clocks::clock_satisfied;
 use lookup::store_directive;
 use recent::Recent;
 
+pub use approval::FourEyesPolicy;
 pub use audit::verify_chain;
 pub use enterprise::{RuleFile, RuleFileEntry, active_rules};
 pub use fanout::stored_outbox;
-pub use handle::{CoreHandle, Decision, Event};
+pub use handle::{Caller, CoreHandle, Decision, Event};
 pub use inbound::check_directive_shape;
 pub use isms_domain::audit_chain::ChainBreak;
 pub use peers::{LinkStatus, OutboxTail, PeerState, Role, Shared};
@@ -103,6 +105,9 @@ pub struct CoreOptions {
     /// directive is durable, the core stops before answering, so a test can kill the node
     /// between the commit and the answer.
     pub hold_issue_answers: bool,
+    /// Four-eyes (O-6): which directives issued here wait for a second operator's
+    /// approval. None: none do.
+    pub four_eyes: Option<FourEyesPolicy>,
 }
 
 pub struct Core {
@@ -121,6 +126,7 @@ pub struct Core {
     fatal: CancellationToken,
     linger: std::time::Duration,
     hold_issue_answers: bool,
+    four_eyes: Option<FourEyesPolicy>,
     /// The audit chain's head (`audit`): read at start, lent to each group.
     audit: audit::AuditChain,
     /// The runtime a lingering group waits on; none outside one (then no linger).

@@ -26,10 +26,19 @@ impl Core {
         if Urgency::try_from(d.urgency) == Ok(Urgency::Emergency) {
             let detail = "emergency: passed without confirmation (R-6.2)";
             tracing::info!(directive = %d.id, "{detail}");
+            audit(g, &Caller::node(), "directive.pass", &d.id, detail);
             self.forward_to_enterprises(g, d, trace)?;
             return self.record_decision(g, d, TargetState::Forwarded, detail, trace);
         }
         if self.auto_confirm.contains(&kind) {
+            let kind = directive::kind_name(d.kind);
+            audit(
+                g,
+                &Caller::node(),
+                "directive.confirm",
+                &d.id,
+                &format!("auto-confirmed: {kind}s are confirmed on receipt here"),
+            );
             self.forward_to_enterprises(g, d, trace)?;
             return self.record_decision(g, d, TargetState::Confirmed, "auto-confirmed", trace);
         }
@@ -143,11 +152,17 @@ impl Core {
         &mut self,
         g: &mut Group<'_>,
         id: &str,
-        operator: &str,
+        caller: &Caller,
         decision: Decision,
     ) -> Result<DecisionReply, NodeError> {
-        if let Decision::Corrected(note) = &decision {
-            return self.corrected(g, id, operator, note);
+        let operator = caller.operator.as_str();
+        match &decision {
+            Decision::Corrected(note) => return self.corrected(g, id, caller, note),
+            Decision::Approve => return self.decide_approval(g, id, caller, true, ""),
+            Decision::Reject(reason) => {
+                return self.decide_approval(g, id, caller, false, reason);
+            }
+            Decision::Confirm | Decision::Return(_) => {}
         }
         if self.tier != Tier::Province {
             return Err(NodeError::Forbidden(
@@ -167,6 +182,19 @@ impl Core {
             .map_or(TargetState::Unspecified, |r| {
                 TargetState::try_from(r.state).unwrap_or(TargetState::Unspecified)
             });
+        // A decision made again as it was made is a retried call whose answer was lost: it
+        // gets the same answer, and nothing is done twice.
+        let again = matches!(
+            (&decision, current),
+            (Decision::Confirm, TargetState::Confirmed)
+                | (Decision::Return(_), TargetState::Returned)
+        );
+        if again {
+            return Ok(DecisionReply {
+                id: id.to_string(),
+                targets: u32::try_from(d.targets.len()).unwrap_or(u32::MAX),
+            });
+        }
         if current != TargetState::Received {
             return Err(NodeError::State(format!(
                 "directive {id} is not waiting for a decision here (it is {})",
@@ -188,10 +216,10 @@ impl Core {
                     format!("forwarded to {n} enterprises"),
                 )
             }
-            Decision::Corrected(_) => {
-                // Handled by `corrected` before this match.
+            Decision::Corrected(_) | Decision::Approve | Decision::Reject(_) => {
+                // Handled before this match.
                 return Err(NodeError::State(
-                    "a correction is not a province's decision".into(),
+                    "not a decision on a received requirement".into(),
                 ));
             }
             Decision::Return(reason) => {
@@ -207,7 +235,7 @@ impl Core {
                 )
             }
         };
-        audit(g, operator, action, id, &outcome);
+        audit(g, caller, action, id, &outcome);
         tracing::info!(directive = %id, %outcome, "decision recorded");
         Ok(DecisionReply {
             id: id.to_string(),

@@ -53,7 +53,7 @@ async fn send_issue(
     let (reply, answer) = tokio::sync::oneshot::channel();
     core.send(Event::Issue {
         request: Box::new(takedown(name)),
-        operator: "tester".into(),
+        caller: isms_core::Caller::named("tester"),
         reply,
     })
     .await
@@ -105,10 +105,13 @@ async fn concurrent_issues_share_fsyncs_and_all_survive_a_reopen() {
         for i in 0..requests {
             let core = core.clone();
             tasks.push(tokio::spawn(async move {
-                core.issue(takedown(&format!("d{i}.example")), "tester".into())
-                    .await
-                    .expect("issued")
-                    .id
+                core.issue(
+                    takedown(&format!("d{i}.example")),
+                    isms_core::Caller::named("tester"),
+                )
+                .await
+                .expect("issued")
+                .id
             }));
         }
         let mut ids = Vec::new();
@@ -174,7 +177,7 @@ async fn a_small_group_waits_the_linger_for_more_events() {
     // The second is sent only once the core has taken the first into a group: without the
     // linger it would have a group and a sync of its own.
     taken(&core).await;
-    core.issue(takedown("b.example"), "tester".into())
+    core.issue(takedown("b.example"), isms_core::Caller::named("tester"))
         .await
         .expect("second issued");
     first.await.expect("reply").expect("first issued");
@@ -224,23 +227,29 @@ async fn each_group_publishes_the_link_state_of_the_peers_it_touched() {
 
     // The answer comes after the publish: the queued copies are durable for `a` alone.
     for name in ["one.example", "two.example"] {
-        core.issue(takedown_to(name, a.as_str()), "tester".into())
-            .await
-            .expect("issued");
+        core.issue(
+            takedown_to(name, a.as_str()),
+            isms_core::Caller::named("tester"),
+        )
+        .await
+        .expect("issued");
     }
     assert_eq!((out(&a), out(&b)), (2, 0));
 
     // An acknowledgment that leaves entries in the outbox writes no marks; it is published
     // because its event touched the peer.
     core.acked(a.clone(), 1).await.expect("acked");
-    core.issue(takedown_to("three.example", b.as_str()), "tester".into())
-        .await
-        .expect("issued");
+    core.issue(
+        takedown_to("three.example", b.as_str()),
+        isms_core::Caller::named("tester"),
+    )
+    .await
+    .expect("issued");
     assert_eq!((out(&a), out(&b)), (2, 1));
     assert_eq!((acked(&a), acked(&b)), (1, 0));
 
     // Both at once: each is told its own number.
-    core.issue(takedown("four.example"), "tester".into())
+    core.issue(takedown("four.example"), isms_core::Caller::named("tester"))
         .await
         .expect("issued");
     assert_eq!((out(&a), out(&b)), (3, 2));
@@ -275,12 +284,12 @@ async fn an_issue_retried_with_its_id_is_the_same_directive_and_other_content_is
             CoreOptions::default(),
         );
         let reply = core
-            .issue(first.clone(), "tester".into())
+            .issue(first.clone(), isms_core::Caller::named("tester"))
             .await
             .expect("issued");
         let entries = outbox_entries(&shared.store);
         let again = core
-            .issue(first.clone(), "tester".into())
+            .issue(first.clone(), isms_core::Caller::named("tester"))
             .await
             .expect("same");
         assert_eq!(again, reply);
@@ -291,7 +300,7 @@ async fn an_issue_retried_with_its_id_is_the_same_directive_and_other_content_is
         );
         let mut other = first.clone();
         other.rules[0].value = b"other.example".to_vec().into();
-        match core.issue(other, "tester".into()).await {
+        match core.issue(other, isms_core::Caller::named("tester")).await {
             Err(NodeError::AlreadyExists(why)) => assert!(why.contains(&first.id), "{why}"),
             r => panic!("other content under the same ID: {r:?}"),
         }
@@ -306,7 +315,7 @@ async fn an_issue_retried_with_its_id_is_the_same_directive_and_other_content_is
         CoreOptions::default(),
     );
     let after = core
-        .issue(first.clone(), "tester".into())
+        .issue(first.clone(), isms_core::Caller::named("tester"))
         .await
         .expect("same after restart");
     assert_eq!(after, reply);

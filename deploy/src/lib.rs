@@ -88,6 +88,9 @@ pub struct Options {
     /// Give every node one operator per role besides `admin` (certificates under
     /// `<node dir>/operators/<role>.pem`, each in the roster with that role alone).
     pub role_operators: bool,
+    /// Four-eyes (O-6) with the defaults (`[four_eyes]`); off, a network's major directives
+    /// leave at once (for tests of other concerns).
+    pub four_eyes: bool,
 }
 
 impl Default for Options {
@@ -102,6 +105,7 @@ impl Default for Options {
             calendar: Path::new(env!("CARGO_MANIFEST_DIR")).join("../calendar"),
             manual_confirm: Vec::new(),
             role_operators: false,
+            four_eyes: false,
         }
     }
 }
@@ -338,6 +342,11 @@ pub fn generate(root: &Path, topology: &Topology, options: &Options) -> anyhow::
                 cert: "operator.pem".into(),
                 key: "operator.key".into(),
             }),
+            four_eyes: isms_config::FourEyes {
+                enabled: options.four_eyes,
+                ..Default::default()
+            },
+            audit: Default::default(),
             testing: Testing {
                 clock_file: options.clock_files.then(|| "clock".into()),
                 hold_issue_answers: false,

@@ -69,6 +69,7 @@ fn main() {
                 calendar,
                 manual_confirm,
                 role_operators: true,
+                four_eyes: true,
                 ..Options::default()
             };
             up(&dir, bin_dir, &options)
@@ -231,26 +232,39 @@ fn print_summary(net: &Network, bin_dir: &Path) {
     let bin = rel(bin_dir);
     if let Some(cfg) = ministry {
         println!();
-        println!("Issue a takedown order to every enterprise and follow it:");
+        let ops = cfg.with_file_name("operators");
+        let cert = |role: &str| {
+            let p = ops.join(role);
+            format!(
+                "--operator-cert {}.pem --operator-key {}.key",
+                p.display(),
+                p.display()
+            )
+        };
+        let node = format!("{}/ministry-node", bin.display());
+        let config = format!("--config {}", cfg.display());
         println!(
-            "  {}/ministry-node directive issue --config {} --to all --block-domain bad.example --wait",
-            bin.display(),
-            cfg.display()
+            "Each node has one operator per role (its roster.toml): admin (every role; the one its \
+             config.toml names), and viewer, operator, approver, auditor under operators/."
+        );
+        println!();
+        println!("Issue a takedown order to one enterprise and follow it:");
+        println!(
+            "  {node} directive issue {config} --to enterprise/e1101 --block-domain bad.example --wait"
         );
         println!(
-            "Each node has one operator per role (its roster.toml): admin (every role; the one its config.toml names),"
+            "An order to every enterprise is major (four-eyes, O-6): it waits for a second operator."
         );
+        println!("  {node} directive issue {config} --to all --block-domain worse.example --wait");
+        println!("and, in another shell, the approver approves it (ID printed by the issue):");
         println!(
-            "viewer, operator, approver, auditor. Act as one, e.g. a viewer, who may look but not issue:"
+            "  {node} directive approve {config} {} ID",
+            cert("approver")
         );
-        let viewer = cfg.with_file_name("operators").join("viewer");
-        println!(
-            "  {}/ministry-node directive list --config {} --operator-cert {}.pem --operator-key {}.key",
-            bin.display(),
-            cfg.display(),
-            viewer.display(),
-            viewer.display()
-        );
+        println!("  {node} directive list {config} --state awaiting_approval");
+        println!("A viewer may look but not issue; an auditor reads and checks the audit trail:");
+        println!("  {node} directive list {config} {}", cert("viewer"));
+        println!("  {node} audit verify {config} {}", cert("auditor"));
         println!("Stop the network:");
         println!("  ./deploy/devnet down");
     }

@@ -42,6 +42,8 @@ pub enum InputError {
     Id(String),
     #[error("a return needs a reason (R-8.2)")]
     NoReason,
+    #[error("a rejection needs a reason (O-6)")]
+    NoRejectReason,
     #[error("the {0} is {1} bytes long; at most {MAX_NOTE_BYTES} are kept")]
     NoteTooLong(&'static str, usize),
     #[error(

@@ -4,7 +4,8 @@
 //! and normalisation (`directive`), the keyspace and versioned encoding of a node's records
 //! (`records`), the working-day calendar (`calendar`), the clock the regulation's limits
 //! are measured on (`clock`), access-log queries and data-correction demands
-//! (`access_log`), and the audit trail's hash chain (`audit_chain`).
+//! (`access_log`), the audit trail's hash chain (`audit_chain`), and which directives
+//! need a second operator's approval (`four_eyes`).
 //!
 //! Must not: open a socket, touch the store, or spawn a task. It reads only the files it is
 //! pointed to (a calendar directory, a test clock file, an enterprise's access log).
@@ -14,5 +15,6 @@ pub mod audit_chain;
 pub mod calendar;
 pub mod clock;
 pub mod directive;
+pub mod four_eyes;
 pub mod identity;
 pub mod records;

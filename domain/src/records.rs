@@ -321,6 +321,29 @@ pub fn audit_seq(key: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(rest.try_into().ok()?))
 }
 
+/// Four-eyes (O-6): the approval record of a major directive issued here.
+pub fn approval(directive_id: &str) -> Vec<u8> {
+    key("ap/", &[directive_id.as_bytes()])
+}
+
+/// Approval requests still open, by when they expire: `ax/<time ms><directive>`. An entry
+/// is removed in the batch that approves, rejects or expires its request, so the index
+/// holds exactly the directives awaiting approval.
+pub const APPROVAL_EXPIRY_PREFIX: &[u8] = b"ax/";
+
+pub fn approval_expiry(at_ms: i64, directive_id: &str) -> Vec<u8> {
+    let mut k = APPROVAL_EXPIRY_PREFIX.to_vec();
+    k.extend_from_slice(&at_ms.max(0).to_be_bytes());
+    k.extend_from_slice(directive_id.as_bytes());
+    k
+}
+
+/// The directive of an `approval_expiry` key.
+pub fn approval_expiry_subject(key: &[u8]) -> Option<String> {
+    let rest = key.strip_prefix(APPROVAL_EXPIRY_PREFIX)?;
+    String::from_utf8(rest.get(8..)?.to_vec()).ok()
+}
+
 /// Total rules ever added to the active set, counted in the same batch as the addition.
 pub const RULES_APPLIED_COUNTER: &[u8] = b"c/rules_applied";
 

@@ -41,6 +41,8 @@ enum DirectiveCommand {
     /// Withdraw a directive issued here: its rules are removed at every enterprise.
     Revoke(cli::RevokeArgs),
     #[command(flatten)]
+    Approval(cli::ApprovalCommand),
+    #[command(flatten)]
     View(cli::DirectiveQuery),
 }
 
@@ -52,6 +54,7 @@ fn main() {
             DirectiveCommand::Query(a) => cli::run_command(cli::query(a)),
             DirectiveCommand::Correct(a) => cli::run_command(cli::correct(a)),
             DirectiveCommand::Revoke(a) => cli::run_command(cli::revoke(a)),
+            DirectiveCommand::Approval(a) => a.run(),
             DirectiveCommand::View(q) => q.run(),
         },
     };

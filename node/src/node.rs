@@ -11,9 +11,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use isms_config::Config;
-use isms_core::{Core, CoreHandle, CoreOptions, PeerState, Role, Shared};
+use isms_core::{Caller, Core, CoreHandle, CoreOptions, FourEyesPolicy, PeerState, Role, Shared};
 use isms_domain::calendar::Calendar;
 use isms_domain::clock::{Clock, SystemClock};
+use isms_domain::four_eyes::MajorRule;
 use isms_domain::identity::{Identity, NodeId, NodeMap};
 use isms_operator::authz::RosterHandle;
 use isms_operator::service::OperatorService;
@@ -90,6 +91,7 @@ pub async fn run_with_clock(
         access_log: config.access_log.clone(),
         linger: config.link.group_linger,
         hold_issue_answers: config.testing.hold_issue_answers,
+        four_eyes: four_eyes(&config.four_eyes),
     };
     let (core, core_thread) = Core::start(shared.clone(), options, fatal.clone())?;
     // The regulation's clocks are checked every second; a tick on a busy core is dropped.
@@ -327,7 +329,7 @@ async fn reload_roster(roster: RosterHandle, core: CoreHandle, stop: Cancellatio
         };
         let subject = path.display().to_string();
         if core
-            .audit("node".into(), "roster.reload".into(), subject, outcome)
+            .audit(Caller::node(), "roster.reload".into(), subject, outcome)
             .await
             .is_err()
         {
@@ -350,4 +352,17 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
         _ = int.recv() => tracing::info!("SIGINT received"),
     }
     shutdown.cancel();
+}
+
+/// The core's four-eyes policy from the config's `[four_eyes]` (O-6).
+fn four_eyes(c: &isms_config::FourEyes) -> Option<FourEyesPolicy> {
+    c.enabled.then(|| FourEyesPolicy {
+        major: MajorRule {
+            to_all: c.to_all,
+            emergency: c.emergency,
+            max_rules: c.max_rules,
+            revocation_of_major: c.revocation_of_major,
+        },
+        expires_after_ms: i64::try_from(c.expires_after.as_millis()).unwrap_or(i64::MAX),
+    })
 }

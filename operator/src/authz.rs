@@ -80,6 +80,8 @@ pub const PERMISSIONS: &[(&str, Role)] = &[
     ("ReportCorrected", Role::Operator),
     ("ListAudit", Role::Auditor),
     ("VerifyAudit", Role::Auditor),
+    ("ApproveDirective", Role::Approver),
+    ("RejectDirective", Role::Approver),
 ];
 
 /// The role `method` (an RPC name of the `Operator` service) needs; none if it has no entry.

@@ -1,7 +1,9 @@
 //! The node's operator API: only operators of this node (certificate `<node>/operator/<name>`)
 //! may call it, each call only with the role the permission table (`authz`) gives it, and
-//! a refused call is recorded in the audit trail before it is answered. Issuing goes
-//! through the core; views are read from the store.
+//! and every call, refused, failed or done, is recorded in the audit trail (who, the RPC,
+//! a digest of its arguments, its outcome, the caller's address) before it is answered
+//! . Issuing and decisions go through the core, which records them; views are
+//! read from the store, and recorded through the core.
 
 use std::sync::Arc;
 
@@ -16,11 +18,14 @@ use isms_proto::v1::{
 use tonic::{Request, Response, Status};
 
 use isms_core::error::NodeError;
-use isms_core::{CoreHandle, Decision, Shared, verify_chain};
+use isms_core::{Caller, CoreHandle, Decision, Shared, verify_chain};
+use isms_domain::audit_chain;
 use isms_domain::directive::state_name;
+use isms_domain::four_eyes::{APPROVAL_STATE_NAMES, approval_state_name};
 use isms_domain::identity::{Identity, Tier};
 use isms_domain::records::{self, decode};
 use isms_transport::tls;
+use prost::Message;
 
 use crate::authz::RosterHandle;
 use crate::views::{Tally, audit_list, directive_summary, directive_view, node_status, pending};
@@ -48,27 +53,41 @@ impl OperatorService {
         }
     }
 
-    /// An operator's decision on a directive waiting here; `decision` gets the reason.
+    /// An operator's decision on a directive at this node; `decision` gets the reason. The
+    /// core records it in the audit trail, done or refused, with the caller.
     async fn decide(
         &self,
         request: Request<DecisionRequest>,
         method: &'static str,
         decision: fn(String) -> Decision,
     ) -> Result<Response<DecisionReply>, Status> {
-        let operator = self.authorize(&request, method).await?;
+        let caller = self.authorize(&request, method).await?;
         let r = request.into_inner();
-        let reply = self.core.decide(r.id, operator, decision(r.reason)).await?;
+        let reply = self.core.decide(r.id, caller, decision(r.reason)).await?;
         Ok(Response::new(reply))
     }
 
-    /// The calling operator's name, if they are an operator of this node and hold the role
-    /// `method` needs. A refusal is audited (durably) before it is answered; nothing else
-    /// happens.
-    async fn authorize<T>(&self, request: &Request<T>, method: &str) -> Result<String, Status> {
+    /// The caller, if they are an operator of this node and hold the role `method` needs.
+    /// A refusal is audited (durably) before it is answered; nothing else happens.
+    async fn authorize<T: Message>(
+        &self,
+        request: &Request<T>,
+        method: &str,
+    ) -> Result<Caller, Status> {
+        let peer = request
+            .remote_addr()
+            .map_or_else(|| "unknown address".to_string(), |a| a.to_string());
+        let args_digest = audit_chain::hash(&request.get_ref().encode_to_vec()).to_vec();
         let refusal = match tls::peer_identity(request, &self.trust_domain) {
             Some(Identity::Operator { node, name }) if node == self.shared.node_id => {
                 match self.roster.current().authorize(&name, method) {
-                    Ok(_) => return Ok(name),
+                    Ok(_) => {
+                        return Ok(Caller {
+                            operator: name,
+                            peer,
+                            args_digest,
+                        });
+                    }
                     Err(why) => (name, why),
                 }
             }
@@ -80,61 +99,41 @@ impl OperatorService {
         };
         let (who, why) = refusal;
         tracing::warn!(identity = %who, method, reason = %why, "refused operator call");
-        let remote = request
-            .remote_addr()
-            .map_or_else(|| "unknown address".to_string(), |a| a.to_string());
+        let caller = Caller {
+            operator: who,
+            peer,
+            args_digest,
+        };
         self.core
-            .audit(
-                who,
-                "refused".into(),
-                method.to_string(),
-                format!("{why} (from {remote})"),
-            )
+            .audit(caller, "refused".into(), method.to_string(), why.clone())
             .await?;
         Err(Status::permission_denied(why))
     }
-}
 
-#[tonic::async_trait]
-impl Operator for OperatorService {
-    async fn issue_directive(
+    /// Records a call the core did not perform itself (a read, or one refused before it
+    /// reached the core) with its outcome, durably, and only then gives the answer.
+    async fn answer<R>(
         &self,
-        request: Request<IssueRequest>,
-    ) -> Result<Response<IssueReply>, Status> {
-        let operator = self.authorize(&request, "IssueDirective").await?;
-        if self.shared.node_id.tier() == Tier::Enterprise {
-            return Err(Status::permission_denied(
-                "an enterprise does not issue directives",
-            ));
-        }
-        let reply = self.core.issue(request.into_inner(), operator).await?;
-        Ok(Response::new(reply))
+        caller: Caller,
+        method: &str,
+        subject: &str,
+        result: Result<R, Status>,
+        describe: impl FnOnce(&R) -> String,
+    ) -> Result<Response<R>, Status> {
+        let outcome = match &result {
+            Ok(r) => describe(r),
+            Err(s) => format!("error: {:?}: {}", s.code(), s.message()),
+        };
+        self.core
+            .audit(caller, method.to_string(), subject.to_string(), outcome)
+            .await?;
+        result.map(Response::new)
     }
 
-    async fn get_directive(
+    fn list_directives_now(
         &self,
-        request: Request<GetDirectiveRequest>,
-    ) -> Result<Response<DirectiveView>, Status> {
-        self.authorize(&request, "GetDirective").await?;
-        let id = request.into_inner().id;
-        Ok(Response::new(directive_view(&self.shared, &id)?))
-    }
-
-    async fn get_directive_summary(
-        &self,
-        request: Request<GetDirectiveRequest>,
-    ) -> Result<Response<DirectiveSummary>, Status> {
-        self.authorize(&request, "GetDirectiveSummary").await?;
-        let id = request.into_inner().id;
-        Ok(Response::new(directive_summary(&self.shared, &id)?))
-    }
-
-    async fn list_directives(
-        &self,
-        request: Request<ListDirectivesRequest>,
-    ) -> Result<Response<DirectiveList>, Status> {
-        self.authorize(&request, "ListDirectives").await?;
-        let request = request.into_inner();
+        request: &ListDirectivesRequest,
+    ) -> Result<DirectiveList, Status> {
         let limit = match request.limit {
             0 => 50,
             n => n as usize,
@@ -147,13 +146,16 @@ impl Operator for OperatorService {
                 isms_domain::directive::KIND_NAMES.join(", ")
             )));
         }
+        let approval_state = APPROVAL_STATE_NAMES.contains(&wanted.as_str());
         if !wanted.is_empty()
             && wanted != "overdue"
+            && !approval_state
             && !isms_domain::directive::STATE_NAMES.contains(&wanted.as_str())
         {
             return Err(Status::invalid_argument(format!(
-                "unknown state {wanted:?}: expected overdue or one of {}",
-                isms_domain::directive::STATE_NAMES.join(", ")
+                "unknown state {wanted:?}: expected overdue, one of {}, or one of {}",
+                isms_domain::directive::STATE_NAMES.join(", "),
+                APPROVAL_STATE_NAMES.join(", ")
             )));
         }
         let mut directives = Vec::new();
@@ -170,30 +172,101 @@ impl Operator for OperatorService {
             let (k, v) = entry.map_err(NodeError::from)?;
             let stored: StoredDirective = decode(&k, &v).map_err(NodeError::from)?;
             let d = stored.directive.unwrap_or_default();
+            if !kind.is_empty() && isms_domain::directive::kind_name(d.kind) != kind {
+                continue;
+            }
             let view = directive_view(&self.shared, &d.id)?;
             let all = || view.targets.iter().chain(view.hops.iter());
             let tally = Tally::of_view(&view.targets, &view.hops);
             let matches = match wanted.as_str() {
                 "" => true,
                 "overdue" => tally.overdue > 0,
+                name if approval_state => view
+                    .approval
+                    .as_ref()
+                    .is_some_and(|a| approval_state_name(a.state()) == name),
                 name => all().any(|t| {
                     state_name(TargetState::try_from(t.state).unwrap_or_default()) == name
                 }),
             };
-            if !matches || (!kind.is_empty() && isms_domain::directive::kind_name(d.kind) != kind) {
-                continue;
+            if matches {
+                let mut summary = tally.summary(&d);
+                summary.approval = view.approval.clone();
+                directives.push(summary);
             }
-            directives.push(tally.summary(&d));
         }
-        Ok(Response::new(DirectiveList { directives }))
+        Ok(DirectiveList { directives })
+    }
+}
+
+#[tonic::async_trait]
+impl Operator for OperatorService {
+    async fn issue_directive(
+        &self,
+        request: Request<IssueRequest>,
+    ) -> Result<Response<IssueReply>, Status> {
+        let caller = self.authorize(&request, "IssueDirective").await?;
+        if self.shared.node_id.tier() == Tier::Enterprise {
+            let refused = Err(Status::permission_denied(
+                "an enterprise does not issue directives",
+            ));
+            let id = request.get_ref().id.clone();
+            return self
+                .answer(caller, "directive.issue", &id, refused, |_| String::new())
+                .await;
+        }
+        let reply = self.core.issue(request.into_inner(), caller).await?;
+        Ok(Response::new(reply))
+    }
+
+    async fn get_directive(
+        &self,
+        request: Request<GetDirectiveRequest>,
+    ) -> Result<Response<DirectiveView>, Status> {
+        let caller = self.authorize(&request, "GetDirective").await?;
+        let id = request.into_inner().id;
+        let view = directive_view(&self.shared, &id).map_err(Status::from);
+        self.answer(caller, "GetDirective", &id, view, |v| {
+            format!("ok: {} targets", v.targets.len())
+        })
+        .await
+    }
+
+    async fn get_directive_summary(
+        &self,
+        request: Request<GetDirectiveRequest>,
+    ) -> Result<Response<DirectiveSummary>, Status> {
+        let caller = self.authorize(&request, "GetDirectiveSummary").await?;
+        let id = request.into_inner().id;
+        let summary = directive_summary(&self.shared, &id).map_err(Status::from);
+        self.answer(caller, "GetDirectiveSummary", &id, summary, |s| {
+            format!("ok: {} of {} targets final", s.finished, s.targets)
+        })
+        .await
+    }
+
+    async fn list_directives(
+        &self,
+        request: Request<ListDirectivesRequest>,
+    ) -> Result<Response<DirectiveList>, Status> {
+        let caller = self.authorize(&request, "ListDirectives").await?;
+        let request = request.into_inner();
+        let list = self.list_directives_now(&request);
+        let subject = format!("state={} kind={}", request.state, request.kind);
+        self.answer(caller, "ListDirectives", &subject, list, |l| {
+            format!("ok: {} directives", l.directives.len())
+        })
+        .await
     }
 
     async fn node_status(
         &self,
         request: Request<NodeStatusRequest>,
     ) -> Result<Response<NodeStatusReply>, Status> {
-        self.authorize(&request, "NodeStatus").await?;
-        Ok(Response::new(node_status(&self.shared)?))
+        let caller = self.authorize(&request, "NodeStatus").await?;
+        let status = node_status(&self.shared).map_err(Status::from);
+        self.answer(caller, "NodeStatus", "", status, |_| "ok".into())
+            .await
     }
 
     async fn confirm_directive(
@@ -216,27 +289,37 @@ impl Operator for OperatorService {
         &self,
         request: Request<ListPendingRequest>,
     ) -> Result<Response<PendingList>, Status> {
-        self.authorize(&request, "ListPending").await?;
-        Ok(Response::new(pending(&self.shared)?))
+        let caller = self.authorize(&request, "ListPending").await?;
+        let list = pending(&self.shared).map_err(Status::from);
+        self.answer(caller, "ListPending", "", list, |l| {
+            format!("ok: {} waiting", l.directives.len())
+        })
+        .await
     }
 
     async fn list_audit(
         &self,
         request: Request<ListAuditRequest>,
     ) -> Result<Response<AuditList>, Status> {
-        self.authorize(&request, "ListAudit").await?;
-        Ok(Response::new(audit_list(
-            &self.shared,
-            &request.into_inner(),
-        )?))
+        let caller = self.authorize(&request, "ListAudit").await?;
+        let request = request.into_inner();
+        let list = audit_list(&self.shared, &request).map_err(Status::from);
+        let subject = format!(
+            "operator={} action={} from_seq={}",
+            request.operator, request.action, request.from_seq
+        );
+        self.answer(caller, "ListAudit", &subject, list, |l| {
+            format!("ok: {} records", l.entries.len())
+        })
+        .await
     }
 
     async fn verify_audit(
         &self,
         request: Request<VerifyAuditRequest>,
     ) -> Result<Response<AuditVerdict>, Status> {
-        self.authorize(&request, "VerifyAudit").await?;
-        Ok(Response::new(match verify_chain(&self.shared.store) {
+        let caller = self.authorize(&request, "VerifyAudit").await?;
+        let verdict = match verify_chain(&self.shared.store) {
             Ok(records) => AuditVerdict {
                 intact: true,
                 records,
@@ -249,7 +332,15 @@ impl Operator for OperatorService {
                 first_bad: b.seq,
                 why: b.why,
             },
-        }))
+        };
+        self.answer(caller, "VerifyAudit", "", Ok(verdict), |v| {
+            if v.intact {
+                format!("intact: {} records", v.records)
+            } else {
+                format!("broken at record {}: {}", v.first_bad, v.why)
+            }
+        })
+        .await
     }
 
     async fn report_corrected(
@@ -257,6 +348,22 @@ impl Operator for OperatorService {
         request: Request<DecisionRequest>,
     ) -> Result<Response<DecisionReply>, Status> {
         self.decide(request, "ReportCorrected", Decision::Corrected)
+            .await
+    }
+
+    async fn approve_directive(
+        &self,
+        request: Request<DecisionRequest>,
+    ) -> Result<Response<DecisionReply>, Status> {
+        self.decide(request, "ApproveDirective", |_| Decision::Approve)
+            .await
+    }
+
+    async fn reject_directive(
+        &self,
+        request: Request<DecisionRequest>,
+    ) -> Result<Response<DecisionReply>, Status> {
+        self.decide(request, "RejectDirective", Decision::Reject)
             .await
     }
 }

@@ -13,8 +13,9 @@ use isms_domain::identity::{Tier, is_province};
 use isms_domain::records::{self, decode};
 use isms_proto::record::{ActiveRules, AuditRecord, QueuedTargets, StoredDirective, TargetRecord};
 use isms_proto::v1::{
-    AuditEntry, AuditList, Directive, DirectiveSummary, DirectiveView, ListAuditRequest,
-    NodeStatusReply, PeerStatus, PendingDirective, PendingList, TargetState, TargetView,
+    Approval, ApprovalState, AuditEntry, AuditList, Directive, DirectiveSummary, DirectiveView,
+    ListAuditRequest, NodeStatusReply, PeerStatus, PendingDirective, PendingList, TargetState,
+    TargetView,
 };
 
 /// Reads a directive and its per-target states.
@@ -28,6 +29,7 @@ pub fn directive_view(shared: &Shared, id: &str) -> Result<DirectiveView, NodeEr
         directive: stored.directive,
         targets: Vec::new(),
         hops: Vec::new(),
+        approval: approval(shared, id)?,
     };
     let mut waiting: BTreeSet<&str> = queued.targets.iter().map(String::as_str).collect();
     let mut results = isms_core::stored_query_results(&shared.store, id)?;
@@ -116,7 +118,9 @@ pub fn directive_summary(shared: &Shared, id: &str) -> Result<DirectiveSummary, 
     for _ in waiting {
         tally.add(false, TargetState::Queued as i32, 0, 0);
     }
-    Ok(tally.summary(&stored.directive.unwrap_or_default()))
+    let mut summary = tally.summary(&stored.directive.unwrap_or_default());
+    summary.approval = approval(shared, id)?;
+    Ok(summary)
 }
 
 /// The counts of a [`DirectiveSummary`], target by target.
@@ -179,6 +183,7 @@ impl Tally {
             } else {
                 0
             },
+            approval: None,
         }
     }
 }
@@ -289,7 +294,13 @@ pub fn node_status(shared: &Shared) -> Result<NodeStatusReply, NodeError> {
         Some(v) => records::decode_u64(records::RULES_APPLIED_COUNTER, &v)?,
         None => 0,
     };
+    // The expiry index holds exactly the requests still open (`records::approval_expiry`).
+    let awaiting_approval = shared
+        .store
+        .scan_prefix(records::APPROVAL_EXPIRY_PREFIX)
+        .count() as u64;
     Ok(NodeStatusReply {
+        awaiting_approval,
         rules_applied_total,
         node_id: shared.node_id.to_string(),
         peers,
@@ -297,6 +308,24 @@ pub fn node_status(shared: &Shared) -> Result<NodeStatusReply, NodeError> {
         active_rules,
         started_at_ms: shared.started_at_ms,
     })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A major directive's four-eyes record (O-6), if it has one: a request whose time ran out
+/// shows as expired even before the node's tick records it.
+pub fn approval(shared: &Shared, id: &str) -> Result<Option<Approval>, NodeError> {
+    let key = records::approval(id);
+    let Some(v) = shared.store.get(&key)? else {
+        return Ok(None);
+    };
+    let mut a: Approval = decode(&key, &v)?;
+    if a.state == ApprovalState::Awaiting as i32 && shared.now_ms() >= a.expires_at_ms {
+        a.state = ApprovalState::Expired as i32;
+    }
+    Ok(Some(a))
 }
 
 /// Records a list holds when the caller sets no limit.
@@ -338,7 +367,9 @@ pub fn audit_list(shared: &Shared, q: &ListAuditRequest) -> Result<AuditList, No
             action: r.action,
             subject: r.subject,
             outcome: r.outcome,
-            prev_hash: r.prev_hash.iter().map(|b| format!("{b:02x}")).collect(),
+            prev_hash: hex(&r.prev_hash),
+            peer: r.peer,
+            args_digest: hex(&r.args_digest),
         });
     }
     Ok(AuditList {

@@ -45,6 +45,8 @@ enum DirectiveCommand {
     #[command(flatten)]
     Decision(cli::DecisionCommand),
     #[command(flatten)]
+    Approval(cli::ApprovalCommand),
+    #[command(flatten)]
     View(cli::DirectiveQuery),
 }
 
@@ -57,6 +59,7 @@ fn main() {
             DirectiveCommand::Correct(a) => cli::run_command(cli::correct(a)),
             DirectiveCommand::Revoke(a) => cli::run_command(cli::revoke(a)),
             DirectiveCommand::Decision(d) => d.run(),
+            DirectiveCommand::Approval(a) => a.run(),
             DirectiveCommand::View(q) => q.run(),
         },
     };

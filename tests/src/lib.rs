@@ -193,6 +193,29 @@ impl TestNet {
             .expect("run CLI")
     }
 
+    /// Runs a CLI command at node `id` as its operator `role` (a network generated with
+    /// `Options::role_operators`: certificates under `<node>/operators/<role>.*`).
+    pub fn cli_as(&self, id: &str, role: &str, args: &[&str]) -> Output {
+        let ops = self.node(id).dir.join("operators");
+        let cert = ops.join(format!("{role}.pem"));
+        let key = ops.join(format!("{role}.key"));
+        let mut full: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+        full.extend([
+            std::ffi::OsStr::new("--operator-cert"),
+            cert.as_os_str(),
+            std::ffi::OsStr::new("--operator-key"),
+            key.as_os_str(),
+        ]);
+        let node = self.node(id);
+        Command::new(self.bins.join(node.binary))
+            .args(full)
+            .arg("--config")
+            .arg(&node.config_path)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run CLI")
+    }
+
     /// Runs a CLI command that prints JSON; `None` if it failed.
     pub fn cli_json(&self, id: &str, args: &[&str]) -> Option<Value> {
         let out = self.cli(id, args);

@@ -1,8 +1,9 @@
 //! The audit trail from an auditor's seat: `audit list` shows what
 //! operators did, `audit verify` finds the chain intact, an export verifies without the
 //! node and names the record of each edit made to it (altered, removed, swapped, garbage),
-//! and after one byte of one record is changed in the store (the node stopped, the store
-//! edited as an intruder would), `audit verify` names that record and fails.
+//! and after a record is altered, deleted or swapped in the store (the node stopped, the
+//! store edited as an intruder would), `audit verify` names that record and fails. Reads
+//! are recorded too, with the caller's address and a digest of the arguments.
 
 use isms_deploy::Topology;
 use isms_e2e::TestNet;
@@ -46,20 +47,43 @@ fn an_auditor_lists_and_verifies_the_trail_and_a_changed_byte_is_named() {
         String::from_utf8_lossy(&out.stderr)
     );
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    let subjects: Vec<&str> = list["entries"]
-        .as_array()
-        .expect("entries")
+    let entries = list["entries"].as_array().expect("entries");
+    let subjects: Vec<&str> = entries
         .iter()
         .filter_map(|e| e["subject"].as_str())
         .collect();
     assert_eq!(subjects, ids.iter().map(String::as_str).collect::<Vec<_>>());
+    // The second issue's record: the one the store edits below change.
+    let second = entries[1]["seq"].as_u64().expect("seq");
+    // Every call is recorded, reads too, with its caller's address and a digest of its
+    // arguments: the list just made is the newest record.
+    let out = run(&["audit", "list", "--json", "--limit", "1"]);
+    let newest: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let newest = &newest["entries"][0];
+    assert_eq!(newest["action"], "ListAudit", "{newest}");
+    assert_eq!(newest["operator"], "auditor");
+    assert!(
+        newest["peer"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("127.0.0.1:")),
+        "{newest}"
+    );
+    assert_eq!(newest["args_digest"].as_str().map(str::len), Some(64));
     let out = run(&["audit", "verify"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("intact: 3 records"));
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    let newest_seq = newest["seq"].as_u64().expect("seq");
+    // A call is recorded once its answer is made, before it is sent: the chain the verify
+    // checked ends with the `--limit 1` list after the one it showed.
+    let checked = newest_seq + 1;
+    assert!(
+        said.contains(&format!("intact: {checked} records")),
+        "{said}"
+    );
 
     // The export verifies without the node; each kind of tampering with it is named.
     let export = dir.join("audit.jsonl");
@@ -75,7 +99,8 @@ fn an_auditor_lists_and_verifies_the_trail_and_a_changed_byte_is_named() {
         .lines()
         .map(str::to_string)
         .collect();
-    assert_eq!(lines.len(), 3);
+    // Everything up to the export's own call.
+    assert_eq!(lines.len() as u64, checked + 1);
     let verify_file = |lines: &[String]| {
         let path = dir.join("edited.jsonl");
         std::fs::write(&path, lines.join("\n") + "\n").expect("write");
@@ -92,7 +117,7 @@ fn an_auditor_lists_and_verifies_the_trail_and_a_changed_byte_is_named() {
         verify_file(&lines),
         (
             Some(0),
-            "audit trail intact: 3 records chained\n".to_string()
+            format!("audit trail intact: {} records chained\n", lines.len())
         )
     );
     let mut altered = lines.clone();
@@ -132,31 +157,83 @@ fn an_auditor_lists_and_verifies_the_trail_and_a_changed_byte_is_named() {
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("lacks role auditor"));
 
-    // One byte of record 2 (a character of its subject) changed in the store.
+    // In the store (the node stopped, the store edited as an intruder would): one byte of
+    // the second issue's record changed, that record deleted, it and the next swapped.
+    // Each time `audit verify` names that record; the untouched store is restored between.
     net.stop("ministry");
-    {
-        let store = isms_store::Store::open(&dir.join("store")).expect("store");
-        let key = isms_domain::records::audit(2);
-        let mut v = store.get(&key).expect("get").expect("record 2");
-        let at = v
-            .windows(ids[1].len())
-            .position(|w| w == ids[1].as_bytes())
-            .expect("its subject");
-        v[at] = if v[at] == b'0' { b'1' } else { b'0' };
-        let mut txn = store.txn();
-        txn.put(key, v);
-        store.apply(txn.into_writes()).expect("apply");
-        store.sync().expect("sync");
+    let store_dir = dir.join("store");
+    let pristine = dir.join("store.pristine");
+    copy_dir(&store_dir, &pristine);
+    type Edit = fn(&isms_store::Store, u64, &str);
+    let cases: [(&str, Edit, u64); 3] = [
+        ("a changed byte", change_byte, second),
+        ("a deleted record", delete_record, second),
+        ("two swapped records", swap_records, second),
+    ];
+    for (case, edit, named) in cases {
+        std::fs::remove_dir_all(&store_dir).expect("remove");
+        copy_dir(&pristine, &store_dir);
+        {
+            let store = isms_store::Store::open(&store_dir).expect("store");
+            edit(&store, second, &ids[1]);
+            store.sync().expect("sync");
+        }
+        net.spawn("ministry");
+        net.wait_linked();
+        let out = run(&["audit", "verify"]);
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(2), "{case}: {said}");
+        assert!(
+            said.contains(&format!("broken at record {named}")),
+            "{case}: {said}"
+        );
+        net.stop("ministry");
     }
-    net.spawn("ministry");
-    net.wait_linked();
-    let out = run(&["audit", "verify"]);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}
+
+fn put(store: &isms_store::Store, key: Vec<u8>, value: Vec<u8>) {
+    let mut txn = store.txn();
+    txn.put(key, value);
+    store.apply(txn.into_writes()).expect("apply");
+}
+
+fn change_byte(store: &isms_store::Store, seq: u64, subject: &str) {
+    let key = isms_domain::records::audit(seq);
+    let mut v = store.get(&key).expect("get").expect("record");
+    let at = v
+        .windows(subject.len())
+        .position(|w| w == subject.as_bytes())
+        .expect("its subject");
+    v[at] = if v[at] == b'0' { b'1' } else { b'0' };
+    put(store, key, v);
+}
+
+fn delete_record(store: &isms_store::Store, seq: u64, _: &str) {
+    let mut txn = store.txn();
+    txn.delete(isms_domain::records::audit(seq));
+    store.apply(txn.into_writes()).expect("apply");
+}
+
+fn swap_records(store: &isms_store::Store, seq: u64, _: &str) {
+    let (a, b) = (
+        isms_domain::records::audit(seq),
+        isms_domain::records::audit(seq + 1),
     );
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(said.contains("broken at record 2"), "{said}");
+    let va = store.get(&a).expect("get").expect("record");
+    let vb = store.get(&b).expect("get").expect("next record");
+    put(store, a, vb);
+    put(store, b, va);
 }

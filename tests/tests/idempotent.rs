@@ -63,7 +63,7 @@ fn an_issue_whose_answer_a_crash_lost_is_retried_with_its_id_and_executed_once()
     });
     let stderr = String::from_utf8_lossy(&cli.stderr);
     assert!(cli.status.success(), "the CLI failed: {stderr}");
-    assert!(stderr.contains("trying again with the same ID"), "{stderr}");
+    assert!(stderr.contains("asking again for directive "), "{stderr}");
     let view: serde_json::Value = serde_json::from_slice(&cli.stdout).expect("JSON view");
     let id = view["id"].as_str().expect("id").to_string();
     let targets = states(&view["targets"]);

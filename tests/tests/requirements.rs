@@ -89,12 +89,22 @@ fn a_province_confirms_a_requirement_and_it_is_forwarded_at_once() {
         .expect("pending");
     assert_eq!(pending["pending"], serde_json::json!([]));
 
-    // A second decision is refused, clearly.
-    let out = net.cli("province/44", &["directive", "confirm", &id]);
+    // The same decision again is a retried call: the same answer, nothing done twice.
+    let again = net.cli("province/44", &["directive", "confirm", &id]);
+    assert!(again.status.success(), "{again:?}");
+    assert_eq!(net.rules("enterprise/e4401").len(), 1);
+    // Another decision is refused, clearly.
+    let out = net.cli(
+        "province/44",
+        &["directive", "return", &id, "--reason", "late"],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not waiting for a decision"));
-    // Only a province decides.
-    let out = net.cli("province/11", &["directive", "confirm", &id]);
+    // Province/11 confirmed it on receipt: it can no longer be returned there.
+    let out = net.cli(
+        "province/11",
+        &["directive", "return", &id, "--reason", "late"],
+    );
     assert_eq!(out.status.code(), Some(1));
 }
 

@@ -55,6 +55,7 @@ fn needs(method: &str) -> Option<&'static str> {
             Some("operator")
         }
         "ListAudit" | "VerifyAudit" => Some("auditor"),
+        "ApproveDirective" | "RejectDirective" => Some("approver"),
         other => panic!("RPC {other} has no cell in this test: give it one, and a table entry"),
     }
 }
@@ -137,6 +138,8 @@ async fn call(
             .verify_audit(isms_proto::v1::VerifyAuditRequest {})
             .await
             .map(drop),
+        "ApproveDirective" => client.approve_directive(decision()).await.map(drop),
+        "RejectDirective" => client.reject_directive(decision()).await.map(drop),
         other => panic!("RPC {other} has no cell in this test: give it one, and a table entry"),
     }
 }
@@ -173,7 +176,11 @@ async fn directive_count(admin: &mut OperatorClient<Channel>) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_rpc_by_every_role_is_allowed_or_refused_changing_nothing_and_audited() {
-    let net = TestNet::generate(&Topology::uniform(&["44", "11"], 1, 0), &Default::default());
+    let options = isms_deploy::Options {
+        four_eyes: true,
+        ..Default::default()
+    };
+    let net = TestNet::generate(&Topology::uniform(&["44", "11"], 1, 0), &options);
     std::fs::write(net.node(NODE).dir.join("roster.toml"), ROSTER).expect("roster");
     for n in net.net.nodes.clone() {
         net.spawn(n.id.as_str());
@@ -185,6 +192,13 @@ async fn every_rpc_by_every_role_is_allowed_or_refused_changing_nothing_and_audi
         .issue_directive(disposal("enterprise/e4401", "own.roles.example"))
         .await
         .expect("the harness's operator issues")
+        .into_inner()
+        .id;
+    // A major directive (to all of the province), for the approver's cells.
+    let major = admin
+        .issue_directive(disposal("all", "major.roles.example"))
+        .await
+        .expect("the harness's operator issues a major directive")
         .into_inner()
         .id;
     let methods = operator_methods();
@@ -206,6 +220,14 @@ async fn every_rpc_by_every_role_is_allowed_or_refused_changing_nothing_and_audi
             // this node has never seen.
             let subjects: [&str; 2] = if method == "IssueDirective" {
                 ["enterprise/e4401", "enterprise/e1101"]
+            } else if method.ends_with("Directive") && method != "GetDirective" {
+                // Decisions: the approver's on the directive awaiting approval.
+                match method.as_str() {
+                    "ApproveDirective" | "RejectDirective" => {
+                        [major.as_str(), "01890000-0000-7000-8000-000000000000"]
+                    }
+                    _ => [own.as_str(), "01890000-0000-7000-8000-000000000000"],
+                }
             } else {
                 [own.as_str(), "01890000-0000-7000-8000-000000000000"]
             };
@@ -249,6 +271,17 @@ async fn every_rpc_by_every_role_is_allowed_or_refused_changing_nothing_and_audi
         }
     }
     assert_eq!(issued, 2, "only the operator issues, to both jurisdictions");
+    // The approver's approval took effect: the major directive left, approved by april.
+    let view = admin
+        .get_directive(GetDirectiveRequest { id: major.clone() })
+        .await
+        .expect("view")
+        .into_inner();
+    let approval = view.approval.expect("a major directive's approval");
+    assert_eq!(
+        (approval.state(), approval.decided_by.as_str()),
+        (isms_proto::v1::ApprovalState::Approved, "april")
+    );
     // An operator certificate whose name is not in the roster may do nothing at all.
     let mut stranger = client_of(&net, "mallory", certs.path()).await;
     let status = call(&mut stranger, "NodeStatus", "", "mallory")
@@ -269,7 +302,8 @@ async fn every_rpc_by_every_role_is_allowed_or_refused_changing_nothing_and_audi
         let (k, v) = entry.expect("read");
         let r: AuditRecord = decode(&k, &v).expect("audit record");
         if r.action == "refused" {
-            assert!(r.outcome.contains("from 127.0.0.1"), "{r:?}");
+            assert!(r.peer.starts_with("127.0.0.1:"), "{r:?}");
+            assert_eq!(r.args_digest.len(), 32, "{r:?}");
             *audited.entry((r.operator, r.subject)).or_default() += 1;
         }
     }
