@@ -70,6 +70,7 @@ impl Core {
             },
             hold_issue_answers: options.hold_issue_answers,
             four_eyes: options.four_eyes.clone(),
+            keeping: options.keeping.clone(),
             audit: audit::load_chain(&store)?,
             runtime: tokio::runtime::Handle::try_current().ok(),
             caches: None,
@@ -300,6 +301,7 @@ impl Core {
                 Reply::Issue(tx, r) => drop(tx.send(r)),
                 Reply::Decide(tx, r) => drop(tx.send(r)),
                 Reply::Audited(tx) => drop(tx.send(Ok(()))),
+                Reply::Exported(tx, r) => drop(tx.send(r)),
             }
         }
         Ok(())
@@ -401,6 +403,27 @@ impl Core {
                 }
                 g.replies.push(Reply::Decide(reply, result));
             }
+            Event::AuditExported {
+                caller,
+                through_seq,
+                hash,
+                reply,
+            } => {
+                let result = match self.audit_exported(g, &caller, through_seq, &hash) {
+                    Err(NodeError::Store(e)) => return Err(NodeError::Store(e)),
+                    r => r,
+                };
+                if let Err(e) = &result {
+                    audit(
+                        g,
+                        &caller,
+                        "audit.exported",
+                        &through_seq.to_string(),
+                        &format!("error: {e}"),
+                    );
+                }
+                g.replies.push(Reply::Exported(reply, result));
+            }
             Event::Audit {
                 caller,
                 action,
@@ -414,6 +437,9 @@ impl Core {
             Event::Tick => {
                 self.check_clocks(g)?;
                 self.check_approvals(g)?;
+                self.prune_audit(g)?;
+                // Last: the head signed covers what this tick recorded.
+                self.anchor_audit(g)?;
                 if self.tier == Tier::Enterprise {
                     self.check_schedule(g)?;
                 }

@@ -58,6 +58,15 @@ pub enum Event {
         decision: Decision,
         reply: oneshot::Sender<Result<DecisionReply, NodeError>>,
     },
+    /// An auditor exported the chain through `through_seq` (whose record hashed to `hash`,
+    /// hex): the records up to it may be pruned once older than the retention. The reply:
+    /// how far the chain is now exported, and pruned.
+    AuditExported {
+        caller: Caller,
+        through_seq: u64,
+        hash: String,
+        reply: oneshot::Sender<Result<(u64, u64), NodeError>>,
+    },
     /// Time passed: check the running clocks.
     Tick,
     /// An operator action the core does not perform itself (a refused call), recorded in
@@ -181,6 +190,21 @@ impl CoreHandle {
             action,
             subject,
             outcome,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn audit_exported(
+        &self,
+        caller: Caller,
+        through_seq: u64,
+        hash: String,
+    ) -> Result<(u64, u64), NodeError> {
+        self.ask(|reply| Event::AuditExported {
+            caller,
+            through_seq,
+            hash,
             reply,
         })
         .await

@@ -49,6 +49,15 @@ impl Core {
                     )));
                 }
                 (Some(Payload::Status(s)), Role::Child) => self.check_status_scope(peer_id, s)?,
+                // A child's own signed audit head; nothing of the kind comes down.
+                (Some(Payload::AuditHead(h)), Role::Child) if h.node == peer_id.as_str() => {}
+                (Some(Payload::AuditHead(h)), _) => {
+                    return Err(NodeError::Protocol(format!(
+                        "{peer_id} sent the audit head of {:?}: a node sends only its own, \
+                         to its parent",
+                        h.node
+                    )));
+                }
                 // Statuses come down only for what this node issued (assistance, R-6.4).
                 (Some(Payload::Status(s)), Role::Parent) => {
                     let issued_here = self
@@ -130,6 +139,7 @@ impl Core {
         match env.payload {
             Some(Payload::Directive(d)) => self.receive_directive(g, peer, d, env.trace_context),
             Some(Payload::Status(s)) => self.receive_status(g, peer, s, &env.trace_context),
+            Some(Payload::AuditHead(h)) => self.receive_audit_head(g, peer, h),
             None => Ok(()), // refused by check_inbound
         }
     }

@@ -16,7 +16,7 @@
 //! Where each part lives: `event_loop` (the loop and group commit), `inbound` (the checks
 //! on what arrives from a peer, and applying it), `issue` (an operator's directive), `approval` (four-eyes on major ones),
 //! `delivery` (outboxes and acknowledgments), `status` (target states, reports upward),
-//! `audit` (the audit trail), `lookup` (stored state through the group's caches); by tier
+//! `audit` (the audit trail) and `audit_keeping` (signed heads, retention), `lookup` (stored state through the group's caches); by tier
 //! `province`, `enterprise` and `clocks`; the records that keep it fast `fanout`,
 //! `targets`, `inbox` and `recent`.
 //!
@@ -53,6 +53,7 @@ pub mod trace;
 // The state machine, by what it does.
 mod approval;
 mod audit;
+mod audit_keeping;
 mod delivery;
 mod event_loop;
 mod handle;
@@ -76,7 +77,7 @@ use lookup::store_directive;
 use recent::Recent;
 
 pub use approval::FourEyesPolicy;
-pub use audit::verify_chain;
+pub use audit_keeping::{AuditKeeping, verify_chain};
 pub use enterprise::{RuleFile, RuleFileEntry, active_rules};
 pub use fanout::stored_outbox;
 pub use handle::{Caller, CoreHandle, Decision, Event};
@@ -108,6 +109,8 @@ pub struct CoreOptions {
     /// Four-eyes (O-6): which directives issued here wait for a second operator's
     /// approval. None: none do.
     pub four_eyes: Option<FourEyesPolicy>,
+    /// Signing this node's audit heads, checking its children's, and the retention.
+    pub keeping: AuditKeeping,
 }
 
 pub struct Core {
@@ -127,6 +130,7 @@ pub struct Core {
     linger: std::time::Duration,
     hold_issue_answers: bool,
     four_eyes: Option<FourEyesPolicy>,
+    keeping: AuditKeeping,
     /// The audit chain's head (`audit`): read at start, lent to each group.
     audit: audit::AuditChain,
     /// The runtime a lingering group waits on; none outside one (then no linger).
@@ -153,6 +157,10 @@ enum Reply {
         Result<DecisionReply, NodeError>,
     ),
     Audited(oneshot::Sender<Result<(), NodeError>>),
+    Exported(
+        oneshot::Sender<Result<(u64, u64), NodeError>>,
+        Result<(u64, u64), NodeError>,
+    ),
 }
 
 /// Status updates headed up for one directive, coalesced within a group.

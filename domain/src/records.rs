@@ -344,6 +344,27 @@ pub fn approval_expiry_subject(key: &[u8]) -> Option<String> {
     String::from_utf8(rest.get(8..)?.to_vec()).ok()
 }
 
+/// Where the audit chain stands besides its records: the last head signed, how far it was
+/// exported and pruned (`AuditState`).
+pub const AUDIT_STATE: &[u8] = b"c/audit_state";
+
+/// Signed audit heads: this node's own and, at a parent, its children's:
+/// `ah/<node>\0<seq be64>`.
+pub const AUDIT_HEAD_PREFIX: &[u8] = b"ah/";
+
+pub fn audit_heads_of(node: &str) -> Vec<u8> {
+    let mut k = AUDIT_HEAD_PREFIX.to_vec();
+    k.extend_from_slice(node.as_bytes());
+    k.push(0);
+    k
+}
+
+pub fn audit_head(node: &str, seq: u64) -> Vec<u8> {
+    let mut k = audit_heads_of(node);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
 /// Total rules ever added to the active set, counted in the same batch as the addition.
 pub const RULES_APPLIED_COUNTER: &[u8] = b"c/rules_applied";
 

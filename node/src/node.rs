@@ -11,7 +11,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use isms_config::Config;
-use isms_core::{Caller, Core, CoreHandle, CoreOptions, FourEyesPolicy, PeerState, Role, Shared};
+use isms_core::{
+    AuditKeeping, Caller, Core, CoreHandle, CoreOptions, FourEyesPolicy, PeerState, Role, Shared,
+};
+use isms_domain::audit_chain::HeadSigner;
 use isms_domain::calendar::Calendar;
 use isms_domain::clock::{Clock, SystemClock};
 use isms_domain::four_eyes::MajorRule;
@@ -92,6 +95,7 @@ pub async fn run_with_clock(
         linger: config.link.group_linger,
         hold_issue_answers: config.testing.hold_issue_answers,
         four_eyes: four_eyes(&config.four_eyes),
+        keeping: audit_keeping(&config)?,
     };
     let (core, core_thread) = Core::start(shared.clone(), options, fatal.clone())?;
     // The regulation's clocks are checked every second; a tick on a busy core is dropped.
@@ -188,6 +192,25 @@ pub async fn run_with_clock(
     }
     tracing::info!(node = %config.node_id, "stopped");
     Ok(())
+}
+
+/// What the core needs to sign this node's audit heads with its node key, check its
+/// children's, and keep records for the retention.
+fn audit_keeping(config: &Config) -> anyhow::Result<AuditKeeping> {
+    let certificate = tls::load_certs(&config.tls.cert)?
+        .first()
+        .map(|c| c.as_ref().to_vec())
+        .unwrap_or_default();
+    let key = tls::load_pkcs8_key(&config.tls.key)
+        .map_err(|e| anyhow::anyhow!("config field `tls.key`: {e}"))?;
+    let signer = HeadSigner::from_pkcs8(&key)
+        .map_err(|e| anyhow::anyhow!("config field `tls.key` (it signs audit heads): {e}"))?;
+    Ok(AuditKeeping {
+        signer: Some(Arc::new(signer)),
+        certificate,
+        trust_domain: config.trust_domain.clone(),
+        retention_ms: i64::from(config.audit.retention_days) * 86_400_000,
+    })
 }
 
 /// Refuses to start with a certificate that does not prove this node's ID: every peer would

@@ -82,6 +82,8 @@ pub const PERMISSIONS: &[(&str, Role)] = &[
     ("VerifyAudit", Role::Auditor),
     ("ApproveDirective", Role::Approver),
     ("RejectDirective", Role::Approver),
+    ("ListAuditHeads", Role::Auditor),
+    ("AuditExported", Role::Auditor),
 ];
 
 /// The role `method` (an RPC name of the `Operator` service) needs; none if it has no entry.

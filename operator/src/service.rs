@@ -10,8 +10,9 @@ use std::sync::Arc;
 use isms_proto::record::StoredDirective;
 use isms_proto::v1::operator_server::Operator;
 use isms_proto::v1::{
-    AuditList, AuditVerdict, DecisionReply, DecisionRequest, DirectiveList, DirectiveSummary,
-    DirectiveView, GetDirectiveRequest, IssueReply, IssueRequest, ListAuditRequest,
+    AuditExportedReply, AuditExportedRequest, AuditHeadList, AuditList, AuditVerdict,
+    DecisionReply, DecisionRequest, DirectiveList, DirectiveSummary, DirectiveView,
+    GetDirectiveRequest, IssueReply, IssueRequest, ListAuditHeadsRequest, ListAuditRequest,
     ListDirectivesRequest, ListPendingRequest, NodeStatusReply, NodeStatusRequest, PendingList,
     TargetState, VerifyAuditRequest,
 };
@@ -28,7 +29,9 @@ use isms_transport::tls;
 use prost::Message;
 
 use crate::authz::RosterHandle;
-use crate::views::{Tally, audit_list, directive_summary, directive_view, node_status, pending};
+use crate::views::{
+    Tally, audit_heads, audit_list, directive_summary, directive_view, node_status, pending,
+};
 
 #[derive(Debug, Clone)]
 pub struct OperatorService {
@@ -319,7 +322,7 @@ impl Operator for OperatorService {
         request: Request<VerifyAuditRequest>,
     ) -> Result<Response<AuditVerdict>, Status> {
         let caller = self.authorize(&request, "VerifyAudit").await?;
-        let verdict = match verify_chain(&self.shared.store) {
+        let verdict = match verify_chain(&self.shared.store, self.shared.node_id.as_str()) {
             Ok(records) => AuditVerdict {
                 intact: true,
                 records,
@@ -357,6 +360,35 @@ impl Operator for OperatorService {
     ) -> Result<Response<DecisionReply>, Status> {
         self.decide(request, "ApproveDirective", |_| Decision::Approve)
             .await
+    }
+
+    async fn list_audit_heads(
+        &self,
+        request: Request<ListAuditHeadsRequest>,
+    ) -> Result<Response<AuditHeadList>, Status> {
+        let caller = self.authorize(&request, "ListAuditHeads").await?;
+        let node = request.into_inner().node;
+        let heads = audit_heads(&self.shared, &node).map_err(Status::from);
+        self.answer(caller, "ListAuditHeads", &node, heads, |l| {
+            format!("ok: {} heads", l.heads.len())
+        })
+        .await
+    }
+
+    async fn audit_exported(
+        &self,
+        request: Request<AuditExportedRequest>,
+    ) -> Result<Response<AuditExportedReply>, Status> {
+        let caller = self.authorize(&request, "AuditExported").await?;
+        let r = request.into_inner();
+        let (exported_through, pruned_through) = self
+            .core
+            .audit_exported(caller, r.through_seq, r.hash)
+            .await?;
+        Ok(Response::new(AuditExportedReply {
+            exported_through,
+            pruned_through,
+        }))
     }
 
     async fn reject_directive(

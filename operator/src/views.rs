@@ -13,9 +13,9 @@ use isms_domain::identity::{Tier, is_province};
 use isms_domain::records::{self, decode};
 use isms_proto::record::{ActiveRules, AuditRecord, QueuedTargets, StoredDirective, TargetRecord};
 use isms_proto::v1::{
-    Approval, ApprovalState, AuditEntry, AuditList, Directive, DirectiveSummary, DirectiveView,
-    ListAuditRequest, NodeStatusReply, PeerStatus, PendingDirective, PendingList, TargetState,
-    TargetView,
+    Approval, ApprovalState, AuditEntry, AuditHead, AuditHeadList, AuditList, Directive,
+    DirectiveSummary, DirectiveView, ListAuditRequest, NodeStatusReply, PeerStatus,
+    PendingDirective, PendingList, TargetState, TargetView,
 };
 
 /// Reads a directive and its per-target states.
@@ -326,6 +326,22 @@ pub fn approval(shared: &Shared, id: &str) -> Result<Option<Approval>, NodeError
         a.state = ApprovalState::Expired as i32;
     }
     Ok(Some(a))
+}
+
+/// The signed audit heads this node keeps (its own and its children's), of `node` only if
+/// given, oldest first per node.
+pub fn audit_heads(shared: &Shared, node: &str) -> Result<AuditHeadList, NodeError> {
+    let prefix = if node.is_empty() {
+        records::AUDIT_HEAD_PREFIX.to_vec()
+    } else {
+        records::audit_heads_of(node)
+    };
+    let mut heads = Vec::new();
+    for entry in shared.store.scan_prefix(&prefix) {
+        let (k, v) = entry?;
+        heads.push(decode::<AuditHead>(&k, &v)?);
+    }
+    Ok(AuditHeadList { heads })
 }
 
 /// Records a list holds when the caller sets no limit.

@@ -54,7 +54,7 @@ fn needs(method: &str) -> Option<&'static str> {
         "IssueDirective" | "ConfirmDirective" | "ReturnDirective" | "ReportCorrected" => {
             Some("operator")
         }
-        "ListAudit" | "VerifyAudit" => Some("auditor"),
+        "ListAudit" | "VerifyAudit" | "ListAuditHeads" | "AuditExported" => Some("auditor"),
         "ApproveDirective" | "RejectDirective" => Some("approver"),
         other => panic!("RPC {other} has no cell in this test: give it one, and a table entry"),
     }
@@ -139,6 +139,18 @@ async fn call(
             .await
             .map(drop),
         "ApproveDirective" => client.approve_directive(decision()).await.map(drop),
+        "ListAuditHeads" => client
+            .list_audit_heads(isms_proto::v1::ListAuditHeadsRequest::default())
+            .await
+            .map(drop),
+        // Marks nothing: record 1 is not hashed to zeros.
+        "AuditExported" => client
+            .audit_exported(isms_proto::v1::AuditExportedRequest {
+                through_seq: 1,
+                hash: "00".repeat(32),
+            })
+            .await
+            .map(drop),
         "RejectDirective" => client.reject_directive(decision()).await.map(drop),
         other => panic!("RPC {other} has no cell in this test: give it one, and a table entry"),
     }

@@ -77,6 +77,17 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
         })
 }
 
+/// The node key as PKCS#8 DER, for signing with it beyond TLS (audit heads).
+pub fn load_pkcs8_key(path: &Path) -> Result<Vec<u8>, TlsError> {
+    match load_key(path)? {
+        PrivateKeyDer::Pkcs8(k) => Ok(k.secret_pkcs8_der().to_vec()),
+        _ => Err(TlsError::Pem {
+            path: path.display().to_string(),
+            what: "not a PKCS#8 private key (`BEGIN PRIVATE KEY`)".into(),
+        }),
+    }
+}
+
 fn roots(ca: &Path) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for c in load_certs(ca)? {

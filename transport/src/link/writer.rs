@@ -228,6 +228,10 @@ pub(super) fn envelope((entry, directive): Unbuilt) -> Result<Pieces, NodeError>
             envelope.payload = Some(Payload::Status(s));
             Ok(Pieces::encode(&envelope))
         }
+        (Some(outbox_entry::Body::AuditHead(h)), _) => {
+            envelope.payload = Some(Payload::AuditHead(h));
+            Ok(Pieces::encode(&envelope))
+        }
         (Some(outbox_entry::Body::Directive(r)), Some(body)) => {
             Ok(isms_proto::directive_envelope(&envelope, &body, &r.targets))
         }
