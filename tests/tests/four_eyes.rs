@@ -190,6 +190,24 @@ fn a_major_directive_leaves_only_with_a_second_operators_approval() {
         ),
         "at most 4096",
     );
+    // A megabyte of reason (more than a command line carries) through the API.
+    let refused_mb = tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async {
+            let mut client = net.operator("ministry").await;
+            client
+                .reject_directive(isms_proto::v1::DecisionRequest {
+                    id: rejected.clone(),
+                    reason: "x".repeat(1 << 20),
+                })
+                .await
+                .expect_err("a megabyte of reason")
+        });
+    assert_eq!(
+        refused_mb.code(),
+        tonic::Code::InvalidArgument,
+        "{refused_mb:?}"
+    );
     assert_eq!(approval(&net, &rejected)["state"], "awaiting_approval");
     ok(net.cli_as(
         "ministry",
