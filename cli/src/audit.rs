@@ -6,6 +6,7 @@
 //! by the parent, `--heads`), and names the first bad record.
 
 use super::*;
+use audit_chain::to_hex as hex;
 use std::io::{BufRead, Write};
 
 use isms_domain::audit_chain;
@@ -218,10 +219,6 @@ async fn audit_export(args: AuditExportArgs) -> anyhow::Result<i32> {
         );
     }
     Ok(exit::OK)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn unhex(k: &str, hex: &str) -> Result<Vec<u8>, String> {

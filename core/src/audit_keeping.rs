@@ -146,10 +146,7 @@ impl Core {
                 .txn
                 .get(&key)?
                 .ok_or_else(|| NodeError::NotFound(format!("audit record {through_seq}")))?;
-            let ours: String = audit_chain::hash(&bytes)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
+            let ours = audit_chain::to_hex(&audit_chain::hash(&bytes));
             if !ours.eq_ignore_ascii_case(hash.trim()) {
                 return Err(NodeError::State(format!(
                     "the export's record {through_seq} is not this node's: nothing marked \

@@ -24,6 +24,17 @@ pub fn hash(stored: &[u8]) -> [u8; 32] {
     out
 }
 
+/// Lower-case hex, as hashes and digests are shown and exported.
+pub fn to_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
 /// Where the chain breaks: the first record that is not what the chain says.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("audit record {seq}: {why}")]

@@ -2,6 +2,7 @@
 //! targets and relays, its summary, the node's status, what waits for an operator, the
 //! audit trail. Read-only: nothing here writes.
 
+use isms_domain::audit_chain::to_hex as hex;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -308,10 +309,6 @@ pub fn node_status(shared: &Shared) -> Result<NodeStatusReply, NodeError> {
         active_rules,
         started_at_ms: shared.started_at_ms,
     })
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A major directive's four-eyes record (O-6), if it has one: a request whose time ran out
