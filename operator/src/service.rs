@@ -31,6 +31,7 @@ use prost::Message;
 use crate::authz::RosterHandle;
 use crate::views::{
     Tally, audit_heads, audit_list, directive_summary, directive_view, node_status, pending,
+    with_approval,
 };
 
 #[derive(Debug, Clone)]
@@ -194,7 +195,7 @@ impl OperatorService {
             };
             if matches {
                 let mut summary = tally.summary(&d);
-                summary.approval = view.approval.clone();
+                with_approval(&mut summary, &d, view.approval.clone());
                 directives.push(summary);
             }
         }

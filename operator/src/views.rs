@@ -119,8 +119,9 @@ pub fn directive_summary(shared: &Shared, id: &str) -> Result<DirectiveSummary, 
     for _ in waiting {
         tally.add(false, TargetState::Queued as i32, 0, 0);
     }
-    let mut summary = tally.summary(&stored.directive.unwrap_or_default());
-    summary.approval = approval(shared, id)?;
+    let d = stored.directive.unwrap_or_default();
+    let mut summary = tally.summary(&d);
+    with_approval(&mut summary, &d, approval(shared, id)?);
     Ok(summary)
 }
 
@@ -309,6 +310,17 @@ pub fn node_status(shared: &Shared) -> Result<NodeStatusReply, NodeError> {
         active_rules,
         started_at_ms: shared.started_at_ms,
     })
+}
+
+/// Adds a major directive's approval to its summary. One that has not left (awaiting, or
+/// never to leave) has no target records yet; its targets are those it names.
+pub(crate) fn with_approval(summary: &mut DirectiveSummary, d: &Directive, a: Option<Approval>) {
+    if a.as_ref()
+        .is_some_and(|a| a.state() != ApprovalState::Approved)
+    {
+        summary.targets = u32::try_from(d.targets.len()).unwrap_or(u32::MAX);
+    }
+    summary.approval = a;
 }
 
 /// A major directive's four-eyes record (O-6), if it has one: a request whose time ran out
