@@ -1,6 +1,7 @@
 //! The enterprise's part of the state machine: acknowledging on receipt, the active rule
-//! set and its rules file, revocation, scheduled effect and expiry, access-log answers and
-//! data corrections.
+//! set and its enforcement points (`isms-enforce`: `executed` once the rules are in force
+//! everywhere, a failure retried), revocation, scheduled effect and expiry, access-log
+//! answers and data corrections.
 
 use super::*;
 use prost::bytes::Bytes;
@@ -217,92 +218,118 @@ impl Core {
         })
     }
 
-    /// Writes the rules file as this group leaves the rule set, before the group commits,
-    /// and reports the group's directives executed (or failed, their rules taken out again)
-    /// in the same commit: receipt, rules and report are durable together, and one status
-    /// report carries both. A crash before the commit leaves the file ahead of the store
-    /// until the parent resends and the start rewrites it.
+    /// Converges the enforcement points to the rule set as this group leaves it, before the
+    /// group commits, and reports the group's directives `executed` only if every point
+    /// confirmed, in the same commit as their receipt. A failure reports them
+    /// `failed` with the point's own error, keeps their rules in the set and marks them
+    /// pending (`records::enforce_pending`): a retry that succeeds reports them `executed`.
+    /// A crash before the commit leaves the points ahead of the store until the parent
+    /// resends and the start converges them again.
     pub(super) fn execute_rules(&mut self, g: &mut Group<'_>) -> Result<(), NodeError> {
-        let result = match &self.rules_file {
-            Some(path) => {
-                let rules = rules_in_force(g.txn.scan_prefix(records::RULE_SET_PREFIX)?, g.now)?;
-                write_rules_file(path, rules, g.now).map_err(|e| e.to_string())
-            }
-            None => Ok(()),
-        };
+        let version = match g.txn.get(records::RULES_VERSION)? {
+            Some(v) => records::decode_u64(records::RULES_VERSION, &v)?,
+            None => 0,
+        } + 1;
+        g.txn.put(
+            records::RULES_VERSION.to_vec(),
+            records::encode_u64(version),
+        );
+        let rules = rules_in_force(g.txn.scan_prefix(records::RULE_SET_PREFIX)?, g.now)?;
+        let result = self.points.converge(version, g.now, &rules);
         let directives = std::mem::take(&mut g.rules_changed);
-        if directives.is_empty()
-            && let Err(e) = &result
-        {
-            tracing::error!(error = %e, "rules file not rewritten after a scheduled change");
-        }
+        let pending: Vec<String> = g
+            .txn
+            .scan_prefix(records::ENFORCE_PENDING_PREFIX)?
+            .into_iter()
+            .filter_map(|(k, _)| {
+                String::from_utf8(k[records::ENFORCE_PENDING_PREFIX.len()..].to_vec()).ok()
+            })
+            .collect();
         let me = self.shared.node_id.to_string();
-        for id in directives {
-            let trace = self.stored_trace(g, &id)?;
+        match &result {
+            Ok(()) => self.enforce_retry = None,
+            Err(why) => {
+                let pause = self
+                    .enforce_retry
+                    .map_or(ENFORCE_RETRY_FIRST, |(_, p)| (p * 2).min(ENFORCE_RETRY_MAX));
+                self.enforce_retry = Some((std::time::Instant::now() + pause, pause));
+                tracing::error!(error = %why, retry_in = ?pause, version, "rules not in force at every enforcement point");
+            }
+        }
+        for id in directives.iter().chain(pending.iter()) {
+            let trace = self.stored_trace(g, id)?;
             let span = tracing::info_span!("directive.execute", directive = %id, node = %me);
             trace::set_parent(&span, &trace);
             let _entered = span.enter();
             let trace = trace::inject(&span);
             match &result {
                 Ok(()) => {
-                    tracing::info!(directive = %id, "directive executed");
-                    self.report_up(g, &id, &me, TargetState::Executed, "", &trace);
+                    tracing::info!(directive = %id, "directive executed: in force");
+                    g.txn.delete(records::enforce_pending(id));
+                    self.report_up(g, id, &me, TargetState::Executed, "", &trace);
                 }
-                Err(why) => {
-                    tracing::error!(directive = %id, error = %why, "directive failed");
-                    for (k, _) in g.txn.scan_prefix(&records::rule_set_prefix(&id))? {
-                        g.txn.delete(k);
-                    }
-                    let detail = format!("rules file not written: {why}");
-                    self.report_up(g, &id, &me, TargetState::Failed, &detail, &trace);
+                Err(why) if directives.contains(id) => {
+                    tracing::error!(directive = %id, error = %why, "directive failed; retried");
+                    g.txn.put(records::enforce_pending(id), Vec::new());
+                    let detail = format!("not in force: {why}; retried");
+                    self.report_up(g, id, &me, TargetState::Failed, &detail, &trace);
                 }
+                Err(_) => {} // still pending, already reported failed
             }
         }
         Ok(())
     }
 
-    /// At start: the store is the truth, and a crash between writing the file and
-    /// committing the group may have left the file ahead of it (or behind, for a
-    /// revocation). A store read error stops the start; a file that cannot be written is
-    /// logged, and the next change tries again.
-    pub(super) fn rewrite_rules_file(&self) -> Result<(), NodeError> {
-        let Some(path) = &self.rules_file else {
-            return Ok(());
-        };
+    /// Enterprise, on the tick: after a failure, converges the points again once the pause
+    /// is over (the group's end does it).
+    pub(super) fn check_enforcement_retry(&mut self, g: &mut Group<'_>) {
+        if let Some((at, _)) = self.enforce_retry
+            && std::time::Instant::now() >= at
+        {
+            g.rules_dirty = true;
+        }
+    }
+
+    /// At start: the store is the truth, and a crash between converging the points and
+    /// committing the group may have left them ahead of it (or behind, for a revocation).
+    /// A store read error stops the start; a point that fails is retried (the tick).
+    pub(super) fn converge_at_start(&mut self) -> Result<(), NodeError> {
         let now = self.shared.now_ms();
         let rules = active_rules(&self.shared.store, now)?;
-        if let Err(e) = write_rules_file(path, rules, now) {
-            tracing::error!(error = %e, "rules file not rewritten at start");
+        let version = match self.shared.store.get(records::RULES_VERSION)? {
+            Some(v) => records::decode_u64(records::RULES_VERSION, &v)?,
+            None => 0,
+        };
+        let pending = self
+            .shared
+            .store
+            .scan_prefix(records::ENFORCE_PENDING_PREFIX)
+            .next()
+            .is_some();
+        match self.points.converge(version, now, &rules) {
+            // Directives still pending are reported `executed` by the first group.
+            Ok(()) if pending => {
+                self.enforce_retry = Some((std::time::Instant::now(), ENFORCE_RETRY_FIRST));
+            }
+            Ok(()) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "rules not in force at start; retried");
+                self.enforce_retry = Some((
+                    std::time::Instant::now() + ENFORCE_RETRY_FIRST,
+                    ENFORCE_RETRY_FIRST,
+                ));
+            }
         }
         Ok(())
     }
 }
 
-/// One line of the rules file.
-#[derive(Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct RuleFileEntry {
-    pub directive: String,
-    /// `block` (disposal) or `monitor` (observe and report).
-    pub action: String,
-    /// What is matched: `domain`, `url`, `ip` or `keyword`.
-    pub kind: String,
-    pub value: String,
-    pub issuer: String,
-    pub applied_at_ms: i64,
-    /// When it took or takes effect, and when it lapses (0: never), Unix ms.
-    pub effective_at_ms: i64,
-    pub expires_at_ms: i64,
-}
-
-/// The rules file: what a filtering system reads.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct RuleFile {
-    pub generated_at_ms: i64,
-    pub rules: Vec<RuleFileEntry>,
-}
+/// The first pause before enforcement points are tried again, and the longest.
+const ENFORCE_RETRY_FIRST: std::time::Duration = std::time::Duration::from_secs(1);
+const ENFORCE_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Reads the rules in force at `now_ms` from the store.
-pub fn active_rules(store: &Store, now_ms: i64) -> Result<Vec<RuleFileEntry>, NodeError> {
+pub fn active_rules(store: &Store, now_ms: i64) -> Result<Vec<isms_enforce::Rule>, NodeError> {
     let entries = store
         .scan_prefix(records::RULE_SET_PREFIX)
         .collect::<Result<Vec<_>, _>>()?;
@@ -388,7 +415,7 @@ pub(super) fn migrate_rules(store: &Store) -> Result<u64, NodeError> {
 fn rules_in_force(
     entries: Vec<(Vec<u8>, Vec<u8>)>,
     now_ms: i64,
-) -> Result<Vec<RuleFileEntry>, NodeError> {
+) -> Result<Vec<isms_enforce::Rule>, NodeError> {
     let mut out = Vec::new();
     for (k, v) in entries {
         let set: ActiveRules = decode(&k, &v)?;
@@ -401,7 +428,7 @@ fn rules_in_force(
             Ok(DirectiveKind::Monitoring) => "monitor",
             _ => "block",
         };
-        out.extend(set.rules.iter().map(|rule| RuleFileEntry {
+        out.extend(set.rules.iter().map(|rule| isms_enforce::Rule {
             directive: set.directive_id.clone(),
             action: action.to_string(),
             kind: directive::rule_kind_name(rule.kind).to_string(),
@@ -413,41 +440,6 @@ fn rules_in_force(
         }));
     }
     Ok(out)
-}
-
-/// Writes the rules file atomically: a temporary file in the same directory, fsync'd,
-/// renamed over the old one, and the directory fsync'd.
-fn write_rules_file(
-    path: &std::path::Path,
-    rules: Vec<RuleFileEntry>,
-    now_ms: i64,
-) -> anyhow::Result<()> {
-    use std::io::Write;
-    let file = RuleFile {
-        generated_at_ms: now_ms,
-        rules,
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("rules")
-    ));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        let mut w = std::io::BufWriter::new(&mut f);
-        serde_json::to_writer_pretty(&mut w, &file)?;
-        w.write_all(b"\n")?;
-        w.flush()?;
-        drop(w);
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()?;
-    Ok(())
 }
 
 #[cfg(test)]

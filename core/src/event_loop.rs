@@ -60,7 +60,10 @@ impl Core {
             acked: NodeMap::default(),
             inboxes: inbox::Inboxes::load(&store, &shared.peers)?,
             fans: fanout::Fans::load(&store, &shared.peers)?,
-            rules_file: options.rules_file,
+            points: options
+                .points
+                .unwrap_or_else(|| isms_enforce::Points::from_config(&[], None)),
+            enforce_retry: None,
             fatal,
             // An enterprise has one link: there is nothing to gather, only time to lose.
             linger: if shared.node_id.tier() == Tier::Enterprise {
@@ -126,7 +129,7 @@ impl Core {
         }
         shared.directives.store(directives, Ordering::SeqCst);
         if core.tier == Tier::Enterprise {
-            core.rewrite_rules_file()?;
+            core.converge_at_start()?;
         }
         let (tx, rx) = mpsc::channel(8192);
         let thread = std::thread::Builder::new()
@@ -442,6 +445,7 @@ impl Core {
                 self.anchor_audit(g)?;
                 if self.tier == Tier::Enterprise {
                     self.check_schedule(g)?;
+                    self.check_enforcement_retry(g);
                 }
             }
         }

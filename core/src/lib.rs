@@ -78,11 +78,12 @@ use recent::Recent;
 
 pub use approval::FourEyesPolicy;
 pub use audit_keeping::{AuditKeeping, verify_chain};
-pub use enterprise::{RuleFile, RuleFileEntry, active_rules};
+pub use enterprise::active_rules;
 pub use fanout::stored_outbox;
 pub use handle::{Caller, CoreHandle, Decision, Event};
 pub use inbound::check_directive_shape;
 pub use isms_domain::audit_chain::ChainBreak;
+pub use isms_enforce::{Rule as RuleFileEntry, RuleFile};
 pub use peers::{LinkStatus, OutboxTail, PeerState, Role, Shared};
 pub use targets::{stored_query_results, stored_target, stored_targets};
 
@@ -91,8 +92,8 @@ pub use targets::{stored_query_results, stored_target, stored_targets};
 pub struct CoreOptions {
     /// The parent statuses go up to; none at the ministry.
     pub parent: Option<NodeId>,
-    /// Enterprise: where the active rule set is written.
-    pub rules_file: Option<PathBuf>,
+    /// Enterprise: where the rules in force take effect (a file at least).
+    pub points: Option<isms_enforce::Points>,
     /// The working-day calendar the regulation's clocks run on.
     pub calendar: Option<Arc<Calendar>>,
     /// Province: kinds confirmed on receipt without an operator.
@@ -125,7 +126,11 @@ pub struct Core {
     acked: NodeMap<u64>,
     inboxes: inbox::Inboxes,
     fans: fanout::Fans,
-    rules_file: Option<PathBuf>,
+    points: isms_enforce::Points,
+    /// Enterprise: when the enforcement points are tried again after a failure, and the
+    /// pause after that one (doubling, at most a minute). Real time, not the node's
+    /// clock: a retry is not a regulatory limit.
+    enforce_retry: Option<(std::time::Instant, std::time::Duration)>,
     fatal: CancellationToken,
     linger: std::time::Duration,
     hold_issue_answers: bool,

@@ -59,7 +59,7 @@ impl Core {
         let now = g.now;
         let stopped_clock = g.targets.update(&g.txn, key, node, |rec| {
             let current = TargetState::try_from(rec.state).unwrap_or(TargetState::Unspecified);
-            if state_rank(state) <= state_rank(current) && rec.state != 0 {
+            if !directive::supersedes(state, current) && rec.state != 0 {
                 return None;
             }
             // A relay that decided, or an enterprise that finished, stops its clock; a late
@@ -115,7 +115,7 @@ impl Core {
         let state = TargetState::try_from(update.state).unwrap_or(TargetState::Unspecified);
         let overdue = entry.overdue_at_ms.max(update.overdue_at_ms);
         let result = entry.result.take().or_else(|| update.result.clone());
-        if entry.state == 0 || state_rank(state) > state_rank(current) {
+        if entry.state == 0 || directive::supersedes(state, current) {
             *entry = update.clone();
             entry.at_ms = g.now;
         }

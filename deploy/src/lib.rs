@@ -342,6 +342,7 @@ pub fn generate(root: &Path, topology: &Topology, options: &Options) -> anyhow::
                 cert: "operator.pem".into(),
                 key: "operator.key".into(),
             }),
+            enforcement: Vec::new(),
             four_eyes: isms_config::FourEyes {
                 enabled: options.four_eyes,
                 ..Default::default()

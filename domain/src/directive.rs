@@ -512,6 +512,13 @@ pub fn state_rank(s: TargetState) -> u8 {
     }
 }
 
+/// Whether a target moves from `current` to `next`: states only move forward, except that
+/// a directive that failed to take effect and took effect on a retry becomes `executed`.
+pub fn supersedes(next: TargetState, current: TargetState) -> bool {
+    state_rank(next) > state_rank(current)
+        || (current == TargetState::Failed && next == TargetState::Executed)
+}
+
 pub fn is_final(s: TargetState) -> bool {
     matches!(
         s,

@@ -365,6 +365,17 @@ pub fn audit_head(node: &str, seq: u64) -> Vec<u8> {
     k
 }
 
+/// Enterprise: a directive whose rules did not take effect at every enforcement point: it
+/// was reported `failed`, and is reported `executed` when a retry makes them take effect.
+pub const ENFORCE_PENDING_PREFIX: &[u8] = b"pe/";
+
+pub fn enforce_pending(directive_id: &str) -> Vec<u8> {
+    key("pe/", &[directive_id.as_bytes()])
+}
+
+/// Enterprise: the rule set's version, one more for every group that changed it.
+pub const RULES_VERSION: &[u8] = b"c/rules_version";
+
 /// Total rules ever added to the active set, counted in the same batch as the addition.
 pub const RULES_APPLIED_COUNTER: &[u8] = b"c/rules_applied";
 

@@ -88,7 +88,9 @@ pub async fn run_with_clock(
     };
     let options = CoreOptions {
         parent: config.parent.as_ref().map(|p| p.id.clone()),
-        rules_file: config.rules_file.clone(),
+        points: (config.tier() == isms_domain::identity::Tier::Enterprise).then(|| {
+            isms_enforce::Points::from_config(&config.enforcement, config.rules_file.as_deref())
+        }),
         calendar,
         auto_confirm: config.auto_confirm.iter().map(|k| k.kind()).collect(),
         access_log: config.access_log.clone(),

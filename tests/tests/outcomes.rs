@@ -1,5 +1,6 @@
-//! What an enterprise reports when it cannot carry out an order, and orders too large for a
-//! single store page or frame: the national blacklist push.
+//! What an enterprise reports when it cannot carry out an order (and when a retry then
+//! can), and orders too large for a single store page or frame: the national blacklist
+//! push.
 
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use isms_e2e::{TestNet, states};
 use isms_proto::v1::{IssueRequest, Rule, RuleKind};
 
 #[test]
-fn an_enterprise_that_cannot_write_its_rules_file_reports_failed_with_the_reason() {
+fn an_enterprise_that_cannot_write_its_rules_file_reports_failed_and_executed_once_it_can() {
     let net = TestNet::generate(&Topology::uniform(&["44"], 2, 0), &Default::default());
     // A directory where the rules file should be: the atomic rename over it fails.
     let rules = net
@@ -46,12 +47,16 @@ fn an_enterprise_that_cannot_write_its_rules_file_reports_failed_with_the_reason
         .and_then(|ts| ts.iter().find(|t| t["node"] == "enterprise/e4401"))
         .expect("e4401");
     let detail = failed["detail"].as_str().unwrap_or_default();
-    assert!(detail.contains("rules file not written"), "{detail:?}");
+    assert!(detail.contains("not in force: file:"), "{detail:?}");
+    assert!(detail.contains("not written"), "{detail:?}");
+    // The rules stay in the set, and the point is tried again: once the file can be
+    // written the target becomes `executed`, without a new directive.
     let status = net.node_status("enterprise/e4401").expect("status");
-    assert_eq!(
-        status["active_rules"], 0,
-        "a failed directive leaves no active rule"
-    );
+    assert_eq!(status["active_rules"], 1);
+    std::fs::remove_dir(&rules).expect("rmdir");
+    let id = view["id"].as_str().expect("id").to_string();
+    net.wait_all(&id, "executed", Duration::from_secs(30));
+    assert_eq!(net.rule_values("enterprise/e4401"), ["x.example"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
