@@ -80,7 +80,7 @@ pub struct Config {
     /// Enterprise: where its rules in force take effect (`[[enforcement]]`), each point for
     /// the rule kinds it lists. Default: none, and then the rules file (`rules_file`) holds
     /// every kind, as a file for other systems to read.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub enforcement: Vec<Enforcement>,
     /// Which directives need a second operator's approval before they leave (O-6).
     #[serde(default)]

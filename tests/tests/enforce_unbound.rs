@@ -1,0 +1,291 @@
+//! Enforcement in a real resolver (R-6.5, R-7.1): an enterprise's `rpz` point feeds a real
+//! unbound, started here on loopback with its own remote-control keys, serving the test
+//! names from an `auth-zone` (for-upstream, so RPZ applies to them). A ministry order to
+//! block `bad.example` is `executed` only once unbound answers it NXDOMAIN; `good.example`
+//! still resolves; after a revocation, and after an expiry on the injected clock, it
+//! resolves again. With unbound stopped the target is `failed: rpz: reload …`; started
+//! again, it becomes `executed` without a new directive.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use isms_deploy::{Options, Topology};
+use isms_e2e::{TestNet, eventually};
+
+const T: Duration = Duration::from_secs(60);
+const E: &str = "enterprise/e4401";
+
+/// Fails loudly where unbound is missing: CI installs it (`.ci/run`), and a test that
+/// cannot get its component must not pass.
+fn need(program: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "{program} is not installed: `apt-get install unbound dnsutils` (what .ci/run does)"
+    );
+}
+
+/// A port nobody holds now (UDP and TCP), for unbound's config.
+fn free_port() -> u16 {
+    loop {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+        let port = udp.local_addr().expect("addr").port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+struct Unbound {
+    conf: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Unbound {
+    fn configure(dir: &Path, zone_file: &Path) -> Unbound {
+        std::fs::create_dir_all(dir).expect("dir");
+        let ok = Command::new("unbound-control-setup")
+            .arg("-d")
+            .arg(dir)
+            .output()
+            .expect("unbound-control-setup");
+        assert!(ok.status.success(), "{ok:?}");
+        std::fs::write(
+            dir.join("example.zone"),
+            "$ORIGIN example.\n@ 3600 IN SOA ns.example. admin.example. 1 3600 600 86400 60\n\
+             @ 3600 IN NS ns.example.\nns 3600 IN A 127.0.0.1\n\
+             bad 60 IN A 192.0.2.1\ngood 60 IN A 192.0.2.2\nworse 60 IN A 192.0.2.3\n\
+             later 60 IN A 192.0.2.4\n",
+        )
+        .expect("zone");
+        // An empty policy zone until the enterprise writes its own.
+        std::fs::write(
+            zone_file,
+            "rpz.isms. IN SOA localhost. hostmaster.localhost. 1 3600 600 86400 60\n\
+             rpz.isms. IN NS localhost.\n",
+        )
+        .expect("rpz");
+        let (port, control) = (free_port(), free_port());
+        let d = dir.display();
+        let conf = dir.join("unbound.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "server:\n  interface: 127.0.0.1\n  port: {port}\n  do-daemonize: no\n  \
+                 username: \"\"\n  chroot: \"\"\n  directory: \"{d}\"\n  pidfile: \"{d}/unbound.pid\"\n  \
+                 use-syslog: no\n  logfile: \"{d}/unbound.log\"\n  \
+                 module-config: \"respip validator iterator\"\n  \
+                 access-control: 127.0.0.0/8 allow\n  do-not-query-localhost: no\n  \
+                 cache-max-ttl: 1\n  cache-max-negative-ttl: 1\n\
+                 auth-zone:\n  name: \"example.\"\n  zonefile: \"{d}/example.zone\"\n  \
+                 for-upstream: yes\n  for-downstream: yes\n\
+                 rpz:\n  name: \"rpz.isms.\"\n  zonefile: \"{}\"\n\
+                 remote-control:\n  control-enable: yes\n  control-interface: 127.0.0.1\n  \
+                 control-port: {control}\n  server-key-file: \"{d}/unbound_server.key\"\n  \
+                 server-cert-file: \"{d}/unbound_server.pem\"\n  \
+                 control-key-file: \"{d}/unbound_control.key\"\n  \
+                 control-cert-file: \"{d}/unbound_control.pem\"\n",
+                zone_file.display()
+            ),
+        )
+        .expect("conf");
+        Unbound {
+            conf,
+            port,
+            child: None,
+        }
+    }
+
+    fn start(&mut self) {
+        let child = Command::new("unbound")
+            .args(["-d", "-c"])
+            .arg(&self.conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start unbound");
+        self.child = Some(child);
+        eventually(T, "unbound answering", || {
+            (dig(self.port, "good.example").0 == "NOERROR").then_some(())
+        });
+    }
+
+    /// Stops it by its PID (SIGTERM) and waits for it.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Unbound {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `dig @127.0.0.1 -p PORT NAME`: the status and the addresses answered.
+fn dig(port: u16, name: &str) -> (String, Vec<String>) {
+    let out = Command::new("dig")
+        .args([
+            "@127.0.0.1",
+            "-p",
+            &port.to_string(),
+            name,
+            "A",
+            "+tries=1",
+            "+time=2",
+        ])
+        .output()
+        .expect("dig");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let status = text
+        .split("status: ")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .unwrap_or("no answer")
+        .to_string();
+    let addrs = text
+        .lines()
+        .filter(|l| !l.starts_with(';') && l.contains("\tA\t"))
+        .filter_map(|l| l.split_whitespace().last().map(str::to_string))
+        .collect();
+    (status, addrs)
+}
+
+/// Issues at the ministry and follows it (`--wait`): its ID, once every target is final.
+fn issue_wait(net: &TestNet, args: &[&str]) -> String {
+    let mut full = vec!["directive", "issue", "--wait"];
+    full.extend_from_slice(args);
+    let out = ok(net.cli("ministry", &full));
+    out.lines().next().expect("the ID").trim().to_string()
+}
+
+fn ok(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn an_order_is_executed_once_the_resolver_blocks_it_and_undone_by_revocation_and_expiry() {
+    need("unbound");
+    need("unbound-control");
+    need("dig");
+    let options = Options {
+        clock_files: true,
+        ..Options::default()
+    };
+    let net = TestNet::generate(&Topology::uniform(&["44"], 1, 0), &options);
+    let node = net.node(E).clone();
+    let zone_file = node.dir.join("rpz.isms.zone");
+    let mut unbound = Unbound::configure(&node.dir.join("unbound"), &zone_file);
+    let mut config = std::fs::read_to_string(&node.config_path).expect("config");
+    config.push_str(&format!(
+        "\n[[enforcement]]\npoint = \"rpz\"\nzone = \"rpz.isms.\"\nzone_file = \"{}\"\n\
+         reload = [\"unbound-control\", \"-c\", \"{}\", \"auth_zone_reload\", \"rpz.isms.\"]\n\
+         verify_with = \"127.0.0.1:{}\"\n\n[[enforcement]]\npoint = \"file\"\npath = \"rules.json\"\n",
+        zone_file.display(),
+        unbound.conf.display(),
+        unbound.port
+    ));
+    std::fs::write(&node.config_path, config).expect("config");
+    unbound.start();
+    for n in net.net.nodes.clone() {
+        net.spawn(n.id.as_str());
+    }
+    net.wait_linked();
+    for n in net.net.nodes.clone() {
+        ok(net.cli(
+            n.id.as_str(),
+            &["clock", "set", "2026-12-07T09:00:00+08:00"],
+        ));
+    }
+    let port = unbound.port;
+    assert_eq!(
+        dig(port, "bad.example"),
+        ("NOERROR".into(), vec!["192.0.2.1".into()])
+    );
+
+    // Executed means the resolver blocks it; the neighbour still resolves.
+    let id = issue_wait(&net, &["--to", E, "--block-domain", "bad.example"]);
+    assert_eq!(dig(port, "bad.example").0, "NXDOMAIN");
+    assert_eq!(dig(port, "www.bad.example").0, "NXDOMAIN", "subdomains too");
+    assert_eq!(
+        dig(port, "good.example"),
+        ("NOERROR".into(), vec!["192.0.2.2".into()])
+    );
+
+    // Revoked: it resolves again.
+    ok(net.cli("ministry", &["directive", "revoke", &id, "--wait"]));
+    assert_eq!(
+        dig(port, "bad.example"),
+        ("NOERROR".into(), vec!["192.0.2.1".into()])
+    );
+
+    // Expired on the injected clock: it resolves again.
+    issue_wait(
+        &net,
+        &[
+            "--to",
+            E,
+            "--block-domain",
+            "later.example",
+            "--expires-at",
+            "2026-12-07T10:00:00+08:00",
+        ],
+    );
+    assert_eq!(dig(port, "later.example").0, "NXDOMAIN");
+    ok(net.cli(E, &["clock", "advance", "2h"]));
+    eventually(T, "the expired name resolving again", || {
+        (dig(port, "later.example").0 == "NOERROR").then_some(())
+    });
+
+    // The resolver down: the target fails with the reload's error; back up, the retry
+    // makes it executed without a new directive.
+    unbound.stop();
+    let out = net.cli(
+        "ministry",
+        &[
+            "directive",
+            "issue",
+            "--to",
+            E,
+            "--block-domain",
+            "worse.example",
+            "--wait",
+            "--json",
+            "--timeout",
+            "30s",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let view: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let detail = view["targets"][0]["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(detail.contains("rpz: reload"), "{detail}");
+    let worse = view["id"].as_str().expect("id").to_string();
+    unbound.start();
+    net.wait_all(&worse, "executed", T);
+    assert_eq!(dig(port, "worse.example").0, "NXDOMAIN");
+    assert_eq!(dig(port, "good.example").0, "NOERROR");
+}
