@@ -62,6 +62,31 @@ fn errors_name_the_field() {
             "node_id = \"ministry\"\n[four_eyes]\nexpires_after = \"0s\"\n",
             "four_eyes.expires_after",
         ),
+        (
+            "node_id = \"ministry\"\n[[enforcement]]\npoint = \"file\"\npath = \"x\"\n",
+            "enforcement",
+        ),
+        (
+            concat!(
+                "node_id = \"enterprise/e1\"\nrules_file = \"r.json\"\n[parent]\nid = \"ministry\"\naddress = \"x:1\"\n",
+                "[[enforcement]]\npoint = \"file\"\npath = \"x\"\nkinds = [\"dns\"]\n"
+            ),
+            "enforcement[0].kinds",
+        ),
+        (
+            concat!(
+                "node_id = \"enterprise/e1\"\nrules_file = \"r.json\"\n[parent]\nid = \"ministry\"\naddress = \"x:1\"\n",
+                "[[enforcement]]\npoint = \"rpz\"\nzone = \"rpz\"\nzone_file = \"z\"\nreload = [\"x\"]\n"
+            ),
+            "enforcement[0].zone",
+        ),
+        (
+            concat!(
+                "node_id = \"enterprise/e1\"\nrules_file = \"r.json\"\n[parent]\nid = \"ministry\"\naddress = \"x:1\"\n",
+                "[[enforcement]]\npoint = \"hook\"\ncommand = []\n"
+            ),
+            "enforcement[0].command",
+        ),
     ];
     for (body, field) in cases {
         // Tables must follow top-level keys in TOML.

@@ -63,3 +63,84 @@ impl Point for HookPoint {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Rule;
+
+    fn rule(kind: &str, value: &str) -> Rule {
+        Rule {
+            directive: "d".into(),
+            action: "block".into(),
+            kind: kind.into(),
+            value: value.into(),
+            issuer: "ministry".into(),
+            applied_at_ms: 0,
+            effective_at_ms: 0,
+            expires_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn the_hook_gets_each_change_and_a_hung_one_is_killed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let seen = dir.path().join("seen.json");
+        let cmd = vec![
+            "sh".to_string(),
+            "-c".to_string(),
+            format!("cat > {}", seen.display()),
+        ];
+        let mut hook = HookPoint::new(cmd, Duration::from_secs(10));
+        let (a, b) = (rule("url", "http://a.example/x"), rule("keyword", "kw"));
+        hook.converge(&Change {
+            version: 1,
+            now_ms: 0,
+            rules: &[&a, &b],
+        })
+        .expect("first");
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&seen).expect("seen")).expect("json");
+        assert_eq!(v["full"], true);
+        assert_eq!(v["added"].as_array().map(Vec::len), Some(2));
+        hook.converge(&Change {
+            version: 2,
+            now_ms: 0,
+            rules: &[&b],
+        })
+        .expect("second");
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&seen).expect("seen")).expect("json");
+        assert_eq!(v["full"], false);
+        assert_eq!(v["removed"][0]["value"], "http://a.example/x");
+        assert_eq!(v["added"], serde_json::json!([]));
+
+        let failing = vec!["sh".into(), "-c".into(), "echo nope >&2; exit 3".into()];
+        let err = HookPoint::new(failing, Duration::from_secs(10))
+            .converge(&Change {
+                version: 1,
+                now_ms: 0,
+                rules: &[&a],
+            })
+            .expect_err("exit 3");
+        assert!(
+            err.contains("exit status: 3") && err.contains("nope"),
+            "{err}"
+        );
+
+        let hung = vec!["sleep".into(), "30".into()];
+        let started = std::time::Instant::now();
+        let err = HookPoint::new(hung, Duration::from_millis(300))
+            .converge(&Change {
+                version: 1,
+                now_ms: 0,
+                rules: &[&a],
+            })
+            .expect_err("hung");
+        assert!(err.contains("was killed"), "{err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "killed, not waited for"
+        );
+    }
+}
