@@ -22,6 +22,8 @@ pub enum InputError {
     Url(String, String),
     #[error("invalid IP address or prefix {0:?}: {1}")]
     Ip(String, &'static str),
+    #[error("invalid prefix {0:?}: it has host bits set; the network is {1}")]
+    HostBits(String, String),
     #[error("a directive needs at least one rule")]
     NoRules,
     #[error("too many rules: {0} (at most {MAX_RULES})")]
@@ -162,9 +164,14 @@ fn check_domain(input: &str) -> Result<Cow<'_, str>, InputError> {
         return Err(bad("empty"));
     }
     if !d.is_ascii() {
-        return Err(bad(
-            "use the punycode (xn--) form of an internationalised name",
-        ));
+        // An internationalised name is kept in its ASCII (punycode, xn--) form, the form
+        // resolvers and RPZ zones hold; then checked like any other.
+        let ascii =
+            idna::domain_to_ascii(d).map_err(|_| bad("not a valid internationalised name"))?;
+        return match check_domain(&ascii) {
+            Ok(c) => Ok(Cow::Owned(c.into_owned())),
+            Err(_) => Err(bad("not a valid internationalised name")),
+        };
     }
     if d.len() > 253 {
         return Err(bad("longer than 253 characters"));
@@ -247,7 +254,28 @@ pub fn parse_ip(input: &str) -> Result<String, InputError> {
             if l > max {
                 return Err(bad("prefix length too long"));
             }
+            let network = network_of(ip, l);
+            if network != ip {
+                return Err(InputError::HostBits(
+                    input.trim().to_string(),
+                    format!("{network}/{l}"),
+                ));
+            }
             Ok(format!("{ip}/{l}"))
+        }
+    }
+}
+
+/// `ip` with the bits past a prefix of `len` cleared.
+fn network_of(ip: IpAddr, len: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(a) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+            IpAddr::V4((u32::from(a) & mask).into())
+        }
+        IpAddr::V6(a) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+            IpAddr::V6((u128::from(a) & mask).into())
         }
     }
 }

@@ -80,7 +80,7 @@ fn domains() {
         "exa mple.com",
         "-a.com",
         "a..com",
-        "例子.com",
+        "例子..com",
         "1.2.3.4",
         "a-.com",
         "a.com-",
@@ -94,6 +94,15 @@ fn domains() {
         assert!(parse_domain(bad).is_err(), "{bad:?} accepted");
     }
     assert!(parse_domain(&format!("{}.com", "a".repeat(63))).is_ok());
+    // An internationalised name is kept as punycode, the form a resolver's zone holds.
+    assert_eq!(
+        parse_domain("例子.测试").as_deref(),
+        Ok("xn--fsqu00a.xn--0zwm56d")
+    );
+    assert_eq!(
+        parse_domain("Bücher.Example").as_deref(),
+        Ok("xn--bcher-kva.example")
+    );
     assert_eq!(parse_domain(" a-b.1x. ").as_deref(), Ok("a-b.1x"));
     assert!(
         matches!(
@@ -114,6 +123,17 @@ fn urls_and_ips() {
     for bad in ["300.1.1.1", "1.2.3.4/33", "1.2.3.4/x", "host"] {
         assert!(parse_ip(bad).is_err(), "{bad:?} accepted");
     }
+    // A prefix with host bits is refused, naming the network meant.
+    let err = parse_ip("10.0.0.1/24").expect_err("host bits").to_string();
+    assert!(
+        err.contains("host bits") && err.contains("10.0.0.0/24"),
+        "{err}"
+    );
+    assert!(parse_ip("2001:db8::1/32").is_err());
+    assert_eq!(parse_ip("10.0.0.0/24"), Ok("10.0.0.0/24".into()));
+    assert_eq!(parse_ip("0.0.0.0/0"), Ok("0.0.0.0/0".into()));
+    // A 10 MB keyword is refused as too long.
+    assert!(parse_keyword(&"k".repeat(10 << 20)).is_err());
 }
 
 #[test]
