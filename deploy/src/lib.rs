@@ -5,6 +5,7 @@
 //! Must not be needed to run a node: it only writes the files a node reads.
 
 pub mod pki;
+pub mod resolver;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};

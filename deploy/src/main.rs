@@ -128,12 +128,81 @@ fn up(dir: &Path, bin_dir: Option<PathBuf>, options: &Options) -> anyhow::Result
         std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
     }
     let net = isms_deploy::generate(dir, &Topology::devnet(), options)?;
+    let resolver = start_resolver(&net)?;
     for node in &net.nodes {
         start(node, &bin_dir)?;
     }
     wait_until_linked(&net)?;
     print_summary(&net, &bin_dir);
+    match resolver {
+        Some(u) => {
+            println!();
+            println!(
+                "{RESOLVER_FOR} enforces its blocked domains in a local unbound (127.0.0.1:{}). \
+                 Block a name there and ask the resolver:",
+                u.port
+            );
+            let ministry = net
+                .node("ministry")
+                .map(|n| n.config_path.display().to_string());
+            println!(
+                "  {}/ministry-node directive issue --config {} --to {RESOLVER_FOR} --block-domain bad.example --wait",
+                bin_dir.display(),
+                ministry.unwrap_or_default()
+            );
+            println!(
+                "  dig @127.0.0.1 -p {} bad.example      # NXDOMAIN once executed",
+                u.port
+            );
+            println!(
+                "  dig @127.0.0.1 -p {} good.example     # still 192.0.2.2",
+                u.port
+            );
+        }
+        None => {
+            println!();
+            println!(
+                "unbound is not installed, so every enterprise enforces through its rules file \
+                 only. `apt-get install unbound dnsutils` and `./deploy/devnet up` again gives \
+                 {RESOLVER_FOR} a real resolver to block names in."
+            );
+        }
+    }
     Ok(())
+}
+
+/// The enterprise given a local resolver when unbound is installed.
+const RESOLVER_FOR: &str = "enterprise/e1101";
+
+/// Configures and starts (daemonized, its PID in `<dir>/unbound-e1101/pid`, so `down`
+/// stops it) an unbound for one enterprise, and adds it to that enterprise's config as an
+/// `rpz` point. None when unbound is not installed.
+fn start_resolver(
+    net: &isms_deploy::Network,
+) -> anyhow::Result<Option<isms_deploy::resolver::Unbound>> {
+    use isms_deploy::resolver;
+    if !resolver::installed() {
+        return Ok(None);
+    }
+    let node = net.node(RESOLVER_FOR).context("the devnet has no e1101")?;
+    let u = resolver::configure(
+        &net.root.join("unbound-e1101"),
+        &node.dir.join("rpz.isms.zone"),
+        true,
+    )?;
+    u.attach(&node.config_path)?;
+    let status = Command::new("unbound")
+        .arg("-c")
+        .arg(&u.conf)
+        .status()
+        .context("starting unbound")?;
+    if !status.success() {
+        bail!(
+            "unbound did not start: see {}",
+            u.dir.join("unbound.log").display()
+        );
+    }
+    Ok(Some(u))
 }
 
 fn start(node: &NodeLayout, bin_dir: &Path) -> anyhow::Result<()> {
@@ -294,7 +363,11 @@ fn down(dir: &Path) -> anyhow::Result<()> {
         }
         let _ = std::fs::remove_file(path);
     }
-    println!("stopped {} nodes under {}", pids.len(), dir.display());
+    println!(
+        "stopped {} processes (nodes and a resolver) under {}",
+        pids.len(),
+        dir.display()
+    );
     Ok(())
 }
 

@@ -6,11 +6,10 @@
 //! resolves again. With unbound stopped the target is `failed: rpz: reload …`; started
 //! again, it becomes `executed` without a new directive.
 
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use isms_deploy::{Options, Topology};
+use isms_deploy::{Options, Topology, resolver};
 use isms_e2e::{TestNet, eventually};
 
 const T: Duration = Duration::from_secs(60);
@@ -29,82 +28,18 @@ fn need(program: &str) {
     );
 }
 
-/// A port nobody holds now (UDP and TCP), for unbound's config.
-fn free_port() -> u16 {
-    loop {
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
-        let port = udp.local_addr().expect("addr").port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
+/// The resolver this test runs in the foreground, stopped by its PID.
 struct Unbound {
-    conf: PathBuf,
+    setup: resolver::Unbound,
     port: u16,
     child: Option<Child>,
 }
 
 impl Unbound {
-    fn configure(dir: &Path, zone_file: &Path) -> Unbound {
-        std::fs::create_dir_all(dir).expect("dir");
-        let ok = Command::new("unbound-control-setup")
-            .arg("-d")
-            .arg(dir)
-            .output()
-            .expect("unbound-control-setup");
-        assert!(ok.status.success(), "{ok:?}");
-        std::fs::write(
-            dir.join("example.zone"),
-            "$ORIGIN example.\n@ 3600 IN SOA ns.example. admin.example. 1 3600 600 86400 60\n\
-             @ 3600 IN NS ns.example.\nns 3600 IN A 127.0.0.1\n\
-             bad 60 IN A 192.0.2.1\ngood 60 IN A 192.0.2.2\nworse 60 IN A 192.0.2.3\n\
-             later 60 IN A 192.0.2.4\n",
-        )
-        .expect("zone");
-        // An empty policy zone until the enterprise writes its own.
-        std::fs::write(
-            zone_file,
-            "rpz.isms. IN SOA localhost. hostmaster.localhost. 1 3600 600 86400 60\n\
-             rpz.isms. IN NS localhost.\n",
-        )
-        .expect("rpz");
-        let (port, control) = (free_port(), free_port());
-        let d = dir.display();
-        let conf = dir.join("unbound.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "server:\n  interface: 127.0.0.1\n  port: {port}\n  do-daemonize: no\n  \
-                 username: \"\"\n  chroot: \"\"\n  directory: \"{d}\"\n  pidfile: \"{d}/unbound.pid\"\n  \
-                 use-syslog: no\n  logfile: \"{d}/unbound.log\"\n  \
-                 module-config: \"respip validator iterator\"\n  \
-                 access-control: 127.0.0.0/8 allow\n  do-not-query-localhost: no\n  \
-                 cache-max-ttl: 1\n  cache-max-negative-ttl: 1\n\
-                 auth-zone:\n  name: \"example.\"\n  zonefile: \"{d}/example.zone\"\n  \
-                 for-upstream: yes\n  for-downstream: yes\n\
-                 rpz:\n  name: \"rpz.isms.\"\n  zonefile: \"{}\"\n\
-                 remote-control:\n  control-enable: yes\n  control-interface: 127.0.0.1\n  \
-                 control-port: {control}\n  server-key-file: \"{d}/unbound_server.key\"\n  \
-                 server-cert-file: \"{d}/unbound_server.pem\"\n  \
-                 control-key-file: \"{d}/unbound_control.key\"\n  \
-                 control-cert-file: \"{d}/unbound_control.pem\"\n",
-                zone_file.display()
-            ),
-        )
-        .expect("conf");
-        Unbound {
-            conf,
-            port,
-            child: None,
-        }
-    }
-
     fn start(&mut self) {
         let child = Command::new("unbound")
             .args(["-d", "-c"])
-            .arg(&self.conf)
+            .arg(&self.setup.conf)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -190,18 +125,18 @@ fn an_order_is_executed_once_the_resolver_blocks_it_and_undone_by_revocation_and
     };
     let net = TestNet::generate(&Topology::uniform(&["44"], 1, 0), &options);
     let node = net.node(E).clone();
-    let zone_file = node.dir.join("rpz.isms.zone");
-    let mut unbound = Unbound::configure(&node.dir.join("unbound"), &zone_file);
-    let mut config = std::fs::read_to_string(&node.config_path).expect("config");
-    config.push_str(&format!(
-        "\n[[enforcement]]\npoint = \"rpz\"\nzone = \"rpz.isms.\"\nzone_file = \"{}\"\n\
-         reload = [\"unbound-control\", \"-c\", \"{}\", \"auth_zone_reload\", \"rpz.isms.\"]\n\
-         verify_with = \"127.0.0.1:{}\"\n\n[[enforcement]]\npoint = \"file\"\npath = \"rules.json\"\n",
-        zone_file.display(),
-        unbound.conf.display(),
-        unbound.port
-    ));
-    std::fs::write(&node.config_path, config).expect("config");
+    let setup = resolver::configure(
+        &node.dir.join("unbound"),
+        &node.dir.join("rpz.isms.zone"),
+        false,
+    )
+    .expect("unbound configured");
+    setup.attach(&node.config_path).expect("config");
+    let mut unbound = Unbound {
+        port: setup.port,
+        setup,
+        child: None,
+    };
     unbound.start();
     for n in net.net.nodes.clone() {
         net.spawn(n.id.as_str());
