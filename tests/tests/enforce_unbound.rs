@@ -3,8 +3,9 @@
 //! names from an `auth-zone` (for-upstream, so RPZ applies to them). A ministry order to
 //! block `bad.example` is `executed` only once unbound answers it NXDOMAIN; `good.example`
 //! still resolves; after a revocation, and after an expiry on the injected clock, it
-//! resolves again. With unbound stopped the target is `failed: rpz: reload …`; started
-//! again, it becomes `executed` without a new directive.
+//! resolves again (the expiry while the link to the parent is down). With unbound stopped
+//! the target is `failed: rpz: reload …`; started again, it becomes `executed` without a new
+//! directive. A zone emptied behind the enterprise's back is restored by its next start.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -183,10 +184,14 @@ fn an_order_is_executed_once_the_resolver_blocks_it_and_undone_by_revocation_and
         ],
     );
     assert_eq!(dig(port, "later.example").0, "NXDOMAIN");
+    // ... also while the link to the parent is down.
+    net.stop("province/44");
     ok(net.cli(E, &["clock", "advance", "2h"]));
     eventually(T, "the expired name resolving again", || {
         (dig(port, "later.example").0 == "NOERROR").then_some(())
     });
+    net.spawn("province/44");
+    net.wait_linked();
 
     // The resolver down: the target fails with the reload's error; back up, the retry
     // makes it executed without a new directive.
@@ -223,4 +228,28 @@ fn an_order_is_executed_once_the_resolver_blocks_it_and_undone_by_revocation_and
     net.wait_all(&worse, "executed", T);
     assert_eq!(dig(port, "worse.example").0, "NXDOMAIN");
     assert_eq!(dig(port, "good.example").0, "NOERROR");
+
+    // Someone empties the policy zone while the enterprise is stopped: its start converges
+    // the resolver back to the stored rule set.
+    net.stop(E);
+    std::fs::write(
+        &unbound.setup.zone_file,
+        "rpz.isms. IN SOA localhost. hostmaster.localhost. 99 3600 600 86400 60\n\
+         rpz.isms. IN NS localhost.\n",
+    )
+    .expect("zone");
+    let reload = Command::new("unbound-control")
+        .arg("-c")
+        .arg(&unbound.setup.conf)
+        .args(["auth_zone_reload", resolver::RPZ_ZONE])
+        .output()
+        .expect("reload");
+    assert!(reload.status.success(), "{reload:?}");
+    eventually(T, "the emptied zone in force", || {
+        (dig(port, "worse.example").0 == "NOERROR").then_some(())
+    });
+    net.spawn(E);
+    eventually(T, "the start converging the resolver", || {
+        (dig(port, "worse.example").0 == "NXDOMAIN").then_some(())
+    });
 }

@@ -16,7 +16,14 @@ fn malformed_cli_input_is_refused_with_a_clear_error_and_stores_nothing() {
             &["--to", "all", "--block-domain", "bad..example"],
             "invalid domain",
         ),
-        (&["--to", "all", "--block-domain", "例子.cn"], "punycode"),
+        (
+            &["--to", "all", "--block-domain", "例子..cn"],
+            "not a valid internationalised name",
+        ),
+        (
+            &["--to", "all", "--block-ip", "10.0.0.1/24"],
+            "host bits set; the network is 10.0.0.0/24",
+        ),
         (
             &["--to", "all", "--block-url", "ftp://x.example/"],
             "http or https",
