@@ -190,8 +190,18 @@ pub(super) fn target_json(t: &TargetView) -> serde_json::Value {
             })).collect::<Vec<_>>(),
         })
     });
+    let hits = t.hits.as_ref().map(|h| {
+        json!({
+            "total": h.total,
+            "last_at_ms": h.last_at_ms,
+            "samples": h.samples.iter().map(|x| json!({
+                "at_ms": x.at_ms, "src": x.src, "dst": x.dst, "url": x.url,
+            })).collect::<Vec<_>>(),
+        })
+    });
     json!({
         "result": result,
+        "hits": hits,
         "deadline_ms": t.deadline_ms,
         "overdue_at_ms": t.overdue_at_ms,
         "node": t.node,
@@ -226,6 +236,7 @@ pub fn view_json(view: &DirectiveView) -> serde_json::Value {
         "targets": view.targets.iter().map(target_json).collect::<Vec<_>>(),
         "hops": view.hops.iter().map(target_json).collect::<Vec<_>>(),
         "counts": counts(&view.targets),
+        "hits": view.targets.iter().filter_map(|t| t.hits.as_ref()).map(|h| h.total).sum::<u64>(),
         "approval": view.approval.as_ref().map(approval_json),
     })
 }
@@ -305,6 +316,13 @@ pub(super) fn print_view(view: &DirectiveView) {
     for t in &view.targets {
         let name = state_name(state_of(t));
         println!("  {:<28} {name:<13}{}{}", t.node, detail(t), clock(t));
+        if let Some(h) = &t.hits {
+            println!(
+                "      monitoring hits: {} (last {})",
+                h.total,
+                format_ms(h.last_at_ms)
+            );
+        }
         if let Some(r) = &t.result {
             for x in &r.records {
                 println!(
@@ -325,6 +343,15 @@ pub(super) fn print_view(view: &DirectiveView) {
                 );
             }
         }
+    }
+    let hits: u64 = view
+        .targets
+        .iter()
+        .filter_map(|t| t.hits.as_ref())
+        .map(|h| h.total)
+        .sum();
+    if view.targets.iter().any(|t| t.hits.is_some()) {
+        println!("  monitoring hits in total: {hits}");
     }
     let c = counts(&view.targets);
     let summary: Vec<String> = STATE_NAMES
@@ -446,6 +473,7 @@ pub async fn list(args: ListArgs) -> anyhow::Result<i32> {
                     "rules": d.rules, "targets": d.targets, "counts": d.counts,
                     "overdue": d.overdue,
                     "approval": d.approval.as_ref().map(approval_json),
+                    "hits": d.hits,
                 })
             })
             .collect();

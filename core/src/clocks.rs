@@ -87,6 +87,7 @@ impl Core {
                     detail: rec.detail.clone(),
                     overdue_at_ms: rec.overdue_at_ms,
                     result: None,
+                    hits: None,
                 };
                 self.report(g, &directive_id, &update, &meta.trace_context);
             }

@@ -43,6 +43,7 @@ impl Core {
                         detail: format!("{} records matched", result.matched),
                         overdue_at_ms: 0,
                         result: Some(result),
+                        hits: None,
                     }
                 }
                 Err(why) => TargetStatus {
@@ -52,6 +53,7 @@ impl Core {
                     detail: why,
                     overdue_at_ms: 0,
                     result: None,
+                    hits: None,
                 },
             };
             self.report(g, &d.id, &update, trace);
@@ -412,7 +414,7 @@ pub(super) fn migrate_rules(store: &Store) -> Result<u64, NodeError> {
 }
 
 /// The rules in force at `now_ms` among stored active-rule records.
-fn rules_in_force(
+pub(super) fn rules_in_force(
     entries: Vec<(Vec<u8>, Vec<u8>)>,
     now_ms: i64,
 ) -> Result<Vec<isms_enforce::Rule>, NodeError> {

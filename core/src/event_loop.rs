@@ -64,6 +64,7 @@ impl Core {
                 .points
                 .unwrap_or_else(|| isms_enforce::Points::from_config(&[], None)),
             enforce_retry: None,
+            monitor_next: None,
             fatal,
             // An enterprise has one link: there is nothing to gather, only time to lose.
             linger: if shared.node_id.tier() == Tier::Enterprise {
@@ -446,6 +447,7 @@ impl Core {
                 if self.tier == Tier::Enterprise {
                     self.check_schedule(g)?;
                     self.check_enforcement_retry(g);
+                    self.check_monitoring(g)?;
                 }
             }
         }

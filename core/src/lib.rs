@@ -67,6 +67,7 @@ mod clocks;
 mod enterprise;
 mod fanout;
 mod inbox;
+mod monitoring;
 mod province;
 mod recent;
 mod targets;
@@ -85,7 +86,7 @@ pub use inbound::check_directive_shape;
 pub use isms_domain::audit_chain::ChainBreak;
 pub use isms_enforce::{Rule as RuleFileEntry, RuleFile};
 pub use peers::{LinkStatus, OutboxTail, PeerState, Role, Shared};
-pub use targets::{stored_query_results, stored_target, stored_targets};
+pub use targets::{stored_monitor_hits, stored_query_results, stored_target, stored_targets};
 
 /// What the core needs besides the shared state.
 #[derive(Debug, Default)]
@@ -131,6 +132,8 @@ pub struct Core {
     /// pause after that one (doubling, at most a minute). Real time, not the node's
     /// clock: a retry is not a regulatory limit.
     enforce_retry: Option<(std::time::Instant, std::time::Duration)>,
+    /// Enterprise: when the access log is next read for monitoring hits.
+    monitor_next: Option<std::time::Instant>,
     fatal: CancellationToken,
     linger: std::time::Duration,
     hold_issue_answers: bool,

@@ -36,6 +36,9 @@ impl Core {
             if let Some(result) = &u.result {
                 self.set_result(g, &report.directive_id, &u.node, result)?;
             }
+            if let Some(hits) = &u.hits {
+                self.set_hits(g, &report.directive_id, &u.node, hits)?;
+            }
             if !relay && state == TargetState::Acknowledged {
                 self.start_answer_clock(g, &meta, &report.directive_id, &u.node)?;
             }
@@ -95,6 +98,7 @@ impl Core {
             detail: detail.to_string(),
             overdue_at_ms: 0,
             result: None,
+            hits: None,
         };
         self.report(g, directive_id, &update, trace);
     }
@@ -115,6 +119,12 @@ impl Core {
         let state = TargetState::try_from(update.state).unwrap_or(TargetState::Unspecified);
         let overdue = entry.overdue_at_ms.max(update.overdue_at_ms);
         let result = entry.result.take().or_else(|| update.result.clone());
+        // Hits are cumulative: the larger total wins, whatever the state.
+        let hits = match (entry.hits.take(), &update.hits) {
+            (Some(a), Some(b)) if b.total > a.total => Some(b.clone()),
+            (Some(a), _) => Some(a),
+            (None, b) => b.clone(),
+        };
         if entry.state == 0 || directive::supersedes(state, current) {
             *entry = update.clone();
             entry.at_ms = g.now;
@@ -123,6 +133,7 @@ impl Core {
         if entry.result.is_none() {
             entry.result = result;
         }
+        entry.hits = hits;
     }
 
     /// Statuses go back the way their directive came: to the peer it was received from
@@ -166,6 +177,23 @@ impl Core {
     ) -> Result<(), NodeError> {
         g.txn
             .put(records::query_result(directive_id, node), encode(result));
+        Ok(())
+    }
+
+    /// Keeps a monitoring directive's hits at `node`: cumulative, so a report with a
+    /// smaller total than the one kept (a resend, reordered) changes nothing.
+    pub(super) fn set_hits(
+        &self,
+        g: &mut Group<'_>,
+        directive_id: &str,
+        node: &str,
+        hits: &isms_proto::v1::MonitoringHits,
+    ) -> Result<(), NodeError> {
+        let key = records::monitor_hits(directive_id, node);
+        let kept: Option<isms_proto::v1::MonitoringHits> = g.read(&key)?;
+        if kept.is_none_or(|k| hits.total > k.total) {
+            g.txn.put(key, encode(hits));
+        }
         Ok(())
     }
 }

@@ -191,6 +191,21 @@ pub fn stored_query_results(
     Ok(out)
 }
 
+/// A monitoring directive's hits, by enterprise.
+pub fn stored_monitor_hits(
+    store: &Store,
+    directive_id: &str,
+) -> Result<BTreeMap<String, isms_proto::v1::MonitoringHits>, NodeError> {
+    let prefix = records::monitor_hits_prefix(directive_id);
+    let mut out = BTreeMap::new();
+    for entry in store.scan_prefix(&prefix) {
+        let (k, v) = entry?;
+        let node = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+        out.insert(node, decode(&k, &v)?);
+    }
+    Ok(out)
+}
+
 /// One target's record in the store (`via` as [`via`] says).
 pub fn stored_target(
     store: &Store,

@@ -200,9 +200,119 @@ pub fn answer(log: Option<&Path>, q: &AccessLogQuery) -> Result<QueryResult, Str
     Ok(result)
 }
 
+/// Monitoring (R-6.1, R-6.5): the access-log records appended since byte `offset`, and the
+/// offset after the last whole line read. A log shorter than `offset` was rotated: it is
+/// read from its start. Lines that do not parse are skipped.
+pub fn read_since(path: &Path, offset: u64) -> Result<(Vec<AccessLogRecord>, u64), String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)
+        .map_err(|e| format!("access log {} unreadable: {e}", path.display()))?;
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    let start = if len < offset { 0 } else { offset };
+    file.seek(SeekFrom::Start(start))
+        .map_err(|e| e.to_string())?;
+    let mut text = Vec::new();
+    file.read_to_end(&mut text).map_err(|e| e.to_string())?;
+    // Only whole lines: a line being written is read next time.
+    let whole = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let mut out = Vec::new();
+    for line in text[..whole].split(|&b| b == b'\n') {
+        let Ok(parsed) = serde_json::from_slice::<Line>(line) else {
+            continue;
+        };
+        let Some(at) = parsed.at_ms() else {
+            continue;
+        };
+        out.push(AccessLogRecord {
+            at_ms: at,
+            src: parsed.src.to_string(),
+            src_port: parsed.src_port,
+            dst: parsed.dst.to_string(),
+            dst_port: parsed.dst_port,
+            protocol: parsed.protocol,
+            url: parsed.url,
+        });
+    }
+    Ok((out, start + whole as u64))
+}
+
+/// Whether an access-log record hits a monitoring rule of `kind` (`domain`, `url`, `ip`,
+/// `keyword`) with the normalised `value`: the URL's host is the domain or under it; the
+/// URL starts with the rule's; the destination is in the prefix; the URL holds the keyword.
+pub fn hits(kind: &str, value: &str, r: &AccessLogRecord) -> bool {
+    match kind {
+        "domain" => url::Url::parse(&r.url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+            .is_some_and(|h| {
+                let d = value.trim_start_matches("*.");
+                h == d || h.ends_with(&format!(".{d}"))
+            }),
+        "url" => r.url.starts_with(value),
+        "ip" => r.dst.parse::<IpAddr>().ok().is_some_and(|dst| {
+            if value.contains('/') {
+                in_prefix(dst, value)
+            } else {
+                value.parse::<IpAddr>() == Ok(dst)
+            }
+        }),
+        "keyword" => r.url.contains(value),
+        _ => false,
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rec(dst: &str, url: &str) -> AccessLogRecord {
+        AccessLogRecord {
+            dst: dst.into(),
+            url: url.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn monitoring_rules_match_by_kind() {
+        let r = rec("203.0.113.5", "https://CDN.Watched.example/path?q=secret");
+        assert!(hits("domain", "watched.example", &r));
+        assert!(!hits("domain", "atched.example", &r), "a label boundary");
+        assert!(hits("url", "https://CDN.Watched.example/path", &r));
+        assert!(hits("ip", "203.0.113.0/24", &r));
+        assert!(hits("ip", "203.0.113.5", &r));
+        assert!(!hits("ip", "203.0.113.6", &r));
+        assert!(hits("keyword", "secret", &r));
+        assert!(!hits("keyword", "public", &r));
+        assert!(!hits("nonsense", "x", &r));
+    }
+
+    #[test]
+    fn the_log_is_read_from_where_it_was_left_whole_lines_only_and_again_after_rotation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("access.jsonl");
+        let line = |url: &str| {
+            format!(
+                "{{\"at_ms\": 5, \"src\": \"192.0.2.1\", \"dst\": \"192.0.2.2\", \"url\": \"{url}\"}}\n"
+            )
+        };
+        std::fs::write(
+            &path,
+            format!("{}not json\n{}{{\"partial", line("a"), line("b")),
+        )
+        .expect("write");
+        let (read, offset) = read_since(&path, 0).expect("read");
+        assert_eq!(
+            read.iter().map(|r| r.url.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        let (again, same) = read_since(&path, offset).expect("read");
+        assert!(again.is_empty() && same == offset, "the partial line waits");
+        // Rotated: shorter than the offset, read from its start.
+        std::fs::write(&path, line("c")).expect("rotate");
+        let (read, _) = read_since(&path, offset).expect("read");
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].url, "c");
+    }
 
     #[test]
     fn prefixes_match_v4_and_v6() {

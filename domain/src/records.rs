@@ -376,6 +376,23 @@ pub fn enforce_pending(directive_id: &str) -> Vec<u8> {
 /// Enterprise: the rule set's version, one more for every group that changed it.
 pub const RULES_VERSION: &[u8] = b"c/rules_version";
 
+/// A monitoring directive's hits at an enterprise (`MonitoringHits`), kept where it is
+/// monitored and at every node its reports pass: `mh/<directive>\0<node>`.
+pub fn monitor_hits_prefix(directive_id: &str) -> Vec<u8> {
+    let mut k = key("mh/", &[directive_id.as_bytes()]);
+    k.push(0);
+    k
+}
+
+pub fn monitor_hits(directive_id: &str, node: &str) -> Vec<u8> {
+    let mut k = monitor_hits_prefix(directive_id);
+    k.extend_from_slice(node.as_bytes());
+    k
+}
+
+/// Enterprise: how far its access log has been read for monitoring (a byte offset).
+pub const MONITOR_OFFSET: &[u8] = b"c/monitor_offset";
+
 /// Total rules ever added to the active set, counted in the same batch as the addition.
 pub const RULES_APPLIED_COUNTER: &[u8] = b"c/rules_applied";
 

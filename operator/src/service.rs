@@ -196,6 +196,12 @@ impl OperatorService {
             if matches {
                 let mut summary = tally.summary(&d);
                 with_approval(&mut summary, &d, view.approval.clone());
+                summary.hits = view
+                    .targets
+                    .iter()
+                    .filter_map(|t| t.hits.as_ref())
+                    .map(|h| h.total)
+                    .sum();
                 directives.push(summary);
             }
         }

@@ -34,6 +34,7 @@ pub fn directive_view(shared: &Shared, id: &str) -> Result<DirectiveView, NodeEr
     };
     let mut waiting: BTreeSet<&str> = queued.targets.iter().map(String::as_str).collect();
     let mut results = isms_core::stored_query_results(&shared.store, id)?;
+    let mut hits = isms_core::stored_monitor_hits(&shared.store, id)?;
     for (node, rec) in records {
         let queued_at_ms = match (rec.queued_at_ms, waiting.remove(node.as_str())) {
             (0, true) => queued.at_ms,
@@ -51,6 +52,7 @@ pub fn directive_view(shared: &Shared, id: &str) -> Result<DirectiveView, NodeEr
             deadline_ms: rec.deadline_ms,
             overdue_at_ms: rec.overdue_at_ms,
             result: results.remove(&node),
+            hits: hits.remove(&node),
         };
         if is_province(&node) {
             view.hops.push(t);
@@ -122,7 +124,16 @@ pub fn directive_summary(shared: &Shared, id: &str) -> Result<DirectiveSummary, 
     let d = stored.directive.unwrap_or_default();
     let mut summary = tally.summary(&d);
     with_approval(&mut summary, &d, approval(shared, id)?);
+    summary.hits = hits_total(shared, id)?;
     Ok(summary)
+}
+
+/// A monitoring directive's hits over all its enterprises.
+pub(crate) fn hits_total(shared: &Shared, id: &str) -> Result<u64, NodeError> {
+    Ok(isms_core::stored_monitor_hits(&shared.store, id)?
+        .values()
+        .map(|h| h.total)
+        .sum())
 }
 
 /// The counts of a [`DirectiveSummary`], target by target.
@@ -186,6 +197,7 @@ impl Tally {
                 0
             },
             approval: None,
+            hits: 0,
         }
     }
 }

@@ -366,6 +366,7 @@ impl Committer {
                     detail: String::new(),
                     overdue_at_ms: 0,
                     result: None,
+                    hits: None,
                 }],
             })),
         }
