@@ -181,14 +181,7 @@ pub fn stored_query_results(
     store: &Store,
     directive_id: &str,
 ) -> Result<BTreeMap<String, isms_proto::v1::QueryResult>, NodeError> {
-    let prefix = records::query_results_prefix(directive_id);
-    let mut out = BTreeMap::new();
-    for entry in store.scan_prefix(&prefix) {
-        let (k, v) = entry?;
-        let node = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-        out.insert(node, decode(&k, &v)?);
-    }
-    Ok(out)
+    by_node(store, &records::query_results_prefix(directive_id))
 }
 
 /// A monitoring directive's hits, by enterprise.
@@ -196,9 +189,16 @@ pub fn stored_monitor_hits(
     store: &Store,
     directive_id: &str,
 ) -> Result<BTreeMap<String, isms_proto::v1::MonitoringHits>, NodeError> {
-    let prefix = records::monitor_hits_prefix(directive_id);
+    by_node(store, &records::monitor_hits_prefix(directive_id))
+}
+
+/// Records under `prefix`, each keyed by the node its key ends with.
+fn by_node<M: prost::Message + Default>(
+    store: &Store,
+    prefix: &[u8],
+) -> Result<BTreeMap<String, M>, NodeError> {
     let mut out = BTreeMap::new();
-    for entry in store.scan_prefix(&prefix) {
+    for entry in store.scan_prefix(prefix) {
         let (k, v) = entry?;
         let node = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
         out.insert(node, decode(&k, &v)?);

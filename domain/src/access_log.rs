@@ -104,6 +104,18 @@ struct Line {
 }
 
 impl Line {
+    fn into_record(self, at_ms: i64) -> AccessLogRecord {
+        AccessLogRecord {
+            at_ms,
+            src: self.src.to_string(),
+            src_port: self.src_port,
+            dst: self.dst.to_string(),
+            dst_port: self.dst_port,
+            protocol: self.protocol,
+            url: self.url,
+        }
+    }
+
     fn at_ms(&self) -> Option<i64> {
         match (&self.at, self.at_ms) {
             (_, Some(ms)) => Some(ms),
@@ -176,15 +188,7 @@ pub fn answer(log: Option<&Path>, q: &AccessLogQuery) -> Result<QueryResult, Str
         }
         result.matched += 1;
         if result.records.len() < limit {
-            result.records.push(AccessLogRecord {
-                at_ms: at,
-                src: parsed.src.to_string(),
-                src_port: parsed.src_port,
-                dst: parsed.dst.to_string(),
-                dst_port: parsed.dst_port,
-                protocol: parsed.protocol,
-                url: parsed.url,
-            });
+            result.records.push(parsed.into_record(at));
         } else {
             result.truncated = true;
         }
@@ -223,15 +227,7 @@ pub fn read_since(path: &Path, offset: u64) -> Result<(Vec<AccessLogRecord>, u64
         let Some(at) = parsed.at_ms() else {
             continue;
         };
-        out.push(AccessLogRecord {
-            at_ms: at,
-            src: parsed.src.to_string(),
-            src_port: parsed.src_port,
-            dst: parsed.dst.to_string(),
-            dst_port: parsed.dst_port,
-            protocol: parsed.protocol,
-            url: parsed.url,
-        });
+        out.push(parsed.into_record(at));
     }
     Ok((out, start + whole as u64))
 }

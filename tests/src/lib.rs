@@ -193,6 +193,15 @@ impl TestNet {
             .expect("run CLI")
     }
 
+    /// Issues at the ministry and follows it (`--wait`) until every target is final; the
+    /// directive's ID. The command must succeed.
+    pub fn issue_wait(&self, args: &[&str]) -> String {
+        let mut full = vec!["directive", "issue", "--wait"];
+        full.extend_from_slice(args);
+        let out = ok(self.cli("ministry", &full));
+        out.lines().next().expect("the ID").trim().to_string()
+    }
+
     /// Runs a CLI command at node `id` as its operator `role` (a network generated with
     /// `Options::role_operators`: certificates under `<node>/operators/<role>.*`).
     pub fn cli_as(&self, id: &str, role: &str, args: &[&str]) -> Output {
@@ -300,6 +309,32 @@ impl TestNet {
 }
 
 /// `[{node, state}]` → map.
+/// A command's standard output, trimmed, after checking it succeeded (else a panic with
+/// what it printed).
+pub fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Fails loudly where a real peer the test needs is not installed: CI installs it
+/// (`.ci/run`), and a test that cannot get its component must not pass.
+pub fn need(program: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "{program} is not installed: `apt-get install unbound dnsutils nftables iproute2 \
+         util-linux` (what .ci/run does)"
+    );
+}
+
 pub fn states(targets: &Value) -> HashMap<String, String> {
     targets
         .as_array()

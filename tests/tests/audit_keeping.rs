@@ -8,22 +8,12 @@ use std::time::Duration;
 
 use isms_deploy::{Options, Topology};
 use isms_domain::{audit_chain, records};
-use isms_e2e::{TestNet, eventually};
+use isms_e2e::{TestNet, eventually, ok};
 use isms_proto::record::AuditRecord;
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(60);
 const PROVINCE: &str = "province/44";
-
-fn ok(out: std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
 
 fn unhex(s: &str) -> Vec<u8> {
     (0..s.len())

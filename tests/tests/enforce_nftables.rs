@@ -10,20 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use isms_deploy::Topology;
-use isms_e2e::TestNet;
+use isms_e2e::{TestNet, need};
 
 const E: &str = "enterprise/e4401";
-
-fn need(program: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        found,
-        "{program} is not installed: `apt-get install nftables iproute2 util-linux` (what .ci/run does)"
-    );
-}
 
 /// A network namespace held open by a sleeping process; stopped by its PID.
 struct Namespace {
@@ -138,29 +127,7 @@ fn a_blocked_cidr_is_in_the_set_and_dropped_and_released_by_revocation() {
     }
     net.wait_linked();
 
-    let out = net.cli(
-        "ministry",
-        &[
-            "directive",
-            "issue",
-            "--to",
-            E,
-            "--block-ip",
-            "10.66.0.0/24",
-            "--wait",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let id = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .next()
-        .expect("id")
-        .trim()
-        .to_string();
+    let id = net.issue_wait(&["--to", E, "--block-ip", "10.66.0.0/24"]);
     let set = ns.run(&["nft", "list", "set", "inet", "isms", "blocked_v4"]);
     assert!(set.contains("10.66.0.0/24"), "{set}");
     assert!(!ns.connects("10.66.0.1"), "a blocked address is dropped");

@@ -11,23 +11,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use isms_deploy::{Options, Topology, resolver};
-use isms_e2e::{TestNet, eventually};
+use isms_e2e::{TestNet, eventually, need, ok};
 
 const T: Duration = Duration::from_secs(60);
 const E: &str = "enterprise/e4401";
-
-/// Fails loudly where unbound is missing: CI installs it (`.ci/run`), and a test that
-/// cannot get its component must not pass.
-fn need(program: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        found,
-        "{program} is not installed: `apt-get install unbound dnsutils` (what .ci/run does)"
-    );
-}
 
 /// The resolver this test runs in the foreground, stopped by its PID.
 struct Unbound {
@@ -97,24 +84,6 @@ fn dig(port: u16, name: &str) -> (String, Vec<String>) {
     (status, addrs)
 }
 
-/// Issues at the ministry and follows it (`--wait`): its ID, once every target is final.
-fn issue_wait(net: &TestNet, args: &[&str]) -> String {
-    let mut full = vec!["directive", "issue", "--wait"];
-    full.extend_from_slice(args);
-    let out = ok(net.cli("ministry", &full));
-    out.lines().next().expect("the ID").trim().to_string()
-}
-
-fn ok(out: std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 #[test]
 fn an_order_is_executed_once_the_resolver_blocks_it_and_undone_by_revocation_and_expiry() {
     need("unbound");
@@ -156,7 +125,7 @@ fn an_order_is_executed_once_the_resolver_blocks_it_and_undone_by_revocation_and
     );
 
     // Executed means the resolver blocks it; the neighbour still resolves.
-    let id = issue_wait(&net, &["--to", E, "--block-domain", "bad.example"]);
+    let id = net.issue_wait(&["--to", E, "--block-domain", "bad.example"]);
     assert_eq!(dig(port, "bad.example").0, "NXDOMAIN");
     assert_eq!(dig(port, "www.bad.example").0, "NXDOMAIN", "subdomains too");
     assert_eq!(
@@ -172,17 +141,14 @@ fn an_order_is_executed_once_the_resolver_blocks_it_and_undone_by_revocation_and
     );
 
     // Expired on the injected clock: it resolves again.
-    issue_wait(
-        &net,
-        &[
-            "--to",
-            E,
-            "--block-domain",
-            "later.example",
-            "--expires-at",
-            "2026-12-07T10:00:00+08:00",
-        ],
-    );
+    net.issue_wait(&[
+        "--to",
+        E,
+        "--block-domain",
+        "later.example",
+        "--expires-at",
+        "2026-12-07T10:00:00+08:00",
+    ]);
     assert_eq!(dig(port, "later.example").0, "NXDOMAIN");
     // ... also while the link to the parent is down.
     net.stop("province/44");

@@ -9,19 +9,9 @@ use std::process::Output;
 use std::time::Duration;
 
 use isms_deploy::{Options, Topology};
-use isms_e2e::{TestNet, eventually};
+use isms_e2e::{TestNet, eventually, ok};
 
 const T: Duration = Duration::from_secs(60);
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 fn refused(out: &Output, needle: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -65,31 +65,14 @@ fn hits_of_a_monitoring_rule_reach_the_ministry_per_enterprise_and_in_total() {
         );
         assert!(out.status.success());
     }
-    let out = net.cli(
-        "ministry",
-        &[
-            "directive",
-            "issue",
-            "--kind",
-            "monitoring",
-            "--to",
-            "province/44",
-            "--block-domain",
-            "watched.example",
-            "--wait",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let id = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .next()
-        .expect("id")
-        .trim()
-        .to_string();
+    let id = net.issue_wait(&[
+        "--kind",
+        "monitoring",
+        "--to",
+        "province/44",
+        "--block-domain",
+        "watched.example",
+    ]);
 
     append(
         &log,
