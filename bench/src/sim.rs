@@ -211,6 +211,7 @@ impl Sim {
         let hello_applied = ent.applied.load(Ordering::SeqCst);
         out.send(body(frame::Body::Hello(Hello {
             applied: hello_applied,
+            accepts_zstd: true,
         })))
         .await?;
         // The link's own transport, as enterprise-node's.

@@ -76,6 +76,13 @@ impl Core {
                         env.seq
                     )));
                 }
+                // The link decompresses a directive as it arrives (`Batch::decode_envelopes`).
+                (Some(Payload::CompressedDirective(_)), _) => {
+                    return Err(NodeError::Protocol(format!(
+                        "envelope {} from {peer_id} holds a directive still compressed",
+                        env.seq
+                    )));
+                }
             }
         }
         Ok(())
@@ -140,6 +147,8 @@ impl Core {
             Some(Payload::Directive(d)) => self.receive_directive(g, peer, d, env.trace_context),
             Some(Payload::Status(s)) => self.receive_status(g, peer, s, &env.trace_context),
             Some(Payload::AuditHead(h)) => self.receive_audit_head(g, peer, h),
+            // Refused by check_inbound.
+            Some(Payload::CompressedDirective(_)) => Ok(()),
             None => Ok(()), // refused by check_inbound
         }
     }

@@ -33,12 +33,16 @@ async fn acknowledgments_ride_on_batches_and_go_alone_only_after_the_delay() {
     let (cert, key) = net.cert_of("province/44");
     let mut client = net.link_client(&cert, &key, "ministry");
     let mut s = RawSession::open(&mut client).await.expect("open");
-    let Body::Hello(Hello { applied: next }) = next_frame(&mut s).await else {
+    let Body::Hello(Hello { applied: next, .. }) = next_frame(&mut s).await else {
         panic!("expected Hello");
     };
     let next = next + 1;
     // Everything the ministry sent was acknowledged by the real province already.
-    s.send(Body::Hello(Hello { applied: 0 })).await;
+    s.send(Body::Hello(Hello {
+        applied: 0,
+        accepts_zstd: false,
+    }))
+    .await;
 
     // A report the ministry has nothing to answer: the acknowledgment is owed. A directive
     // issued within the delay goes out carrying it, with no Ack frame before it.

@@ -245,11 +245,16 @@ async fn a_province_cannot_reach_another_provinces_enterprise_any_other_way() {
     let mut s = RawSession::open(&mut client)
         .await
         .expect("own parent accepts");
-    let Some(Body::Hello(Hello { applied })) = s.next().await.expect("hello").and_then(|f| f.body)
+    let Some(Body::Hello(Hello { applied, .. })) =
+        s.next().await.expect("hello").and_then(|f| f.body)
     else {
         panic!("expected Hello");
     };
-    s.send(Body::Hello(Hello { applied: 0 })).await;
+    s.send(Body::Hello(Hello {
+        applied: 0,
+        accepts_zstd: false,
+    }))
+    .await;
     let forged = Directive {
         id: uuid::Uuid::now_v7().to_string(),
         issuer: "ministry".into(),

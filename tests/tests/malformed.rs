@@ -95,13 +95,17 @@ async fn session_as_province(net: &TestNet, hello: bool) -> (RawSession, u64) {
     let mut client = net.link_client(&cert, &key, "ministry");
     let mut s = RawSession::open(&mut client).await.expect("open");
     let first = s.next().await.expect("hello").expect("frame");
-    let Some(Body::Hello(Hello { applied })) = first.body else {
+    let Some(Body::Hello(Hello { applied, .. })) = first.body else {
         panic!("expected Hello, got {first:?}");
     };
     if hello {
         // Claiming less than province/44 acknowledged before: the ministry logs the loss
         // and does not resend what it already deleted.
-        s.send(Body::Hello(Hello { applied: 0 })).await;
+        s.send(Body::Hello(Hello {
+            applied: 0,
+            accepts_zstd: false,
+        }))
+        .await;
     }
     (s, applied + 1)
 }

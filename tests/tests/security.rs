@@ -125,7 +125,12 @@ async fn an_enterprise_cannot_send_a_directive_up_down_or_sideways() {
         .expect("own parent accepts");
     let hello = session.next().await.expect("hello").expect("frame");
     assert!(matches!(hello.body, Some(Body::Hello(_))));
-    session.send(Body::Hello(Hello { applied: 0 })).await;
+    session
+        .send(Body::Hello(Hello {
+            applied: 0,
+            accepts_zstd: false,
+        }))
+        .await;
     let directive = Directive {
         id: uuid::Uuid::now_v7().to_string(),
         issuer: "enterprise/e4401".into(),

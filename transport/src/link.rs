@@ -57,11 +57,19 @@ pub struct LinkContext {
     large_in_flight: Arc<tokio::sync::Semaphore>,
 }
 
-/// A directive without targets, encoded: every copy sent is built from it.
+/// A directive without targets, encoded: every copy sent is built from it. A large one is
+/// also kept compressed, compressed once here for every link that accepts it.
 #[derive(Debug, Clone)]
 struct Cached {
     id: String,
     body: Bytes,
+    zstd: Option<Bytes>,
+}
+
+impl Cached {
+    fn size(&self) -> usize {
+        self.body.len() + self.zstd.as_ref().map_or(0, Bytes::len)
+    }
 }
 
 /// A batch at least this large waits for room in `large_in_flight`.
@@ -87,10 +95,10 @@ impl Recent {
 
     fn insert(&mut self, cached: Cached) {
         let id = cached.id.clone();
-        self.bytes += cached.body.len();
+        self.bytes += cached.size();
         if let Some(old) = self.by_id.insert(id.clone(), cached) {
             // Two writers read the same directive at once: keep one.
-            self.bytes -= old.body.len();
+            self.bytes -= old.size();
             return;
         }
         self.order.push_back(id);
@@ -101,7 +109,7 @@ impl Recent {
                 break;
             };
             if let Some(c) = self.by_id.remove(&oldest) {
-                self.bytes -= c.body.len();
+                self.bytes -= c.size();
             }
         }
     }
@@ -184,6 +192,7 @@ async fn run_session(
     let hello = Pieces::encode(&Frame {
         body: Some(frame::Body::Hello(Hello {
             applied: hello_applied,
+            accepts_zstd: true,
         })),
     });
     let result = async {
@@ -194,13 +203,13 @@ async fn run_session(
             _ = cancel.cancelled() => return SessionEnd::Cancelled,
             f = tokio::time::timeout(Duration::from_secs(10), inbound.next()) => f,
         };
-        let peer_applied = match first {
+        let (peer_applied, compress) = match first {
             Err(_) => return SessionEnd::HelloTimeout,
             Ok(None) => return SessionEnd::Closed,
             Ok(Some(Err(status))) => return SessionEnd::Transport(status),
             Ok(Some(Ok(Frame {
                 body: Some(frame::Body::Hello(h)),
-            }))) => h.applied,
+            }))) => (h.applied, h.accepts_zstd),
             Ok(Some(Ok(_))) => {
                 let e = NodeError::Protocol("the first frame must be Hello".into());
                 let _ = out.send(Err(e.into())).await;
@@ -224,7 +233,10 @@ async fn run_session(
         let writer = tokio::spawn(write_loop(
             ctx.clone(),
             peer.clone(),
-            peer_applied + 1,
+            writer::PeerHello {
+                resume_from: peer_applied + 1,
+                accepts_zstd: compress,
+            },
             acked_rx,
             owed_rx,
             out.clone(),

@@ -7,6 +7,7 @@ fn cached(id: &str, encoded_len: usize) -> Cached {
     Cached {
         id: id.into(),
         body: Bytes::from(vec![0; encoded_len]),
+        zstd: None,
     }
 }
 

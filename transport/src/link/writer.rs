@@ -8,15 +8,26 @@ use super::*;
 /// acknowledgment, in batches bounded by count and bytes, and the acknowledgments owed to
 /// the peer: carried by a batch when one goes out, else on their own after `ack_delay`
 /// (at once when a quarter of the window is owed, so the peer's sending never stalls).
+/// What the peer's Hello said: where to resume sending, and whether it takes large
+/// directives compressed.
+pub(super) struct PeerHello {
+    pub(super) resume_from: u64,
+    pub(super) accepts_zstd: bool,
+}
+
 pub(super) async fn write_loop(
     ctx: LinkContext,
     peer: Arc<PeerState>,
-    mut next: u64,
+    hello: PeerHello,
     mut acked: watch::Receiver<u64>,
     mut owed: watch::Receiver<u64>,
     out: Outbound,
     cancel: CancellationToken,
 ) {
+    let PeerHello {
+        resume_from: mut next,
+        accepts_zstd: compress,
+    } = hello;
     let mut durable = peer.durable_out.subscribe();
     let window = u64::from(ctx.tuning.window);
     let batch_max = u64::from(ctx.tuning.batch);
@@ -60,7 +71,7 @@ pub(super) async fn write_loop(
                 let last = entries.last().map(|(e, _)| e.seq);
                 let built = entries
                     .into_iter()
-                    .map(envelope)
+                    .map(|unbuilt| envelope(unbuilt, compress))
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok((last, built))
             });
@@ -162,8 +173,8 @@ pub(super) fn read_batch(
         let directive = match &entry.body {
             Some(outbox_entry::Body::Directive(r)) => {
                 let cached = recent_directive(ctx, &r.id)?;
-                bytes += cached.body.len() + r.encoded_len();
-                Some(cached.body)
+                bytes += cached.zstd.as_ref().unwrap_or(&cached.body).len() + r.encoded_len();
+                Some(cached)
             }
             _ => {
                 bytes += entry.encoded_len();
@@ -179,7 +190,7 @@ pub(super) fn read_batch(
 }
 
 /// An outbox entry read, with the encoding of the directive it refers to, if any.
-pub(super) type Unbuilt = (OutboxEntry, Option<Bytes>);
+pub(super) type Unbuilt = (OutboxEntry, Option<Cached>);
 
 /// The stored directive `id`, from the writers' shared cache or decoded from the store.
 pub(super) fn recent_directive(ctx: &LinkContext, id: &str) -> Result<Cached, NodeError> {
@@ -199,9 +210,19 @@ pub(super) fn recent_directive(ctx: &LinkContext, id: &str) -> Result<Cached, No
         targets: Vec::new(),
         ..stored.directive.unwrap_or_default()
     };
+    let body = Bytes::from(directive.encode_to_vec());
+    let zstd = if body.len() >= isms_proto::COMPRESS_FROM {
+        Some(
+            isms_proto::compress_directive(&body)
+                .map_err(|e| NodeError::Protocol(format!("directive {id} not compressed: {e}")))?,
+        )
+    } else {
+        None
+    };
     let cached = Cached {
         id: id.to_string(),
-        body: Bytes::from(directive.encode_to_vec()),
+        body,
+        zstd,
     };
     lock().insert(cached.clone());
     Ok(cached)
@@ -215,8 +236,9 @@ pub(super) fn ack_frame(applied: u64) -> Pieces {
 }
 
 /// The encoded envelope an outbox entry makes: a directive copy carries only its own
-/// targets, after the directive's shared encoding (by reference).
-pub(super) fn envelope((entry, directive): Unbuilt) -> Result<Pieces, NodeError> {
+/// targets, after the directive's shared encoding (by reference), compressed to a peer that
+/// takes it (`compress`) when the directive is large.
+pub(super) fn envelope((entry, directive): Unbuilt, compress: bool) -> Result<Pieces, NodeError> {
     let mut envelope = Envelope {
         seq: entry.seq,
         id: entry.message_id,
@@ -232,9 +254,15 @@ pub(super) fn envelope((entry, directive): Unbuilt) -> Result<Pieces, NodeError>
             envelope.payload = Some(Payload::AuditHead(h));
             Ok(Pieces::encode(&envelope))
         }
-        (Some(outbox_entry::Body::Directive(r)), Some(body)) => {
-            Ok(isms_proto::directive_envelope(&envelope, &body, &r.targets))
-        }
+        (Some(outbox_entry::Body::Directive(r)), Some(cached)) => Ok(match &cached.zstd {
+            Some(z) if compress => isms_proto::compressed_directive_envelope(
+                &envelope,
+                z,
+                cached.body.len(),
+                &r.targets,
+            ),
+            _ => isms_proto::directive_envelope(&envelope, &cached.body, &r.targets),
+        }),
         _ => Err(NodeError::Protocol(format!(
             "outbox entry {} is empty or names no directive",
             envelope.seq
