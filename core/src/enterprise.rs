@@ -220,13 +220,11 @@ impl Core {
         })
     }
 
-    /// Converges the enforcement points to the rule set as this group leaves it, before the
-    /// group commits, and reports the group's directives `executed` only if every point
-    /// confirmed, in the same commit as their receipt. A failure reports them
-    /// `failed` with the point's own error, keeps their rules in the set and marks them
-    /// pending (`records::enforce_pending`): a retry that succeeds reports them `executed`.
-    /// A crash before the commit leaves the points ahead of the store until the parent
-    /// resends and the start converges them again.
+    /// Hands the rule set as this group leaves it to the enforcement points (the enforcer
+    /// thread), and marks the group's directives pending at this version
+    /// (`records::enforce_pending`): each is reported `executed` once every point confirmed
+    /// a version at least as new, or `failed` with the point's own error, once,
+    /// while the enforcer retries; a later success reports it `executed`.
     pub(super) fn execute_rules(&mut self, g: &mut Group<'_>) -> Result<(), NodeError> {
         let version = match g.txn.get(records::RULES_VERSION)? {
             Some(v) => records::decode_u64(records::RULES_VERSION, &v)?,
@@ -237,64 +235,72 @@ impl Core {
             records::encode_u64(version),
         );
         let rules = rules_in_force(g.txn.scan_prefix(records::RULE_SET_PREFIX)?, g.now)?;
-        let result = self.points.converge(version, g.now, &rules);
         let directives = std::mem::take(&mut g.rules_changed);
-        let pending: Vec<String> = g
-            .txn
-            .scan_prefix(records::ENFORCE_PENDING_PREFIX)?
-            .into_iter()
-            .filter_map(|(k, _)| {
-                String::from_utf8(k[records::ENFORCE_PENDING_PREFIX.len()..].to_vec()).ok()
-            })
-            .collect();
-        let me = self.shared.node_id.to_string();
-        match &result {
-            Ok(()) => self.enforce_retry = None,
-            Err(why) => {
-                let pause = self
-                    .enforce_retry
-                    .map_or(ENFORCE_RETRY_FIRST, |(_, p)| (p * 2).min(ENFORCE_RETRY_MAX));
-                self.enforce_retry = Some((std::time::Instant::now() + pause, pause));
-                tracing::error!(error = %why, retry_in = ?pause, version, "rules not in force at every enforcement point");
+        let Some(enforcer) = &self.enforcer else {
+            // No points (a core run without a node's files): in force as stored.
+            let me = self.shared.node_id.to_string();
+            for id in directives {
+                let trace = self.stored_trace(g, &id)?;
+                self.report_up(g, &id, &me, TargetState::Executed, "", &trace);
             }
+            return Ok(());
+        };
+        for id in &directives {
+            g.txn
+                .put(records::enforce_pending(id), pending_value(version, false));
         }
-        for id in directives.iter().chain(pending.iter()) {
-            let trace = self.stored_trace(g, id)?;
+        // Handed over before the commit: a crash before it leaves the points ahead of the
+        // store until the parent resends and the start converges them again.
+        enforcer.converge(version, g.now, rules);
+        Ok(())
+    }
+
+    /// The enforcer's outcome for rule-set `version`: the directives pending at it or
+    /// before are reported `executed`, or `failed` once.
+    pub(super) fn enforced(
+        &mut self,
+        g: &mut Group<'_>,
+        version: u64,
+        outcome: Result<(), String>,
+    ) -> Result<(), NodeError> {
+        let me = self.shared.node_id.to_string();
+        for (k, v) in g.txn.scan_prefix(records::ENFORCE_PENDING_PREFIX)? {
+            let (at, reported_failed) = read_pending(&v);
+            if at > version {
+                continue; // a newer set is on its way to the points
+            }
+            let Ok(id) = String::from_utf8(k[records::ENFORCE_PENDING_PREFIX.len()..].to_vec())
+            else {
+                g.txn.delete(k);
+                continue;
+            };
+            let trace = self.stored_trace(g, &id)?;
             let span = tracing::info_span!("directive.execute", directive = %id, node = %me);
             trace::set_parent(&span, &trace);
             let _entered = span.enter();
             let trace = trace::inject(&span);
-            match &result {
+            match &outcome {
                 Ok(()) => {
-                    tracing::info!(directive = %id, "directive executed: in force");
-                    g.txn.delete(records::enforce_pending(id));
-                    self.report_up(g, id, &me, TargetState::Executed, "", &trace);
+                    tracing::info!(directive = %id, version, "directive executed: in force");
+                    g.txn.delete(k);
+                    self.report_up(g, &id, &me, TargetState::Executed, "", &trace);
                 }
-                Err(why) if directives.contains(id) => {
-                    tracing::error!(directive = %id, error = %why, "directive failed; retried");
-                    g.txn.put(records::enforce_pending(id), Vec::new());
+                Err(why) if !reported_failed => {
+                    tracing::error!(directive = %id, error = %why, "directive not in force; retried");
+                    g.txn.put(k, pending_value(at, true));
                     let detail = format!("not in force: {why}; retried");
-                    self.report_up(g, id, &me, TargetState::Failed, &detail, &trace);
+                    self.report_up(g, &id, &me, TargetState::Failed, &detail, &trace);
                 }
-                Err(_) => {} // still pending, already reported failed
+                Err(_) => {}
             }
         }
         Ok(())
     }
 
-    /// Enterprise, on the tick: after a failure, converges the points again once the pause
-    /// is over (the group's end does it).
-    pub(super) fn check_enforcement_retry(&mut self, g: &mut Group<'_>) {
-        if let Some((at, _)) = self.enforce_retry
-            && std::time::Instant::now() >= at
-        {
-            g.rules_dirty = true;
-        }
-    }
-
     /// At start: the store is the truth, and a crash between converging the points and
-    /// committing the group may have left them ahead of it (or behind, for a revocation).
-    /// A store read error stops the start; a point that fails is retried (the tick).
+    /// committing the group may have left them ahead of it (or behind, for a revocation):
+    /// the points are converged to the stored set, and what was pending is reported by
+    /// the outcome.
     pub(super) fn converge_at_start(&mut self) -> Result<(), NodeError> {
         let now = self.shared.now_ms();
         let rules = active_rules(&self.shared.store, now)?;
@@ -302,33 +308,28 @@ impl Core {
             Some(v) => records::decode_u64(records::RULES_VERSION, &v)?,
             None => 0,
         };
-        let pending = self
-            .shared
-            .store
-            .scan_prefix(records::ENFORCE_PENDING_PREFIX)
-            .next()
-            .is_some();
-        match self.points.converge(version, now, &rules) {
-            // Directives still pending are reported `executed` by the first group.
-            Ok(()) if pending => {
-                self.enforce_retry = Some((std::time::Instant::now(), ENFORCE_RETRY_FIRST));
-            }
-            Ok(()) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "rules not in force at start; retried");
-                self.enforce_retry = Some((
-                    std::time::Instant::now() + ENFORCE_RETRY_FIRST,
-                    ENFORCE_RETRY_FIRST,
-                ));
-            }
+        if let Some(enforcer) = &self.enforcer {
+            enforcer.converge(version, now, rules);
         }
         Ok(())
     }
 }
 
-/// The first pause before enforcement points are tried again, and the longest.
-const ENFORCE_RETRY_FIRST: std::time::Duration = std::time::Duration::from_secs(1);
-const ENFORCE_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(60);
+/// A pending directive's record: the rule-set version it joined, and whether it was
+/// already reported `failed`.
+fn pending_value(version: u64, reported_failed: bool) -> Vec<u8> {
+    let mut v = version.to_be_bytes().to_vec();
+    v.push(u8::from(reported_failed));
+    v
+}
+
+pub(super) fn read_pending(v: &[u8]) -> (u64, bool) {
+    let version = v
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u64::from_be_bytes);
+    (version, v.get(8) == Some(&1))
+}
 
 /// Reads the rules in force at `now_ms` from the store.
 pub fn active_rules(store: &Store, now_ms: i64) -> Result<Vec<isms_enforce::Rule>, NodeError> {

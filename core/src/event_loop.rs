@@ -60,10 +60,8 @@ impl Core {
             acked: NodeMap::default(),
             inboxes: inbox::Inboxes::load(&store, &shared.peers)?,
             fans: fanout::Fans::load(&store, &shared.peers)?,
-            points: options
-                .points
-                .unwrap_or_else(|| isms_enforce::Points::from_config(&[], None)),
-            enforce_retry: None,
+            points: options.points,
+            enforcer: None,
             monitor_next: None,
             fatal,
             // An enterprise has one link: there is nothing to gather, only time to lose.
@@ -129,10 +127,26 @@ impl Core {
             directives += 1;
         }
         shared.directives.store(directives, Ordering::SeqCst);
-        if core.tier == Tier::Enterprise {
+        let (tx, rx) = mpsc::channel(8192);
+        if let Some(points) = core.points.take() {
+            // Weak: the core stops when every handle is gone, and the enforcer lives as long
+            // as the core (which owns it), so a strong one would keep both waiting.
+            let to_core = tx.downgrade();
+            let enforcer = isms_enforce::Enforcer::spawn(points, move |version, outcome| {
+                // A core that stopped no longer needs to hear it.
+                if let Some(tx) = to_core.upgrade() {
+                    let _ = tx.blocking_send(Event::Enforced { version, outcome });
+                }
+            })
+            .map_err(|e| {
+                NodeError::Store(isms_store::StoreError::Io {
+                    path: PathBuf::from("<enforcer thread>"),
+                    source: e,
+                })
+            })?;
+            core.enforcer = Some(enforcer);
             core.converge_at_start()?;
         }
-        let (tx, rx) = mpsc::channel(8192);
         let thread = std::thread::Builder::new()
             .name("isms-core".into())
             .spawn(move || core.run(rx))
@@ -407,6 +421,7 @@ impl Core {
                 }
                 g.replies.push(Reply::Decide(reply, result));
             }
+            Event::Enforced { version, outcome } => self.enforced(g, version, outcome)?,
             Event::AuditExported {
                 caller,
                 through_seq,
@@ -446,7 +461,6 @@ impl Core {
                 self.anchor_audit(g)?;
                 if self.tier == Tier::Enterprise {
                     self.check_schedule(g)?;
-                    self.check_enforcement_retry(g);
                     self.check_monitoring(g)?;
                 }
             }

@@ -67,6 +67,12 @@ pub enum Event {
         hash: String,
         reply: oneshot::Sender<Result<(u64, u64), NodeError>>,
     },
+    /// Enterprise: the enforcement points were converged to rule-set `version` (the
+    /// outcome: every point confirmed, or which failed and why).
+    Enforced {
+        version: u64,
+        outcome: Result<(), String>,
+    },
     /// Time passed: check the running clocks.
     Tick,
     /// An operator action the core does not perform itself (a refused call), recorded in

@@ -127,11 +127,11 @@ pub struct Core {
     acked: NodeMap<u64>,
     inboxes: inbox::Inboxes,
     fans: fanout::Fans,
-    points: isms_enforce::Points,
-    /// Enterprise: when the enforcement points are tried again after a failure, and the
-    /// pause after that one (doubling, at most a minute). Real time, not the node's
-    /// clock: a retry is not a regulatory limit.
-    enforce_retry: Option<(std::time::Instant, std::time::Duration)>,
+    /// Enterprise: the points the rules take effect at, converged on a thread of their own
+    /// (`isms_enforce::Enforcer`), which answers with `Event::Enforced`; started with the
+    /// core.
+    points: Option<isms_enforce::Points>,
+    enforcer: Option<isms_enforce::Enforcer>,
     /// Enterprise: when the access log is next read for monitoring hits.
     monitor_next: Option<std::time::Instant>,
     fatal: CancellationToken,

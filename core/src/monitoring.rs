@@ -77,11 +77,12 @@ impl Core {
             let room = SAMPLES.saturating_sub(hits.samples.len());
             hits.samples.extend(samples.into_iter().take(room));
             g.txn.put(key, encode(&hits));
-            // The target's state as it stands: a rule not yet in force everywhere is failed.
-            let state = if g.txn.contains(&records::enforce_pending(&directive_id))? {
-                TargetState::Failed
-            } else {
-                TargetState::Executed
+            // The target's state as it stands: in force, failed to take effect (and
+            // retried), or not yet known (then no more than acknowledged is claimed).
+            let state = match g.txn.get(&records::enforce_pending(&directive_id))? {
+                None => TargetState::Executed,
+                Some(v) if enterprise::read_pending(&v).1 => TargetState::Failed,
+                Some(_) => TargetState::Acknowledged,
             };
             let trace = self.stored_trace(g, &directive_id)?;
             let update = TargetStatus {

@@ -13,7 +13,9 @@ use std::path::Path;
 
 use isms_config::Enforcement;
 
+mod enforcer;
 mod file;
+pub use enforcer::Enforcer;
 pub use file::RuleFile;
 mod hook;
 mod nft;
