@@ -27,6 +27,10 @@ impl Point for FilePoint {
         "file"
     }
 
+    fn wants_every_change(&self) -> bool {
+        true
+    }
+
     fn converge(&mut self, change: &Change<'_>) -> Result<(), String> {
         let file = RuleFile {
             generated_at_ms: change.now_ms,

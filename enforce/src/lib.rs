@@ -57,6 +57,11 @@ pub trait Point: Send {
     /// Makes the point enforce exactly `change.rules` and checks that it does; the error
     /// says what the point itself said.
     fn converge(&mut self, change: &Change<'_>) -> Result<(), String>;
+    /// Whether the point is given every change, not only those that change its set of
+    /// (kind, value, action): a file also carries the rules' directives and times.
+    fn wants_every_change(&self) -> bool {
+        false
+    }
 }
 
 /// A point with the rule kinds it is given, and what it was last converged to.
@@ -121,8 +126,7 @@ impl Points {
                 .iter()
                 .map(|r| (r.kind.clone(), r.value.clone(), r.action.clone()))
                 .collect();
-            // A file carries times and directives, not only the set: always rewritten.
-            if p.point.name() != "file" && p.confirmed.as_ref() == Some(&key) {
+            if !p.point.wants_every_change() && p.confirmed.as_ref() == Some(&key) {
                 continue;
             }
             let change = Change {
