@@ -99,6 +99,9 @@ pub async fn node_status(args: NodeStatusArgs) -> anyhow::Result<i32> {
                 "directives": s.directives, "active_rules": s.active_rules,
                 "rules_applied_total": s.rules_applied_total, "peers": peers,
                 "awaiting_approval": s.awaiting_approval,
+                "rules_version": s.rules_version,
+                "enforcement_pending": s.enforcement_pending,
+                "enforcement_error": s.enforcement_error,
             })
         );
     } else {
@@ -106,6 +109,17 @@ pub async fn node_status(args: NodeStatusArgs) -> anyhow::Result<i32> {
             "{}: {} directives, {} active rules, {} awaiting approval",
             s.node_id, s.directives, s.active_rules, s.awaiting_approval
         );
+        if s.rules_version > 0 {
+            let error = if s.enforcement_error.is_empty() {
+                String::new()
+            } else {
+                format!("; last error: {}", s.enforcement_error)
+            };
+            println!(
+                "  rule set version {}, {} directives not yet in force at every point{error}",
+                s.rules_version, s.enforcement_pending
+            );
+        }
         let now = isms_domain::clock::Clock::now_ms(&isms_domain::clock::SystemClock);
         for p in &s.peers {
             let since = if p.since_ms == 0 {

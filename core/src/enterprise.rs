@@ -264,6 +264,12 @@ impl Core {
         outcome: Result<(), String>,
     ) -> Result<(), NodeError> {
         let me = self.shared.node_id.to_string();
+        match &outcome {
+            Ok(()) => g.txn.delete(records::ENFORCE_ERROR.to_vec()),
+            Err(why) => g
+                .txn
+                .put(records::ENFORCE_ERROR.to_vec(), why.as_bytes().to_vec()),
+        }
         for (k, v) in g.txn.scan_prefix(records::ENFORCE_PENDING_PREFIX)? {
             let (at, reported_failed) = read_pending(&v);
             if at > version {

@@ -373,6 +373,9 @@ pub fn enforce_pending(directive_id: &str) -> Vec<u8> {
     key("pe/", &[directive_id.as_bytes()])
 }
 
+/// Enterprise: the enforcement points' last error, removed once they all took a set.
+pub const ENFORCE_ERROR: &[u8] = b"c/enforce_error";
+
 /// Enterprise: the rule set's version, one more for every group that changed it.
 pub const RULES_VERSION: &[u8] = b"c/rules_version";
 

@@ -313,7 +313,23 @@ pub fn node_status(shared: &Shared) -> Result<NodeStatusReply, NodeError> {
         .store
         .scan_prefix(records::APPROVAL_EXPIRY_PREFIX)
         .count() as u64;
+    let rules_version = match shared.store.get(records::RULES_VERSION)? {
+        Some(v) => records::decode_u64(records::RULES_VERSION, &v)?,
+        None => 0,
+    };
+    let enforcement_pending = shared
+        .store
+        .scan_prefix(records::ENFORCE_PENDING_PREFIX)
+        .count() as u64;
+    let enforcement_error = shared
+        .store
+        .get(records::ENFORCE_ERROR)?
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+        .unwrap_or_default();
     Ok(NodeStatusReply {
+        rules_version,
+        enforcement_pending,
+        enforcement_error,
         awaiting_approval,
         rules_applied_total,
         node_id: shared.node_id.to_string(),

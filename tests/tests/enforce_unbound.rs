@@ -190,8 +190,23 @@ fn an_order_is_executed_once_the_resolver_blocks_it_and_undone_by_revocation_and
         .to_string();
     assert!(detail.contains("rpz: reload"), "{detail}");
     let worse = view["id"].as_str().expect("id").to_string();
+    // The enterprise's status says what is not in force, and why.
+    let status = net.node_status(E).expect("status");
+    assert_eq!(status["enforcement_pending"], 1, "{status}");
+    assert!(
+        status["enforcement_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("rpz: reload")),
+        "{status}"
+    );
     unbound.start();
     net.wait_all(&worse, "executed", T);
+    let status = net.node_status(E).expect("status");
+    assert_eq!(
+        (&status["enforcement_pending"], &status["enforcement_error"]),
+        (&serde_json::json!(0), &serde_json::json!("")),
+        "{status}"
+    );
     assert_eq!(dig(port, "worse.example").0, "NXDOMAIN");
     assert_eq!(dig(port, "good.example").0, "NOERROR");
 
