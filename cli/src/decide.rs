@@ -9,7 +9,7 @@ pub enum DecisionCommand {
     /// Confirm a received requirement: it is forwarded to this province's enterprises at once.
     Confirm(DecideArgs),
     /// Return a received requirement to its issuer, with the reason.
-    Return(ReturnArgs),
+    Return(ReasonArgs),
     /// Requirements waiting for a decision, with the time left on each clock.
     Pending(PendingArgs),
 }
@@ -32,13 +32,14 @@ pub struct DecideArgs {
     pub id: String,
 }
 
+/// A decision that needs its reason: a return or a rejection (O-6).
 #[derive(Debug, Clone, clap::Args)]
-pub struct ReturnArgs {
+pub struct ReasonArgs {
     #[command(flatten)]
     pub client: ClientArgs,
     /// The directive ID.
     pub id: String,
-    /// Why it is returned (mandatory, R-8.2).
+    /// Why (mandatory; kept with the decision; a return sends it to the issuer).
     #[arg(long, required = true)]
     pub reason: String,
 }
@@ -99,7 +100,7 @@ pub(super) async fn confirm(args: DecideArgs) -> anyhow::Result<i32> {
     Ok(exit::OK)
 }
 
-pub(super) async fn return_directive(args: ReturnArgs) -> anyhow::Result<i32> {
+pub(super) async fn return_directive(args: ReasonArgs) -> anyhow::Result<i32> {
     directive::operator_note(&args.reason, "reason", true)?;
     let r = decide(&args.client, DecisionCall::Return, &args.id, &args.reason).await?;
     println!("{} returned for {} enterprises", r.id, r.targets);
@@ -112,18 +113,7 @@ pub enum ApprovalCommand {
     /// Approve a major directive another operator issued here: it leaves at once.
     Approve(DecideArgs),
     /// Reject a major directive awaiting approval: it never leaves this node.
-    Reject(RejectArgs),
-}
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct RejectArgs {
-    #[command(flatten)]
-    pub client: ClientArgs,
-    /// The directive ID.
-    pub id: String,
-    /// Why it is rejected (mandatory).
-    #[arg(long, required = true)]
-    pub reason: String,
+    Reject(ReasonArgs),
 }
 
 impl ApprovalCommand {
@@ -141,7 +131,7 @@ async fn approve(args: DecideArgs) -> anyhow::Result<i32> {
     Ok(exit::OK)
 }
 
-async fn reject(args: RejectArgs) -> anyhow::Result<i32> {
+async fn reject(args: ReasonArgs) -> anyhow::Result<i32> {
     let reason = directive::operator_note(&args.reason, "reason", false)?;
     if reason.is_empty() {
         anyhow::bail!("{}", directive::InputError::NoRejectReason);

@@ -35,7 +35,7 @@ mod view;
 pub use audit::{AuditCommand, AuditExportArgs, AuditListArgs, AuditVerifyArgs};
 pub use decide::{
     ApprovalCommand, CorrectedArgs, CorrectionCommand, DecideArgs, DecisionCommand, PendingArgs,
-    RejectArgs, ReturnArgs,
+    ReasonArgs,
 };
 pub use issue::{
     CorrectArgs, FollowArgs, IssueArgs, KindArg, OpArg, QueryArgs, RevokeArgs, UrgencyArg, correct,
