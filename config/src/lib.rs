@@ -1,7 +1,9 @@
 //! A node's TOML configuration: every field typed, documented with its default, and
 //! validated once at start with an error that names the field.
 //!
-//! Owns the file's shape and its checks. Must not act on it: each crate takes the part
+//! Owns the file's shape and its checks; an enterprise's enforcement points (`enforcement`)
+//! and the four-eyes and audit-retention settings (`accountability`) are modules of their
+//! own. Must not act on it: each crate takes the part
 //! that concerns it (`link` tuning, `telemetry`, `testing`) from a loaded `Config`.
 
 use std::net::SocketAddr;
@@ -11,6 +13,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use isms_domain::identity::{NodeId, NodeMap, Tier};
+
+mod accountability;
+mod enforcement;
+
+pub use accountability::{AuditRetention, FourEyes, MIN_AUDIT_RETENTION_DAYS};
+pub use enforcement::{Enforcement, RULE_KIND_NAMES};
 
 /// Configuration of one node (`NAME serve --config FILE`). Relative paths are resolved
 /// against the directory of the configuration file.
@@ -91,181 +99,6 @@ pub struct Config {
     /// Facilities for testing; never set in production.
     #[serde(default)]
     pub testing: Testing,
-}
-
-/// One enforcement point of an enterprise (R-6.5, R-7.1): its rules of `kinds` (`domain`,
-/// `url`, `ip`, `keyword`) in force there, confirmed before a directive is `executed`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(tag = "point", rename_all = "lowercase", deny_unknown_fields)]
-pub enum Enforcement {
-    /// The rules as a JSON file (written atomically), for systems that read a file.
-    File {
-        path: PathBuf,
-        #[serde(default = "all_rule_kinds")]
-        kinds: Vec<String>,
-    },
-    /// Blocked domains as an RPZ zone for a resolver: written atomically, its SOA serial
-    /// the rule set's version, then `reload` is run and a blocked name is looked up
-    /// through `verify_with` (host:port) to see it answered as blocked.
-    Rpz {
-        /// The zone's name, e.g. `rpz.isms.`.
-        zone: String,
-        zone_file: PathBuf,
-        /// The command (argv) that makes the resolver load the zone, e.g. `["unbound-control",
-        /// "-c", "/etc/unbound/unbound.conf", "auth_zone_reload", "rpz.isms."]`.
-        reload: Vec<String>,
-        /// The resolver to check a blocked name through; none: no lookup (not advised).
-        #[serde(default)]
-        verify_with: Option<SocketAddr>,
-        /// `nxdomain` (default) or a name to answer with instead (a CNAME policy, e.g.
-        /// `blocked.isms.example.`).
-        #[serde(default)]
-        cname: Option<String>,
-        /// Block every name under a blocked domain too (`*.bad.example`). Default true.
-        #[serde(default = "yes")]
-        wildcards: bool,
-        #[serde(default = "domain_kind")]
-        kinds: Vec<String>,
-    },
-    /// Blocked addresses and CIDRs in two nftables interval sets (IPv4, IPv6) of `table`,
-    /// replaced in one `nft -f` transaction. The rule that drops what they match is the
-    /// operator's (README), e.g. `ip daddr @blocked_v4 drop`.
-    Nftables {
-        #[serde(default = "nft_family")]
-        family: String,
-        #[serde(default = "nft_table")]
-        table: String,
-        #[serde(default = "nft_set_v4")]
-        set_v4: String,
-        #[serde(default = "nft_set_v6")]
-        set_v6: String,
-        /// The `nft` program. Default `nft`.
-        #[serde(default = "nft_program")]
-        nft: PathBuf,
-        #[serde(default = "ip_kind")]
-        kinds: Vec<String>,
-    },
-    /// A command (argv) given each change as JSON on standard input (the rules added and
-    /// removed, and the whole set); exit status 0 means in force. Killed after `timeout`.
-    Hook {
-        command: Vec<String>,
-        #[serde(default = "hook_timeout", with = "humantime_serde")]
-        timeout: Duration,
-        #[serde(default = "url_keyword_kinds")]
-        kinds: Vec<String>,
-    },
-}
-
-/// Rule kinds as the configuration names them.
-pub const RULE_KIND_NAMES: [&str; 4] = ["domain", "url", "ip", "keyword"];
-
-fn all_rule_kinds() -> Vec<String> {
-    RULE_KIND_NAMES.iter().map(|k| k.to_string()).collect()
-}
-fn domain_kind() -> Vec<String> {
-    vec!["domain".into()]
-}
-fn ip_kind() -> Vec<String> {
-    vec!["ip".into()]
-}
-fn url_keyword_kinds() -> Vec<String> {
-    vec!["url".into(), "keyword".into()]
-}
-fn yes() -> bool {
-    true
-}
-fn nft_family() -> String {
-    "inet".into()
-}
-fn nft_table() -> String {
-    "isms".into()
-}
-fn nft_set_v4() -> String {
-    "blocked_v4".into()
-}
-fn nft_set_v6() -> String {
-    "blocked_v6".into()
-}
-fn nft_program() -> PathBuf {
-    "nft".into()
-}
-fn hook_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-
-impl Enforcement {
-    /// The point's name in logs and errors.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Enforcement::File { .. } => "file",
-            Enforcement::Rpz { .. } => "rpz",
-            Enforcement::Nftables { .. } => "nftables",
-            Enforcement::Hook { .. } => "hook",
-        }
-    }
-
-    pub fn kinds(&self) -> &[String] {
-        match self {
-            Enforcement::File { kinds, .. }
-            | Enforcement::Rpz { kinds, .. }
-            | Enforcement::Nftables { kinds, .. }
-            | Enforcement::Hook { kinds, .. } => kinds,
-        }
-    }
-}
-
-/// Four-eyes (O-6): a *major* directive is stored as awaiting approval and leaves this node
-/// only once an operator other than its issuer, holding `approver`, approves it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct FourEyes {
-    /// Default true. False: nothing is major (a network for tests of other concerns).
-    pub enabled: bool,
-    /// `--to all` is major. Default true.
-    pub to_all: bool,
-    /// Any emergency (urgency `emergency`) is major. Default true.
-    pub emergency: bool,
-    /// More rules than this is major. Default 1,000.
-    pub max_rules: u32,
-    /// Revoking a major directive is major. Default true.
-    pub revocation_of_major: bool,
-    /// How long an approval request stays open; then it is expired and never sent.
-    /// Default 24h.
-    #[serde(with = "humantime_serde")]
-    pub expires_after: Duration,
-}
-
-impl Default for FourEyes {
-    fn default() -> Self {
-        FourEyes {
-            enabled: true,
-            to_all: true,
-            emergency: true,
-            max_rules: 1000,
-            revocation_of_major: true,
-            expires_after: Duration::from_secs(24 * 3600),
-        }
-    }
-}
-
-/// The least retention the regulation allows: six months (R-13.2).
-pub const MIN_AUDIT_RETENTION_DAYS: u32 = 183;
-
-/// How long audit records are kept (R-13.2).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuditRetention {
-    /// Records younger than this are never pruned; older ones are pruned once exported.
-    /// Default and least 183.
-    pub retention_days: u32,
-}
-
-impl Default for AuditRetention {
-    fn default() -> Self {
-        AuditRetention {
-            retention_days: MIN_AUDIT_RETENTION_DAYS,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -561,68 +394,8 @@ impl Config {
         {
             return Err(invalid("parent.address", "expected host:port"));
         }
-        if !self.enforcement.is_empty() && tier != Tier::Enterprise {
-            return Err(invalid("enforcement", "only an enterprise enforces rules"));
-        }
-        for (i, point) in self.enforcement.iter().enumerate() {
-            let field = |f: &str| format!("enforcement[{i}].{f}");
-            if point.kinds().is_empty() {
-                return Err(invalid(field("kinds"), "names no rule kind"));
-            }
-            if let Some(k) = point
-                .kinds()
-                .iter()
-                .find(|k| !RULE_KIND_NAMES.contains(&k.as_str()))
-            {
-                return Err(invalid(
-                    field("kinds"),
-                    format!(
-                        "unknown rule kind {k:?}: one of {}",
-                        RULE_KIND_NAMES.join(", ")
-                    ),
-                ));
-            }
-            match point {
-                Enforcement::Rpz { zone, reload, .. } => {
-                    if !zone.ends_with('.') || zone.len() < 2 {
-                        return Err(invalid(
-                            field("zone"),
-                            "a zone name ends with '.', e.g. rpz.isms.",
-                        ));
-                    }
-                    if reload.is_empty() {
-                        return Err(invalid(field("reload"), "no command"));
-                    }
-                }
-                Enforcement::Hook {
-                    command, timeout, ..
-                } => {
-                    if command.is_empty() {
-                        return Err(invalid(field("command"), "no command"));
-                    }
-                    if timeout.is_zero() {
-                        return Err(invalid(field("timeout"), "must be longer than zero"));
-                    }
-                }
-                Enforcement::File { .. } | Enforcement::Nftables { .. } => {}
-            }
-        }
-        if self.audit.retention_days < MIN_AUDIT_RETENTION_DAYS {
-            return Err(invalid(
-                "audit.retention_days",
-                format!(
-                    "{} is less than the {MIN_AUDIT_RETENTION_DAYS} days (six months) the \
-                     regulation requires (R-13.2)",
-                    self.audit.retention_days
-                ),
-            ));
-        }
-        if self.four_eyes.expires_after.is_zero() {
-            return Err(invalid(
-                "four_eyes.expires_after",
-                "must be longer than zero (an approval request could never be approved)",
-            ));
-        }
+        enforcement::check(&self.enforcement, tier)?;
+        accountability::check(&self.four_eyes, &self.audit)?;
         let mut seen = std::collections::BTreeSet::new();
         for (i, child) in self.children.iter().enumerate() {
             let field = format!("children[{i}].id");
