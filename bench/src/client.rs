@@ -30,6 +30,19 @@ pub(super) async fn issue(
     Ok(client.issue_directive(request).await?.into_inner().id)
 }
 
+/// A blacklist change to all: one versioned delta of `rules` domains.
+pub(super) async fn issue_blacklist(
+    client: &mut OperatorClient<Channel>,
+    tag: &str,
+    rules: usize,
+) -> anyhow::Result<String> {
+    let request = IssueRequest {
+        blacklist: true,
+        ..request("all", tag, rules)
+    };
+    Ok(client.issue_directive(request).await?.into_inner().id)
+}
+
 /// Issues `requests` with `in_flight` of them outstanding at a time, as a pipelining
 /// client does; returns their IDs in the order issued.
 pub(super) async fn issue_pipelined(

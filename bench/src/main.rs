@@ -295,13 +295,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
             Scenario::Bulk => {
                 println!(
-                    "bulk: {} x one directive of {} block-domain rules to all",
+                    "bulk: {} x one blacklist delta of {} block-domain rules to all",
                     args.runs, args.bulk_rules
                 );
                 let mut samples = Vec::new();
                 for run in 0..args.runs {
                     let run_before = cpu_split(&bench, &provinces, &real_enterprise);
-                    let id = issue(&mut client, &format!("b{run}.{tag}"), args.bulk_rules).await?;
+                    let id =
+                        issue_blacklist(&mut client, &format!("b{run}.{tag}"), args.bulk_rules)
+                            .await?;
                     let done = wait_done(&mut client, &id, total_enterprises, SLOW_POLL).await?;
                     println!("  run {run}: {:.1} s", done.latency_ms() as f64 / 1000.0);
                     print_cpu(

@@ -63,6 +63,11 @@ pub struct IssueArgs {
     /// When the rules lapse (RFC 3339); default: never.
     #[arg(long, value_parser = parse_time)]
     pub expires_at: Option<i64>,
+    /// A blacklist change: the rules join (or, with `--op delete`, leave) this
+    /// node's versioned blacklist, which every enterprise of its jurisdiction holds
+    /// (`--to all`).
+    #[arg(long)]
+    pub blacklist: bool,
     #[command(flatten)]
     pub follow: FollowArgs,
 }
@@ -138,6 +143,7 @@ pub fn issue_request(args: &IssueArgs) -> anyhow::Result<IssueRequest> {
         rules,
         effective_at_ms: args.effective_at.unwrap_or(0),
         expires_at_ms: args.expires_at.unwrap_or(0),
+        blacklist: args.blacklist,
         ..new_request(&args.to, kind, urgency_of(args.urgency))
     })
 }

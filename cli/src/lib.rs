@@ -27,12 +27,16 @@ use isms_operator::views::counts;
 use isms_transport::tls;
 
 mod audit;
+mod blacklist;
 mod decide;
 mod issue;
 mod node;
 mod view;
 
 pub use audit::{AuditCommand, AuditExportArgs, AuditListArgs, AuditVerifyArgs};
+pub use blacklist::{
+    BlacklistLagArgs, BlacklistShowArgs, HeldBlacklistCommand, IssuedBlacklistCommand,
+};
 pub use decide::{
     ApprovalCommand, CorrectedArgs, CorrectionCommand, DecideArgs, DecisionCommand, PendingArgs,
     ReasonArgs,

@@ -88,6 +88,7 @@ impl Core {
                     overdue_at_ms: rec.overdue_at_ms,
                     result: None,
                     hits: None,
+                    blacklist: None,
                 };
                 self.report(g, &directive_id, &update, &meta.trace_context);
             }

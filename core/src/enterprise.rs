@@ -25,10 +25,11 @@ impl Core {
                 String::from_utf8_lossy(&by)
             );
             self.report_up(g, &d.id, &me, TargetState::Revoked, &detail, trace);
-            return Ok(());
+            return self.blacklist_arrived(g, d);
         }
         if kind == DirectiveKind::Revocation {
-            return self.revoke_at_enterprise(g, d);
+            self.revoke_at_enterprise(g, d)?;
+            return self.blacklist_arrived(g, d);
         }
         if kind == DirectiveKind::AccessLogQuery {
             // Answered at once from what this enterprise has.
@@ -44,6 +45,7 @@ impl Core {
                         overdue_at_ms: 0,
                         result: Some(result),
                         hits: None,
+                        blacklist: None,
                     }
                 }
                 Err(why) => TargetStatus {
@@ -54,6 +56,7 @@ impl Core {
                     overdue_at_ms: 0,
                     result: None,
                     hits: None,
+                    blacklist: None,
                 },
             };
             self.report(g, &d.id, &update, trace);
@@ -83,13 +86,17 @@ impl Core {
             let (adds, deletes): (Vec<Rule>, Vec<Rule>) = rules
                 .into_iter()
                 .partition(|r| r.op != RuleOp::Delete as i32);
-            // A delete removes the matching rules of the same action, whoever added them.
+            // A delete removes the matching rules of the same issuer and action, from its
+            // blacklist or from its other directives as the delete is one or the other.
             if !deletes.is_empty() {
                 let doomed: HashSet<(i32, Bytes)> =
                     deletes.into_iter().map(|r| (r.kind, r.value)).collect();
                 for (k, v) in g.txn.scan_prefix(records::RULE_SET_PREFIX)? {
                     let mut set: ActiveRules = decode(&k, &v)?;
-                    if set.kind != d.kind {
+                    if set.kind != d.kind
+                        || set.issuer != d.issuer
+                        || (set.blacklist_version != 0) != d.blacklist.is_some()
+                    {
                         continue;
                     }
                     let before = set.rules.len();
@@ -127,7 +134,7 @@ impl Core {
             }
         }
         g.rules_changed.push(d.id.clone());
-        Ok(())
+        self.blacklist_arrived(g, d)
     }
 
     /// Enterprise: removes the revoked directive's rules; the revocation is executed once
@@ -172,8 +179,13 @@ impl Core {
                 .and_then(|s| s.directive)
                 .is_some_and(|d| d.expires_at_ms != 0 && d.expires_at_ms <= g.now);
             if lapsed {
-                for (k, _) in g.txn.scan_prefix(&records::rule_set_prefix(id))? {
-                    g.txn.delete(k);
+                for (k, v) in g.txn.scan_prefix(&records::rule_set_prefix(id))? {
+                    // A blacklist's rule stays on its list (its version and checksum say
+                    // what was ordered) and is out of force by its time (`rules_in_force`).
+                    let set: ActiveRules = decode(&k, &v)?;
+                    if set.blacklist_version == 0 {
+                        g.txn.delete(k);
+                    }
                 }
                 tracing::info!(directive = %id, "directive lapsed: its rules are inactive");
             } else {
@@ -359,12 +371,13 @@ fn rule_sets(d: &Directive, applied_at_ms: i64, rules: Vec<Rule>) -> Vec<ActiveR
         effective_at_ms: d.effective_at_ms,
         expires_at_ms: d.expires_at_ms,
         rules: Vec::new(),
+        blacklist_version: d.blacklist.as_ref().map_or(0, |b| b.to_version),
     };
     split_into_sets(&header, rules)
 }
 
 /// `rules` in records of up to [`RULES_PER_SET`], each with `header`'s fields.
-fn split_into_sets(header: &ActiveRules, rules: Vec<Rule>) -> Vec<ActiveRules> {
+pub(super) fn split_into_sets(header: &ActiveRules, rules: Vec<Rule>) -> Vec<ActiveRules> {
     let mut rules = rules.into_iter().peekable();
     let mut sets = Vec::new();
     while rules.peek().is_some() {
@@ -401,6 +414,7 @@ pub(super) fn migrate_rules(store: &Store) -> Result<u64, NodeError> {
                     effective_at_ms: old.effective_at_ms,
                     expires_at_ms: old.expires_at_ms,
                     rules: Vec::new(),
+                    blacklist_version: 0,
                 };
                 directives.push((header, vec![rule]));
             }

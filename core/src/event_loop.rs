@@ -76,6 +76,7 @@ impl Core {
             audit: audit::load_chain(&store)?,
             runtime: tokio::runtime::Handle::try_current().ok(),
             caches: None,
+            own_blacklist: None,
         };
         for (id, peer) in &shared.peers {
             let (applied, marked_next) = match store.get(&records::marks(id))? {
@@ -320,6 +321,7 @@ impl Core {
                 Reply::Decide(tx, r) => drop(tx.send(r)),
                 Reply::Audited(tx) => drop(tx.send(Ok(()))),
                 Reply::Exported(tx, r) => drop(tx.send(r)),
+                Reply::Verified(tx, r) => drop(tx.send(r)),
             }
         }
         Ok(())
@@ -442,6 +444,30 @@ impl Core {
                     );
                 }
                 g.replies.push(Reply::Exported(reply, result));
+            }
+            Event::VerifyBlacklist { caller, reply } => {
+                let result = self.verify_blacklists(g);
+                let outcome = match &result {
+                    Ok(lists) => {
+                        let bad: Vec<&str> = lists
+                            .iter()
+                            .filter(|l| !l.intact)
+                            .map(|l| l.issuer.as_str())
+                            .collect();
+                        if bad.is_empty() {
+                            format!("{} lists intact", lists.len())
+                        } else {
+                            format!("mismatch: {}; resync asked", bad.join(", "))
+                        }
+                    }
+                    Err(e) => format!("error: {e}"),
+                };
+                audit(g, &caller, "blacklist.verify", "", &outcome);
+                let result = match result {
+                    Err(NodeError::Store(e)) => return Err(NodeError::Store(e)),
+                    r => r,
+                };
+                g.replies.push(Reply::Verified(reply, result));
             }
             Event::Audit {
                 caller,

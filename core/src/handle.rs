@@ -73,6 +73,12 @@ pub enum Event {
         version: u64,
         outcome: Result<(), String>,
     },
+    /// Enterprise: recompute each blacklist from the stored rules; a mismatch asks the
+    /// parent for the whole list.
+    VerifyBlacklist {
+        caller: Caller,
+        reply: oneshot::Sender<Result<Vec<isms_proto::v1::BlacklistHeld>, NodeError>>,
+    },
     /// Time passed: check the running clocks.
     Tick,
     /// An operator action the core does not perform itself (a refused call), recorded in
@@ -176,6 +182,15 @@ impl CoreHandle {
             reply,
         })
         .await
+    }
+
+    /// Enterprise: verifies its blacklists.
+    pub async fn verify_blacklist(
+        &self,
+        caller: Caller,
+    ) -> Result<Vec<isms_proto::v1::BlacklistHeld>, NodeError> {
+        self.ask(|reply| Event::VerifyBlacklist { caller, reply })
+            .await
     }
 
     /// Asks the core to check its clocks, unless it is busy (then it will see a later tick).

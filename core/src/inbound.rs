@@ -76,6 +76,18 @@ impl Core {
                         env.seq
                     )));
                 }
+                // An enterprise asks its parent for a whole blacklist; the parent answers it.
+                (Some(Payload::BlacklistResync(_)), Role::Child)
+                    if peer_id.tier() == Tier::Enterprise => {}
+                (Some(Payload::BlacklistChunk(_)), Role::Parent)
+                    if self.tier == Tier::Enterprise => {}
+                (Some(Payload::BlacklistResync(_) | Payload::BlacklistChunk(_)), _) => {
+                    return Err(NodeError::Protocol(format!(
+                        "envelope {} from {peer_id}: a blacklist resync is asked by an \
+                         enterprise of its parent, and answered down",
+                        env.seq
+                    )));
+                }
                 // The link decompresses a directive as it arrives (`Batch::decode_envelopes`).
                 (Some(Payload::CompressedDirective(_)), _) => {
                     return Err(NodeError::Protocol(format!(
@@ -147,6 +159,8 @@ impl Core {
             Some(Payload::Directive(d)) => self.receive_directive(g, peer, d, env.trace_context),
             Some(Payload::Status(s)) => self.receive_status(g, peer, s, &env.trace_context),
             Some(Payload::AuditHead(h)) => self.receive_audit_head(g, peer, h),
+            Some(Payload::BlacklistResync(ask)) => self.answer_resync(g, peer, ask),
+            Some(Payload::BlacklistChunk(chunk)) => self.resync_part_arrived(g, chunk),
             // Refused by check_inbound.
             Some(Payload::CompressedDirective(_)) => Ok(()),
             None => Ok(()), // refused by check_inbound
@@ -170,6 +184,7 @@ impl Core {
         }
         let trace = trace::inject(&span);
         store_directive(g, &d, Some(from), &trace);
+        Self::index_blacklist(g, &d);
         match self.tier {
             Tier::Enterprise => self.accept_at_enterprise(g, &d, &trace)?,
             Tier::Province => self.relay_at_province(g, &d, &trace)?,

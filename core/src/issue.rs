@@ -76,6 +76,7 @@ impl Core {
             }
             _ => None,
         };
+        let blacklist = self.blacklist_request(g, &req, kind, &to)?;
         let selections = directive::parse_targets(&to)?;
         let (mut targets, foreign) = self.resolve_issue_targets(selections)?;
         targets.extend(foreign.iter().cloned());
@@ -97,6 +98,8 @@ impl Core {
             expires_at_ms: req.expires_at_ms.max(0),
             query,
             correction,
+            // Its numbers are given when it leaves this node (`dispatch`).
+            blacklist: blacklist.then(Default::default),
         };
         if let Some(existing) = self.stored_directive(g, &id)?.and_then(|s| s.directive) {
             // The same ID issued again: a retried call (its answer lost) gets the directive
@@ -168,6 +171,14 @@ impl Core {
         d: &Directive,
         trace: HashMap<String, String>,
     ) -> Result<(), NodeError> {
+        let mut versioned;
+        let d = if d.blacklist.as_ref().is_some_and(|b| b.to_version == 0) {
+            versioned = d.clone();
+            self.version_blacklist(g, &mut versioned)?;
+            &versioned
+        } else {
+            d
+        };
         let id = d.id.as_str();
         let mut routes: BTreeMap<NodeId, Vec<String>> = BTreeMap::new();
         let mut foreign = Vec::new();
@@ -243,12 +254,67 @@ impl Core {
     }
 }
 
+impl Core {
+    /// Whether an issue is a blacklist change, checked: `--blacklist` on a disposal
+    /// to all of this node's jurisdiction; a revocation of a blacklist directive is one by
+    /// itself, and withdraws it from every enterprise.
+    fn blacklist_request(
+        &self,
+        g: &Group<'_>,
+        req: &IssueRequest,
+        kind: DirectiveKind,
+        to: &[String],
+    ) -> Result<bool, NodeError> {
+        if kind == DirectiveKind::Revocation {
+            let original = self
+                .stored_directive(g, &req.revokes)?
+                .and_then(|s| s.directive);
+            let listed = original.is_some_and(|d| d.blacklist.is_some());
+            if listed && !req.to.is_empty() {
+                return Err(InputError::Blacklist(
+                    "a blacklist directive is revoked from every enterprise at once (no --to)"
+                        .into(),
+                )
+                .into());
+            }
+            if req.blacklist && !listed {
+                return Err(InputError::Blacklist(format!(
+                    "directive {} is not on the blacklist",
+                    req.revokes
+                ))
+                .into());
+            }
+            return Ok(listed);
+        }
+        if !req.blacklist {
+            return Ok(false);
+        }
+        if kind != DirectiveKind::Disposal {
+            return Err(InputError::Blacklist(format!(
+                "only a disposal changes the blacklist, not a {}",
+                directive::kind_name(kind as i32)
+            ))
+            .into());
+        }
+        if to != ["all"] {
+            return Err(InputError::Blacklist(format!(
+                "a blacklist change goes to every enterprise of {} (--to all), not {}",
+                self.shared.node_id,
+                to.join(",")
+            ))
+            .into());
+        }
+        Ok(true)
+    }
+}
+
 /// Whether `again` orders what `stored` did: everything but when it was issued (a retry
-/// comes later) and by which of this node's operators.
+/// comes later), by which of this node's operators, and the blacklist version it made.
 fn same_order(stored: &Directive, again: &Directive) -> bool {
     let when = |d: &Directive| Directive {
         issued_at_ms: 0,
         operator: String::new(),
+        blacklist: d.blacklist.as_ref().map(|_| Default::default()),
         ..d.clone()
     };
     when(stored) == when(again)

@@ -16,7 +16,8 @@
 //! Where each part lives: `event_loop` (the loop and group commit), `inbound` (the checks
 //! on what arrives from a peer, and applying it), `issue` (an operator's directive), `approval` (four-eyes on major ones),
 //! `delivery` (outboxes and acknowledgments), `status` (target states, reports upward),
-//! `audit` (the audit trail) and `audit_keeping` (signed heads, retention), `lookup` (stored state through the group's caches); by tier
+//! `audit` (the audit trail) and `audit_keeping` (signed heads, retention), `blacklist`
+//! (the versioned blacklist and its resync), `lookup` (stored state through the group's caches); by tier
 //! `province`, `enterprise` and `clocks`; the records that keep it fast `fanout`,
 //! `targets`, `inbox` and `recent`.
 //!
@@ -54,6 +55,7 @@ pub mod trace;
 mod approval;
 mod audit;
 mod audit_keeping;
+mod blacklist;
 mod delivery;
 mod event_loop;
 mod handle;
@@ -79,6 +81,7 @@ use recent::Recent;
 
 pub use approval::FourEyesPolicy;
 pub use audit_keeping::{AuditKeeping, verify_chain};
+pub use blacklist::{blacklist_lag, stored_blacklists};
 pub use enterprise::active_rules;
 pub use fanout::stored_outbox;
 pub use handle::{Caller, CoreHandle, Decision, Event};
@@ -146,6 +149,9 @@ pub struct Core {
     /// Decoded target blocks and directive metadata, lent to each group and kept across
     /// groups (see `Group`).
     caches: Option<(targets::Targets, Recent<String, Arc<DirectiveMeta>>)>,
+    /// Issuer: its blacklist as its last version left it (`blacklist`), folded from the
+    /// index when first needed.
+    own_blacklist: Option<(u64, isms_domain::blacklist::Blacklist)>,
 }
 
 /// Directives whose metadata stays decoded; it never changes once written.
@@ -168,6 +174,10 @@ enum Reply {
     Exported(
         oneshot::Sender<Result<(u64, u64), NodeError>>,
         Result<(u64, u64), NodeError>,
+    ),
+    Verified(
+        oneshot::Sender<Result<Vec<isms_proto::v1::BlacklistHeld>, NodeError>>,
+        Result<Vec<isms_proto::v1::BlacklistHeld>, NodeError>,
     ),
 }
 

@@ -93,6 +93,7 @@ impl Core {
                 overdue_at_ms: 0,
                 result: None,
                 hits: Some(hits.clone()),
+                blacklist: None,
             };
             self.report(g, &directive_id, &update, &trace);
             tracing::info!(directive = %directive_id, new = n, total = hits.total, "monitoring hits");

@@ -39,6 +39,9 @@ impl Core {
             if let Some(hits) = &u.hits {
                 self.set_hits(g, &report.directive_id, &u.node, hits)?;
             }
+            if let Some(reported) = u.blacklist.as_ref().filter(|_| !relay) {
+                self.set_reported_blacklist(g, &u.node, reported)?;
+            }
             if !relay && state == TargetState::Acknowledged {
                 self.start_answer_clock(g, &meta, &report.directive_id, &u.node)?;
             }
@@ -99,6 +102,7 @@ impl Core {
             overdue_at_ms: 0,
             result: None,
             hits: None,
+            blacklist: None,
         };
         self.report(g, directive_id, &update, trace);
     }
@@ -125,6 +129,12 @@ impl Core {
             (Some(a), _) => Some(a),
             (None, b) => b.clone(),
         };
+        // So is the blacklist version: the higher one wins.
+        let blacklist = match (entry.blacklist.take(), &update.blacklist) {
+            (Some(a), Some(b)) if b.version > a.version => Some(b.clone()),
+            (Some(a), _) => Some(a),
+            (None, b) => b.clone(),
+        };
         if entry.state == 0 || directive::supersedes(state, current) {
             *entry = update.clone();
             entry.at_ms = g.now;
@@ -134,6 +144,7 @@ impl Core {
             entry.result = result;
         }
         entry.hits = hits;
+        entry.blacklist = blacklist;
     }
 
     /// Statuses go back the way their directive came: to the peer it was received from
@@ -141,15 +152,14 @@ impl Core {
     pub(super) fn flush_upward(&mut self, g: &mut Group<'_>) -> Result<(), NodeError> {
         let upward = std::mem::take(&mut g.upward);
         for (directive_id, up) in upward {
-            let Some(meta) = self.stored_meta(g, &directive_id)? else {
-                continue;
+            let to = match self.stored_meta(g, &directive_id)? {
+                Some(meta) => meta.received_from.parse::<NodeId>().ok(),
+                // An enterprise's blacklist version made by a directive it got only within
+                // a resync: up, as all its reports go.
+                None if self.tier == Tier::Enterprise => self.parent.clone(),
+                None => None,
             };
-            let Some(to) = meta
-                .received_from
-                .parse::<NodeId>()
-                .ok()
-                .filter(|p| self.shared.peer(p).is_some())
-            else {
+            let Some(to) = to.filter(|p| self.shared.peer(p).is_some()) else {
                 continue; // issued here: this node is where statuses end
             };
             let report = StatusReport {

@@ -16,6 +16,8 @@ use crate::identity::{NodeId, Tier};
 /// Why a rule or a target selection is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InputError {
+    #[error("blacklist: {0}")]
+    Blacklist(String),
     #[error("invalid domain {0:?}: {1}")]
     Domain(String, &'static str),
     #[error("invalid URL {0:?}: {1}")]

@@ -396,6 +396,72 @@ pub fn monitor_hits(directive_id: &str, node: &str) -> Vec<u8> {
 /// Enterprise: how far its access log has been read for monitoring (a byte offset).
 pub const MONITOR_OFFSET: &[u8] = b"c/monitor_offset";
 
+/// Versioned blacklists. `bi/<issuer>\0<version>`: a version's directive and the
+/// issuer's checksum (`BlacklistIndexEntry`), at the issuer and every node it passes.
+pub const BLACKLIST_INDEX_PREFIX: &[u8] = b"bi/";
+
+pub fn blacklist_index_of(issuer: &str) -> Vec<u8> {
+    let mut k = key("bi/", &[issuer.as_bytes()]);
+    k.push(0);
+    k
+}
+
+pub fn blacklist_index(issuer: &str, version: u64) -> Vec<u8> {
+    let mut k = blacklist_index_of(issuer);
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
+/// The version at the end of a `bi/` key.
+pub fn blacklist_index_version(key: &[u8]) -> Option<u64> {
+    let tail = key.get(key.len().checked_sub(8)?..)?;
+    Some(u64::from_be_bytes(tail.try_into().ok()?))
+}
+
+/// Enterprise: its blacklist of an issuer (`BlacklistState`), `bs/<issuer>`.
+pub const BLACKLIST_STATE_PREFIX: &[u8] = b"bs/";
+
+pub fn blacklist_state(issuer: &str) -> Vec<u8> {
+    key("bs/", &[issuer.as_bytes()])
+}
+
+/// Enterprise: a delta received beyond a gap (`HeldDelta`), `bh/<issuer>\0<from_version>`.
+pub fn held_delta_of(issuer: &str) -> Vec<u8> {
+    let mut k = key("bh/", &[issuer.as_bytes()]);
+    k.push(0);
+    k
+}
+
+pub fn held_delta(issuer: &str, from_version: u64) -> Vec<u8> {
+    let mut k = held_delta_of(issuer);
+    k.extend_from_slice(&from_version.to_be_bytes());
+    k
+}
+
+/// Enterprise: the parts of a resync answer received so far (`BlacklistChunk`),
+/// `bx/<issuer>\0<answer>\0<index>`.
+pub fn resync_chunks_of(issuer: &str) -> Vec<u8> {
+    let mut k = key("bx/", &[issuer.as_bytes()]);
+    k.push(0);
+    k
+}
+
+pub fn resync_chunk(issuer: &str, answer: &str, index: u32) -> Vec<u8> {
+    let mut k = resync_chunks_of(issuer);
+    k.extend_from_slice(answer.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// Issuer: the version and checksum an enterprise last reported for its blacklist
+/// (`BlacklistVersion`), `bv/<enterprise>`.
+pub const REPORTED_BLACKLIST_PREFIX: &[u8] = b"bv/";
+
+pub fn reported_blacklist(node: &str) -> Vec<u8> {
+    key("bv/", &[node.as_bytes()])
+}
+
 /// Total rules ever added to the active set, counted in the same batch as the addition.
 pub const RULES_APPLIED_COUNTER: &[u8] = b"c/rules_applied";
 

@@ -24,12 +24,16 @@ enum Command {
     /// Data-correction demands from the authorities.
     #[command(subcommand)]
     Directive(cli::CorrectionCommand),
+    /// The versioned blacklists held here: show them, verify them.
+    #[command(subcommand)]
+    Blacklist(cli::HeldBlacklistCommand),
 }
 
 fn main() {
     let code = match Args::parse().command {
         Command::Node(c) => c.run("enterprise-node", Tier::Enterprise),
         Command::Directive(c) => c.run(),
+        Command::Blacklist(c) => c.run(),
     };
     std::process::exit(code);
 }

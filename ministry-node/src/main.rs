@@ -28,6 +28,9 @@ enum Command {
     /// Issue directives and follow them.
     #[command(subcommand)]
     Directive(Box<DirectiveCommand>),
+    /// This node's versioned blacklist: which enterprises lag behind it.
+    #[command(subcommand)]
+    Blacklist(cli::IssuedBlacklistCommand),
 }
 
 #[derive(Subcommand)]
@@ -57,6 +60,7 @@ fn main() {
             DirectiveCommand::Approval(a) => a.run(),
             DirectiveCommand::View(q) => q.run(),
         },
+        Command::Blacklist(c) => c.run(),
     };
     std::process::exit(code);
 }

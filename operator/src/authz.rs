@@ -84,6 +84,10 @@ pub const PERMISSIONS: &[(&str, Role)] = &[
     ("RejectDirective", Role::Approver),
     ("ListAuditHeads", Role::Auditor),
     ("AuditExported", Role::Auditor),
+    ("GetBlacklist", Role::Viewer),
+    // Asks the parent for the whole list when it finds a mismatch.
+    ("VerifyBlacklist", Role::Operator),
+    ("BlacklistLag", Role::Viewer),
 ];
 
 /// The role `method` (an RPC name of the `Operator` service) needs; none if it has no entry.

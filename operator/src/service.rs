@@ -11,10 +11,11 @@ use isms_proto::record::StoredDirective;
 use isms_proto::v1::operator_server::Operator;
 use isms_proto::v1::{
     AuditExportedReply, AuditExportedRequest, AuditHeadList, AuditList, AuditVerdict,
-    DecisionReply, DecisionRequest, DirectiveList, DirectiveSummary, DirectiveView,
-    GetDirectiveRequest, IssueReply, IssueRequest, ListAuditHeadsRequest, ListAuditRequest,
-    ListDirectivesRequest, ListPendingRequest, NodeStatusReply, NodeStatusRequest, PendingList,
-    TargetState, VerifyAuditRequest,
+    BlacklistLagReply, BlacklistLagRequest, BlacklistList, DecisionReply, DecisionRequest,
+    DirectiveList, DirectiveSummary, DirectiveView, GetBlacklistRequest, GetDirectiveRequest,
+    IssueReply, IssueRequest, ListAuditHeadsRequest, ListAuditRequest, ListDirectivesRequest,
+    ListPendingRequest, NodeStatusReply, NodeStatusRequest, PendingList, TargetState,
+    VerifyAuditRequest,
 };
 use tonic::{Request, Response, Status};
 
@@ -396,6 +397,70 @@ impl Operator for OperatorService {
             exported_through,
             pruned_through,
         }))
+    }
+
+    async fn get_blacklist(
+        &self,
+        request: Request<GetBlacklistRequest>,
+    ) -> Result<Response<BlacklistList>, Status> {
+        let caller = self.authorize(&request, "GetBlacklist").await?;
+        let lists = if self.shared.node_id.tier() == Tier::Enterprise {
+            isms_core::stored_blacklists(&self.shared.store)
+                .map(|blacklists| BlacklistList { blacklists })
+                .map_err(Status::from)
+        } else {
+            Err(Status::failed_precondition(
+                "only an enterprise holds blacklists; an issuer shows its own with `blacklist lag`",
+            ))
+        };
+        self.answer(caller, "GetBlacklist", "", lists, |l| {
+            format!("ok: {} lists", l.blacklists.len())
+        })
+        .await
+    }
+
+    async fn verify_blacklist(
+        &self,
+        request: Request<GetBlacklistRequest>,
+    ) -> Result<Response<BlacklistList>, Status> {
+        let caller = self.authorize(&request, "VerifyBlacklist").await?;
+        // The core records the outcome in the audit trail with the resync it asked for.
+        let blacklists = self.core.verify_blacklist(caller).await?;
+        Ok(Response::new(BlacklistList { blacklists }))
+    }
+
+    async fn blacklist_lag(
+        &self,
+        request: Request<BlacklistLagRequest>,
+    ) -> Result<Response<BlacklistLagReply>, Status> {
+        let caller = self.authorize(&request, "BlacklistLag").await?;
+        let all = request.into_inner().all;
+        let lag = if self.shared.node_id.tier() == Tier::Enterprise {
+            Err(Status::failed_precondition(
+                "an enterprise issues no blacklist; `blacklist show` lists those it holds",
+            ))
+        } else {
+            let enterprises = self
+                .shared
+                .directory
+                .keys()
+                .filter(|n| n.tier() == Tier::Enterprise)
+                .map(ToString::to_string);
+            isms_core::blacklist_lag(
+                &self.shared.store,
+                self.shared.node_id.as_str(),
+                enterprises,
+                all,
+            )
+            .map_err(Status::from)
+        };
+        self.answer(caller, "BlacklistLag", "", lag, |l| {
+            format!(
+                "ok: version {}, {} of {} lag",
+                l.version, l.lagging, l.enterprises
+            )
+        })
+        .await
     }
 
     async fn reject_directive(

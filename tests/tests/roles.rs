@@ -50,10 +50,11 @@ fn needs(method: &str) -> Option<&'static str> {
         | "GetDirectiveSummary"
         | "ListDirectives"
         | "NodeStatus"
-        | "ListPending" => None,
-        "IssueDirective" | "ConfirmDirective" | "ReturnDirective" | "ReportCorrected" => {
-            Some("operator")
-        }
+        | "ListPending"
+        | "GetBlacklist"
+        | "BlacklistLag" => None,
+        "IssueDirective" | "ConfirmDirective" | "ReturnDirective" | "ReportCorrected"
+        | "VerifyBlacklist" => Some("operator"),
         "ListAudit" | "VerifyAudit" | "ListAuditHeads" | "AuditExported" => Some("auditor"),
         "ApproveDirective" | "RejectDirective" => Some("approver"),
         other => panic!("RPC {other} has no cell in this test: give it one, and a table entry"),
@@ -152,6 +153,18 @@ async fn call(
             .await
             .map(drop),
         "RejectDirective" => client.reject_directive(decision()).await.map(drop),
+        "GetBlacklist" => client
+            .get_blacklist(isms_proto::v1::GetBlacklistRequest {})
+            .await
+            .map(drop),
+        "VerifyBlacklist" => client
+            .verify_blacklist(isms_proto::v1::GetBlacklistRequest {})
+            .await
+            .map(drop),
+        "BlacklistLag" => client
+            .blacklist_lag(isms_proto::v1::BlacklistLagRequest::default())
+            .await
+            .map(drop),
         other => panic!("RPC {other} has no cell in this test: give it one, and a table entry"),
     }
 }

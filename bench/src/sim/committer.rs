@@ -367,6 +367,7 @@ impl Committer {
                     overdue_at_ms: 0,
                     result: None,
                     hits: None,
+                    blacklist: None,
                 }],
             })),
         }

@@ -44,6 +44,7 @@ fn reports_appended_one_at_a_time_read_back_as_one_record() {
                 overdue_at_ms: 0,
                 result: None,
                 hits: None,
+                blacklist: None,
             }],
         })),
     };

@@ -254,6 +254,14 @@ pub(super) fn envelope((entry, directive): Unbuilt, compress: bool) -> Result<Pi
             envelope.payload = Some(Payload::AuditHead(h));
             Ok(Pieces::encode(&envelope))
         }
+        (Some(outbox_entry::Body::BlacklistResync(r)), _) => {
+            envelope.payload = Some(Payload::BlacklistResync(r));
+            Ok(Pieces::encode(&envelope))
+        }
+        (Some(outbox_entry::Body::BlacklistChunk(c)), _) => {
+            envelope.payload = Some(Payload::BlacklistChunk(c));
+            Ok(Pieces::encode(&envelope))
+        }
         (Some(outbox_entry::Body::Directive(r)), Some(cached)) => Ok(match &cached.zstd {
             Some(z) if compress => isms_proto::compressed_directive_envelope(
                 &envelope,
