@@ -228,6 +228,11 @@ pub fn view_json(view: &DirectiveView) -> serde_json::Value {
         "revokes": d.revokes,
         "effective_at_ms": d.effective_at_ms,
         "expires_at_ms": d.expires_at_ms,
+        "blacklist": d.blacklist.as_ref().map(|b| json!({
+            "from_version": b.from_version,
+            "to_version": b.to_version,
+            "sha256": isms_domain::blacklist::hex(&b.sha256),
+        })),
         "rules": d.rules.iter().map(|r| json!({
             "kind": directive::rule_kind_name(r.kind),
             "op": if r.op == RuleOp::Delete as i32 { "delete" } else { "add" },
@@ -304,6 +309,14 @@ pub(super) fn print_view(view: &DirectiveView) {
             format!("  {}", t.detail)
         }
     };
+    if let Some(b) = view.directive.as_ref().and_then(|d| d.blacklist.as_ref()) {
+        println!(
+            "  blacklist version {} → {} (sha256 {})",
+            b.from_version,
+            b.to_version,
+            isms_domain::blacklist::short(&b.sha256)
+        );
+    }
     for t in &view.hops {
         let name = state_name(state_of(t));
         println!(

@@ -117,7 +117,10 @@ impl Core {
             .read(&records::blacklist_state(issuer))?
             .unwrap_or_default();
         if delta.to_version <= state.version {
-            return Ok(()); // already in the list this enterprise holds
+            // A late delta (its province held it while a later one passed): the list here
+            // came from a resync without it, and may now be the issuer's.
+            self.adopt_issuers_checksum(g, issuer, state)?;
+            return Ok(());
         }
         if delta.from_version != state.version {
             g.txn.put(
@@ -205,6 +208,33 @@ impl Core {
             self.ask_resync(g, issuer, &mut state, &why);
         }
         g.txn.put(records::blacklist_state(issuer), encode(&state));
+        Ok(())
+    }
+
+    /// Enterprise: a list resynced from a parent that had not passed on every delta
+    /// carries the parent's checksum; once the stored rules give the issuer's checksum of
+    /// that version, it is the issuer's.
+    fn adopt_issuers_checksum(
+        &mut self,
+        g: &mut Group<'_>,
+        issuer: &str,
+        mut state: BlacklistState,
+    ) -> Result<(), NodeError> {
+        let Some(entry) =
+            g.read::<BlacklistIndexEntry>(&records::blacklist_index(issuer, state.version))?
+        else {
+            return Ok(());
+        };
+        if entry.sha256 == state.sha256 {
+            return Ok(());
+        }
+        let computed = self.stored_blacklist(g, issuer, state.version)?.checksum();
+        if computed.as_slice() == entry.sha256.as_slice() {
+            state.sha256 = entry.sha256;
+            tracing::info!(%issuer, version = state.version, "blacklist now the issuer's");
+            self.report_blacklist(g, &entry.directive_id, &state);
+            g.txn.put(records::blacklist_state(issuer), encode(&state));
+        }
         Ok(())
     }
 

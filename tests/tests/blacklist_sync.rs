@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use isms_deploy::Topology;
+use isms_deploy::{Options, Topology};
 use isms_domain::records;
 use isms_e2e::{TestNet, eventually, ok};
 use isms_proto::record::ActiveRules;
@@ -30,7 +30,7 @@ fn lag(net: &TestNet) -> Value {
 }
 
 /// The enterprise's list of the ministry, from `blacklist show --json`.
-fn held(net: &TestNet, enterprise: &str) -> Option<Value> {
+fn held_list(net: &TestNet, enterprise: &str) -> Option<Value> {
     let v = net.cli_json(enterprise, &["blacklist", "show", "--json"])?;
     v["blacklists"]
         .as_array()?
@@ -46,7 +46,7 @@ fn wait_current(net: &TestNet, enterprise: &str) -> Value {
         &format!("{enterprise} at the ministry's version"),
         || {
             let issuer = lag(net);
-            let l = held(net, enterprise)?;
+            let l = held_list(net, enterprise)?;
             (l["version"] == issuer["version"] && l["sha256"] == issuer["sha256"]).then_some(l)
         },
     )
@@ -123,8 +123,12 @@ fn an_enterprise_down_while_three_deltas_were_issued_catches_up_in_order() {
             })
             .then_some(())
     });
+    let v = net.directive("ministry", &fourth).expect("status");
+    assert_eq!(v["blacklist"]["from_version"], 3, "{v}");
+    assert_eq!(v["blacklist"]["to_version"], 4, "{v}");
     let issuer = lag(&net);
     assert_eq!(issuer["version"], 4);
+    assert_eq!(issuer["sha256"], v["blacklist"]["sha256"]);
     assert_eq!(issuer["rules"], 3, "{issuer}");
     let rows = issuer["rows"].as_array().expect("rows");
     let row = |node: &str| {
@@ -258,4 +262,62 @@ fn a_blacklist_change_is_refused_unless_it_is_a_disposal_to_all() {
     wait_current(&net, E2);
     let out = net.cli(E1, &["blacklist", "show"]);
     assert!(ok(out).contains("ministry"));
+}
+
+#[test]
+fn a_delta_past_a_gap_waits_the_list_comes_whole_and_the_late_delta_completes_it() {
+    // Province 44 confirms general requirements by hand; an emergency passes at once
+    // so its delta reaches the enterprises before the one held for confirmation.
+    let options = Options {
+        manual_confirm: vec!["44".into()],
+        ..Options::default()
+    };
+    let net = TestNet::start_with(&Topology::uniform(&["44"], 2, 0), &options);
+    net.wait_linked();
+    let held = net.issue(&[
+        "--blacklist",
+        "--to",
+        "all",
+        "--block-domain",
+        "held.example",
+    ]);
+    let urgent = net.issue(&[
+        "--blacklist",
+        "--to",
+        "all",
+        "--urgency",
+        "emergency",
+        "--block-domain",
+        "urgent.example",
+    ]);
+    net.wait_all(&urgent, "executed", T);
+    // Version 2 came on top of nothing: the enterprise asked for the whole list, and the
+    // province sent what it passed on (the emergency alone), not what it still holds.
+    let l = eventually(T, "version 2 from the resync", || {
+        let l = held_list(&net, E1)?;
+        (l["version"] == 2 && l["resync_pending"] == false).then_some(l)
+    });
+    assert_eq!(l["counts"]["domain"], 1, "{l}");
+    assert!(net.log(E1).contains("gap: holds version 0, got 1 → 2"));
+    assert!(!net.rule_values(E1).contains(&"held.example".to_string()));
+    let issuer = lag(&net);
+    let row = issuer["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r["node"] == E1)
+        .expect("row")
+        .clone();
+    assert_eq!(row["state"], "differs", "{issuer}");
+
+    // Confirmed: the late delta completes the list, which is now the issuer's.
+    ok(net.cli("province/44", &["directive", "confirm", &held]));
+    net.wait_all(&held, "executed", T);
+    let l = wait_current(&net, E1);
+    assert_eq!(l["version"], 2);
+    assert_eq!(l["counts"]["domain"], 2, "{l}");
+    wait_current(&net, E2);
+    eventually(T, "nobody lags", || {
+        (lag(&net)["lagging"] == 0).then_some(())
+    });
 }
