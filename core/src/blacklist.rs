@@ -36,7 +36,7 @@ impl Core {
         let me = self.shared.node_id.to_string();
         let (version, mut list) = match self.own_blacklist.take() {
             Some(cached) => cached,
-            None => self.fold_index(g, &me, |_| true)?,
+            None => self.fold_index(g, &me)?,
         };
         list.apply(d);
         let sha256 = list.checksum().to_vec();
@@ -76,30 +76,33 @@ impl Core {
         }
     }
 
-    /// The issuer's list as this node's index has it, folded in version order over the
-    /// directives `passed` admits; and the last version folded.
-    fn fold_index(
+    /// The issuer's blacklist directives this node's index has, in version order.
+    fn indexed_directives(
         &self,
-        g: &mut Group<'_>,
+        g: &Group<'_>,
         issuer: &str,
-        mut passed: impl FnMut(&Directive) -> bool,
-    ) -> Result<(u64, Blacklist), NodeError> {
-        let mut list = Blacklist::new();
-        let mut version = 0;
+    ) -> Result<Vec<(u64, Directive)>, NodeError> {
+        let mut out = Vec::new();
         for (k, v) in g.txn.scan_prefix(&records::blacklist_index_of(issuer))? {
             let entry: BlacklistIndexEntry = decode(&k, &v)?;
-            let Some(d) = self
+            if let Some(d) = self
                 .stored_directive(g, &entry.directive_id)?
                 .and_then(|s| s.directive)
-            else {
-                continue;
-            };
-            if passed(&d) {
-                list.apply(&d);
-                version = records::blacklist_index_version(&k).unwrap_or(version);
+            {
+                out.push((records::blacklist_index_version(&k).unwrap_or(0), d));
             }
         }
-        Ok((version, list))
+        Ok(out)
+    }
+
+    /// The issuer's list as this node's index has it, folded in version order; and the
+    /// last version folded.
+    fn fold_index(&self, g: &Group<'_>, issuer: &str) -> Result<(u64, Blacklist), NodeError> {
+        Ok(fold(
+            self.indexed_directives(g, issuer)?
+                .iter()
+                .map(|(v, d)| (v, d)),
+        ))
     }
 
     /// Enterprise: a blacklist directive (or revocation of one) was applied; its delta moves
@@ -321,63 +324,43 @@ impl Core {
         ask: BlacklistResync,
     ) -> Result<(), NodeError> {
         let me = self.shared.node_id.to_string();
-        let mut passed_ids = Vec::new();
-        // Which directives were passed on to the child: decided before the fold, which
-        // borrows the group for reading directives.
-        for (k, v) in g
-            .txn
-            .scan_prefix(&records::blacklist_index_of(&ask.issuer))?
-        {
-            let entry: BlacklistIndexEntry = decode(&k, &v)?;
-            let Some(d) = self
-                .stored_directive(g, &entry.directive_id)?
-                .and_then(|s| s.directive)
-            else {
-                continue;
-            };
+        let indexed = self.indexed_directives(g, &ask.issuer)?;
+        // Only what was passed on to the child: all it was a target of, at the issuer; at a
+        // province, not what it holds for confirmation or returned.
+        let mut passed = Vec::new();
+        for (version, d) in &indexed {
             if !d.targets.iter().any(|t| t == child.as_str()) {
                 continue;
             }
-            let passed = if d.issuer == me {
-                true
+            let state = if d.issuer == me {
+                TargetState::Queued
             } else {
-                let state = self
-                    .target(g, &d.id, child.as_str())?
+                self.target(g, &d.id, child.as_str())?
                     .map_or(TargetState::Unspecified, |r| {
                         TargetState::try_from(r.state).unwrap_or(TargetState::Unspecified)
-                    });
-                !matches!(
-                    state,
-                    TargetState::Received | TargetState::Returned | TargetState::Unspecified
-                )
+                    })
             };
-            if passed {
-                passed_ids.push(d.id);
+            if !matches!(
+                state,
+                TargetState::Received | TargetState::Returned | TargetState::Unspecified
+            ) {
+                passed.push((*version, d));
             }
         }
-        let (version, list) = self.fold_index(g, &ask.issuer, |d| passed_ids.contains(&d.id))?;
+        let (version, list) = fold(passed.iter().map(|(v, d)| (v, *d)));
         let sha256 = list.checksum().to_vec();
-        let mut sources: BTreeMap<String, BlacklistSource> = BTreeMap::new();
-        for (k, v) in g
-            .txn
-            .scan_prefix(&records::blacklist_index_of(&ask.issuer))?
-        {
-            let entry: BlacklistIndexEntry = decode(&k, &v)?;
-            if let Some(d) = self
-                .stored_directive(g, &entry.directive_id)?
-                .and_then(|s| s.directive)
-            {
-                sources.insert(
-                    d.id.clone(),
-                    BlacklistSource {
-                        directive_id: d.id.clone(),
-                        version: records::blacklist_index_version(&k).unwrap_or(0),
-                        effective_at_ms: d.effective_at_ms,
-                        expires_at_ms: d.expires_at_ms,
-                    },
-                );
-            }
-        }
+        let sources: BTreeMap<&str, BlacklistSource> = indexed
+            .iter()
+            .map(|(version, d)| {
+                let source = BlacklistSource {
+                    directive_id: d.id.clone(),
+                    version: *version,
+                    effective_at_ms: d.effective_at_ms,
+                    expires_at_ms: d.expires_at_ms,
+                };
+                (d.id.as_str(), source)
+            })
+            .collect();
         let entries: Vec<_> = list.entries().collect();
         let count = entries.len().div_ceil(ENTRIES_PER_CHUNK).max(1);
         let answer = uuid::Uuid::now_v7().to_string();
@@ -402,9 +385,11 @@ impl Core {
                     let i = *source_index.entry(id.as_str()).or_insert_with(|| {
                         chunk
                             .sources
-                            .push(sources.get(id).cloned().unwrap_or_else(|| BlacklistSource {
-                                directive_id: id.clone(),
-                                ..Default::default()
+                            .push(sources.get(id.as_str()).cloned().unwrap_or_else(|| {
+                                BlacklistSource {
+                                    directive_id: id.clone(),
+                                    ..Default::default()
+                                }
                             }));
                         next
                     });
@@ -580,6 +565,17 @@ impl Core {
         }
         Ok(out)
     }
+}
+
+/// Directives folded in the order given; the last one's version.
+fn fold<'a>(directives: impl IntoIterator<Item = (&'a u64, &'a Directive)>) -> (u64, Blacklist) {
+    let mut list = Blacklist::new();
+    let mut last = 0;
+    for (version, d) in directives {
+        list.apply(d);
+        last = *version;
+    }
+    (last, list)
 }
 
 /// An enterprise's list of one issuer, as `blacklist show` prints it.
