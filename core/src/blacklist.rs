@@ -14,7 +14,9 @@
 use super::*;
 use isms_domain::blacklist::{self, Blacklist};
 
+mod checks;
 mod views;
+pub(crate) use checks::{check_chunk, check_resync};
 use isms_proto::record::{BlacklistIndexEntry, BlacklistState, HeldDelta};
 use isms_proto::v1::{
     BlacklistChunk, BlacklistDelta, BlacklistEntry, BlacklistHeld, BlacklistResync,
@@ -438,6 +440,17 @@ impl Core {
             }
         }
         if parts.len() < count as usize {
+            return Ok(());
+        }
+        if parts
+            .iter()
+            .any(|p| p.version != chunk.version || p.sha256 != chunk.sha256 || p.count != count)
+        {
+            // Parts of one answer that disagree: nothing of it is taken; asked again later.
+            tracing::error!(%issuer, %answer, "blacklist resync parts disagree: not taken");
+            for (k, _) in g.txn.scan_prefix(&records::resync_chunks_of(&issuer))? {
+                g.txn.delete(k);
+            }
             return Ok(());
         }
         for (k, _) in g.txn.scan_prefix(&records::resync_chunks_of(&issuer))? {

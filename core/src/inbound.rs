@@ -77,10 +77,16 @@ impl Core {
                     )));
                 }
                 // An enterprise asks its parent for a whole blacklist; the parent answers it.
-                (Some(Payload::BlacklistResync(_)), Role::Child)
-                    if peer_id.tier() == Tier::Enterprise => {}
-                (Some(Payload::BlacklistChunk(_)), Role::Parent)
-                    if self.tier == Tier::Enterprise => {}
+                (Some(Payload::BlacklistResync(ask)), Role::Child)
+                    if peer_id.tier() == Tier::Enterprise =>
+                {
+                    blacklist::check_resync(ask)?;
+                }
+                (Some(Payload::BlacklistChunk(chunk)), Role::Parent)
+                    if self.tier == Tier::Enterprise =>
+                {
+                    blacklist::check_chunk(chunk)?;
+                }
                 (Some(Payload::BlacklistResync(_) | Payload::BlacklistChunk(_)), _) => {
                     return Err(NodeError::Protocol(format!(
                         "envelope {} from {peer_id}: a blacklist resync is asked by an \

@@ -192,6 +192,23 @@ async fn malformed_frames_close_the_link_and_leave_the_store_untouched() {
     let st = refusal(&mut s).await;
     assert_eq!(st.code(), tonic::Code::PermissionDenied, "{st:?}");
 
+    // A province asking its parent for a blacklist: only an enterprise asks, of its own
+    // parent.
+    let (mut s, next) = session_as_province(&net, true).await;
+    let ask = Envelope {
+        seq: next,
+        id: "resync".into(),
+        payload: Some(Payload::BlacklistResync(isms_proto::v1::BlacklistResync {
+            issuer: "ministry".into(),
+            have_version: 0,
+            reason: "test".into(),
+        })),
+        ..Default::default()
+    };
+    s.send(Body::Batch(Batch::of(&[ask], 0))).await;
+    let st = refusal(&mut s).await;
+    assert!(st.message().contains("blacklist resync"), "{st:?}");
+
     // A frame over the configured limit.
     let (mut s, next) = session_as_province(&net, true).await;
     let mut big = stray_report(next, "province/44");
