@@ -77,6 +77,7 @@ impl Core {
             runtime: tokio::runtime::Handle::try_current().ok(),
             caches: None,
             own_blacklist: None,
+            trust: options.trust.clone(),
         };
         for (id, peer) in &shared.peers {
             let (applied, marked_next) = match store.get(&records::marks(id))? {

@@ -189,6 +189,19 @@ impl Core {
             return Ok(());
         }
         let trace = trace::inject(&span);
+        let mut d = d;
+        match self.tier {
+            Tier::Enterprise => {
+                // Nothing is applied that its issuer did not sign.
+                if let Err(why) = self.check_signed(&d, g.now) {
+                    store_directive(g, &d, Some(from), &trace);
+                    self.refuse_unsigned(g, &d, &why, &trace);
+                    return Ok(());
+                }
+            }
+            Tier::Province => self.countersign(&mut d)?,
+            Tier::Ministry => {}
+        }
         store_directive(g, &d, Some(from), &trace);
         Self::index_blacklist(g, &d);
         match self.tier {

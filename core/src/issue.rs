@@ -23,7 +23,7 @@ impl Core {
             Ok(DirectiveKind::Unspecified) | Err(_) => DirectiveKind::Disposal,
             Ok(k) => k,
         };
-        let (rules, to, revokes) = if kind == DirectiveKind::Revocation {
+        let (rules, to, revokes, scope) = if kind == DirectiveKind::Revocation {
             // Only what this node issued can be withdrawn here, by default from every
             // target it went to.
             let revokes = uuid::Uuid::parse_str(&req.revokes)
@@ -35,24 +35,32 @@ impl Core {
                 .filter(|d| d.issuer == self.shared.node_id.as_str())
                 .ok_or_else(|| InputError::NotRevocable(revokes.clone()))?;
             self.check_revocable(g, &revokes)?;
+            // Signed, it names whom the revocation is for: as the original did, unless
+            // narrowed.
+            let scope = match (req.to.is_empty(), original.scope.is_empty()) {
+                (true, false) => original.scope.clone(),
+                (true, true) => original.targets.clone(),
+                (false, _) => req.to.clone(),
+            };
             let to = if req.to.is_empty() {
                 original.targets
             } else {
                 req.to.clone()
             };
-            (Vec::new(), to, revokes)
+            (Vec::new(), to, revokes, scope)
         } else if (kind == DirectiveKind::Drill && req.rules.is_empty())
             || matches!(
                 kind,
                 DirectiveKind::AccessLogQuery | DirectiveKind::DataCorrection
             )
         {
-            (Vec::new(), req.to.clone(), String::new())
+            (Vec::new(), req.to.clone(), String::new(), scope_of(&req.to))
         } else {
             (
                 directive::normalise_rules(&req.rules)?,
                 req.to.clone(),
                 String::new(),
+                scope_of(&req.to),
             )
         };
         if req.expires_at_ms != 0 && req.expires_at_ms <= req.effective_at_ms.max(g.now) {
@@ -100,6 +108,10 @@ impl Core {
             correction,
             // Its numbers are given when it leaves this node (`dispatch`).
             blacklist: blacklist.then(Default::default),
+            scope,
+            // Signed when it leaves this node (`dispatch`).
+            signature: None,
+            countersignature: None,
         };
         if let Some(existing) = self.stored_directive(g, &id)?.and_then(|s| s.directive) {
             // The same ID issued again: a retried call (its answer lost) gets the directive
@@ -118,6 +130,13 @@ impl Core {
         let _entered = span.enter();
         let trace = trace::inject(&span);
         let major = self.major_because(g, &d, &to)?;
+        // Given its blacklist version and signed before it is stored, so that it is stored
+        // once, unless it waits for approval (then when approved).
+        let d = if major.is_empty() {
+            self.seal(g, &d)?.into_owned()
+        } else {
+            d
+        };
         store_directive(g, &d, None, &trace);
         if major.is_empty() {
             self.dispatch(g, &d, trace)?;
@@ -171,14 +190,8 @@ impl Core {
         d: &Directive,
         trace: HashMap<String, String>,
     ) -> Result<(), NodeError> {
-        let mut versioned;
-        let d = if d.blacklist.as_ref().is_some_and(|b| b.to_version == 0) {
-            versioned = d.clone();
-            self.version_blacklist(g, &mut versioned)?;
-            &versioned
-        } else {
-            d
-        };
+        let sealed = self.seal(g, d)?;
+        let d = sealed.as_ref();
         let id = d.id.as_str();
         let mut routes: BTreeMap<NodeId, Vec<String>> = BTreeMap::new();
         let mut foreign = Vec::new();
@@ -308,6 +321,11 @@ impl Core {
     }
 }
 
+/// `--to` as the directive's signed scope: each selection trimmed.
+fn scope_of(to: &[String]) -> Vec<String> {
+    to.iter().map(|s| s.trim().to_string()).collect()
+}
+
 /// Whether `again` orders what `stored` did: everything but when it was issued (a retry
 /// comes later), by which of this node's operators, and the blacklist version it made.
 fn same_order(stored: &Directive, again: &Directive) -> bool {
@@ -315,6 +333,8 @@ fn same_order(stored: &Directive, again: &Directive) -> bool {
         issued_at_ms: 0,
         operator: String::new(),
         blacklist: d.blacklist.as_ref().map(|_| Default::default()),
+        signature: None,
+        countersignature: None,
         ..d.clone()
     };
     when(stored) == when(again)

@@ -72,6 +72,7 @@ mod inbox;
 mod monitoring;
 mod province;
 mod recent;
+mod signing;
 mod targets;
 
 use audit::audit;
@@ -88,6 +89,7 @@ pub use handle::{Caller, CoreHandle, Decision, Event};
 pub use inbound::check_directive_shape;
 pub use isms_domain::audit_chain::ChainBreak;
 pub use isms_enforce::{Rule as RuleFileEntry, RuleFile};
+pub use signing::TrustHandle;
 pub use peers::{LinkStatus, OutboxTail, PeerState, Role, Shared};
 pub use targets::{stored_monitor_hits, stored_query_results, stored_target, stored_targets};
 
@@ -116,6 +118,9 @@ pub struct CoreOptions {
     pub four_eyes: Option<FourEyesPolicy>,
     /// Signing this node's audit heads, checking its children's, and the retention.
     pub keeping: AuditKeeping,
+    /// The network's CA and revocation lists, to check directives' signatures with (an
+    /// enterprise applies nothing unsigned). None: not checked (a core without node files).
+    pub trust: Option<TrustHandle>,
 }
 
 pub struct Core {
@@ -152,6 +157,8 @@ pub struct Core {
     /// Issuer: its blacklist as its last version left it (`blacklist`), folded from the
     /// index when first needed.
     own_blacklist: Option<(u64, isms_domain::blacklist::Blacklist)>,
+    /// Enterprise: what directives' signatures are checked against (`signing`).
+    trust: Option<TrustHandle>,
 }
 
 /// Directives whose metadata stays decoded; it never changes once written.

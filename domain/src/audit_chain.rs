@@ -221,12 +221,17 @@ impl HeadSigner {
 
     /// Fills in `head.signature`.
     pub fn sign(&self, head: &mut AuditHead) -> Result<(), HeadError> {
+        head.signature = self.sign_message(&head_message(head))?;
+        Ok(())
+    }
+
+    /// An ECDSA P-256 SHA-256 signature (ASN.1) of `message` with the node key.
+    pub fn sign_message(&self, message: &[u8]) -> Result<Vec<u8>, HeadError> {
         let sig = self
             .key
-            .sign(&self.rng, &head_message(head))
+            .sign(&self.rng, message)
             .map_err(|e| HeadError::Key(e.to_string()))?;
-        head.signature = sig.as_ref().to_vec();
-        Ok(())
+        Ok(sig.as_ref().to_vec())
     }
 }
 

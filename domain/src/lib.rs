@@ -5,8 +5,9 @@
 //! (`records`), the working-day calendar (`calendar`), the clock the regulation's limits
 //! are measured on (`clock`), access-log queries and data-correction demands
 //! (`access_log`), the audit trail's hash chain (`audit_chain`), which directives
-//! need a second operator's approval (`four_eyes`), and the versioned blacklist's fold and
-//! checksum (`blacklist`).
+//! need a second operator's approval (`four_eyes`), the versioned blacklist's fold and
+//! checksum (`blacklist`), and what a signed directive covers and how a signature is checked
+//! against the network's CA (`signature`).
 //!
 //! Must not: open a socket, touch the store, or spawn a task. It reads only the files it is
 //! pointed to (a calendar directory, a test clock file, an enterprise's access log).
@@ -20,3 +21,4 @@ pub mod directive;
 pub mod four_eyes;
 pub mod identity;
 pub mod records;
+pub mod signature;

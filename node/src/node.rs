@@ -98,6 +98,7 @@ pub async fn run_with_clock(
         hold_issue_answers: config.testing.hold_issue_answers,
         four_eyes: four_eyes(&config.four_eyes),
         keeping: audit_keeping(&config)?,
+        trust: Some(Arc::new(std::sync::RwLock::new(Arc::new(trust(&config)?)))),
     };
     let (core, core_thread) = Core::start(shared.clone(), options, fatal.clone())?;
     // The regulation's clocks are checked every second; a tick on a busy core is dropped.
@@ -213,6 +214,16 @@ fn audit_keeping(config: &Config) -> anyhow::Result<AuditKeeping> {
         trust_domain: config.trust_domain.clone(),
         retention_ms: i64::from(config.audit.retention_days) * 86_400_000,
     })
+}
+
+/// The network's CA, which directives' signatures must chain to.
+fn trust(config: &Config) -> anyhow::Result<isms_domain::signature::Trust> {
+    let ca: Vec<Vec<u8>> = tls::load_certs(&config.tls.ca)?
+        .iter()
+        .map(|c| c.as_ref().to_vec())
+        .collect();
+    isms_domain::signature::Trust::new(&ca, &[], &config.trust_domain)
+        .map_err(|e| anyhow::anyhow!("config field `tls.ca`: {e}"))
 }
 
 /// Refuses to start with a certificate that does not prove this node's ID: every peer would

@@ -1,0 +1,129 @@
+//! Directives signed end to end: the issuer signs a directive when
+//! it leaves it, a province countersigns another province's assistance request it is to
+//! execute, and an enterprise applies nothing it cannot verify: the signer's
+//! certificate chained to the network's CA and not revoked, the signer the directive's
+//! issuer, the issuer within its rights over this enterprise, and this enterprise within
+//! the directive's signed scope. A refusal is reported up as `failed: signature: …` and
+//! audited.
+//!
+//! Must not: sign anything for another node, or pass a relay's word for the issuer's.
+
+use super::*;
+use isms_domain::signature::{self, SignatureError, Trust};
+
+/// The network's CA and revocation lists as the node holds them now; replaced when its
+/// revocation list changes (`transport::tls` reloads it).
+pub type TrustHandle = Arc<std::sync::RwLock<Arc<Trust>>>;
+
+impl Core {
+    /// Issuer: the directive as it leaves this node: its blacklist version given, signed.
+    /// Once: a directive that already has them is returned as it is.
+    pub(super) fn seal<'d>(
+        &mut self,
+        g: &mut Group<'_>,
+        d: &'d Directive,
+    ) -> Result<std::borrow::Cow<'d, Directive>, NodeError> {
+        let needs_version = d.blacklist.as_ref().is_some_and(|b| b.to_version == 0);
+        let signer = self.keeping.signer.clone();
+        let needs_signature = d.signature.is_none() && signer.is_some();
+        if !needs_version && !needs_signature {
+            return Ok(std::borrow::Cow::Borrowed(d));
+        }
+        let mut sealed = d.clone();
+        if needs_version {
+            self.version_blacklist(g, &mut sealed)?;
+        }
+        if let Some(key) = signer {
+            let message = signature::directive_message(&sealed);
+            let sig = signature::sign(&key, &self.keeping.certificate, &message)
+                .map_err(|e| NodeError::Protocol(e.to_string()))?;
+            sealed.signature = Some(sig);
+        }
+        // The stored directive is the one sent (its copies are read from it).
+        if let Some(mut stored) = self.stored_directive(g, &sealed.id)? {
+            stored.directive = Some(sealed.clone());
+            g.txn.put(records::directive(&sealed.id), encode(&stored));
+        }
+        Ok(std::borrow::Cow::Owned(sealed))
+    }
+
+    /// Province: another province's assistance request, received to be executed here,
+    /// countersigned so that this province's enterprises take it.
+    pub(super) fn countersign(&self, d: &mut Directive) -> Result<(), NodeError> {
+        let foreign = d.issuer != self.shared.node_id.as_str()
+            && d.issuer.parse::<NodeId>().is_ok_and(|i| i.tier() == Tier::Province);
+        let Some(key) = self.keeping.signer.as_ref().filter(|_| foreign) else {
+            return Ok(());
+        };
+        let message = signature::directive_message(d);
+        d.countersignature = Some(
+            signature::sign(key, &self.keeping.certificate, &message)
+                .map_err(|e| NodeError::Protocol(e.to_string()))?,
+        );
+        Ok(())
+    }
+
+    /// Enterprise: whether `d` may be applied here: why not, if not.
+    pub(super) fn check_signed(&self, d: &Directive, now_ms: i64) -> Result<(), String> {
+        let Some(trust) = &self.trust else {
+            return Ok(()); // a core run without a node's files (unit tests)
+        };
+        let trust = trust.read().map(|t| Arc::clone(&t)).map_err(|_| {
+            "the trust store is unreadable (a thread panicked holding it)".to_string()
+        })?;
+        trust
+            .verify_directive(d, now_ms)
+            .map_err(|e| e.to_string())?;
+        let me = self.shared.node_id.as_str();
+        let parent = self.parent.as_ref().map(NodeId::as_str).unwrap_or_default();
+        let addressed = d.scope.iter().any(|s| {
+            s == "all" || s == me || (s.starts_with("province/") && s == parent)
+        });
+        if !addressed {
+            return Err(format!(
+                "{me} is not within the signed scope {:?}",
+                d.scope.join(",")
+            ));
+        }
+        if d.issuer == "ministry" || d.issuer == parent {
+            return Ok(());
+        }
+        // Another province's order: only with this enterprise's own province's
+        // countersignature.
+        let counter = d.countersignature.as_ref().ok_or_else(|| {
+            format!(
+                "{} is outside its jurisdiction here and {parent} did not countersign",
+                d.issuer
+            )
+        })?;
+        let by = trust
+            .verify(counter, &signature::directive_message(d), now_ms)
+            .map_err(|e| format!("countersignature: {e}"))?;
+        match by {
+            isms_domain::identity::Identity::Node(n) if n.as_str() == parent => Ok(()),
+            other => Err(format!(
+                "countersignature: {}",
+                SignatureError::WrongSigner {
+                    expected: parent.to_string(),
+                    found: other.to_string(),
+                }
+            )),
+        }
+    }
+
+    /// Enterprise: a directive that failed `check_signed`: kept (so a resend is known and
+    /// the report finds its way up), never applied, reported and audited.
+    pub(super) fn refuse_unsigned(
+        &mut self,
+        g: &mut Group<'_>,
+        d: &Directive,
+        why: &str,
+        trace: &HashMap<String, String>,
+    ) {
+        let me = self.shared.node_id.to_string();
+        let detail = format!("signature: {why}");
+        tracing::error!(directive = %d.id, issuer = %d.issuer, reason = %why, "directive refused: not applied");
+        self.report_up(g, &d.id, &me, TargetState::Failed, &detail, trace);
+        audit(g, &Caller::node(), "directive.refused", &d.id, &detail);
+    }
+}
