@@ -112,6 +112,22 @@ pub struct Testing {
     /// the moment a crash loses an answer, held open so a test can kill the node there.
     /// Default: false.
     pub hold_issue_answers: bool,
+    /// Testing only, a province: it tampers with each directive it relays that has a rule
+    /// whose value starts with `tamper-`, as a compromised relay would (the trust tests).
+    /// Default: unset.
+    pub tamper: Option<Tamper>,
+}
+
+/// How a testing province tampers with a directive it relays (`testing.tamper`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Tamper {
+    /// Changes the first rule's value, keeping the issuer's signature.
+    AlterRule,
+    /// Removes the issuer's signature.
+    DropSignature,
+    /// Signs the altered directive with its own key, as if it were the issuer.
+    Forge,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -78,6 +78,7 @@ impl Core {
             caches: None,
             own_blacklist: None,
             trust: options.trust.clone(),
+            tamper: options.tamper,
         };
         for (id, peer) in &shared.peers {
             let (applied, marked_next) = match store.get(&records::marks(id))? {

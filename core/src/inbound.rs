@@ -199,7 +199,12 @@ impl Core {
                     return Ok(());
                 }
             }
-            Tier::Province => self.countersign(&mut d)?,
+            Tier::Province => {
+                self.countersign(&mut d)?;
+                if let Some(how) = self.tamper {
+                    self.tamper_with(&mut d, how)?;
+                }
+            }
             Tier::Ministry => {}
         }
         store_directive(g, &d, Some(from), &trace);

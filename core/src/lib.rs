@@ -89,8 +89,8 @@ pub use handle::{Caller, CoreHandle, Decision, Event};
 pub use inbound::check_directive_shape;
 pub use isms_domain::audit_chain::ChainBreak;
 pub use isms_enforce::{Rule as RuleFileEntry, RuleFile};
-pub use signing::TrustHandle;
 pub use peers::{LinkStatus, OutboxTail, PeerState, Role, Shared};
+pub use signing::{Tamper, TrustHandle};
 pub use targets::{stored_monitor_hits, stored_query_results, stored_target, stored_targets};
 
 /// What the core needs besides the shared state.
@@ -121,6 +121,8 @@ pub struct CoreOptions {
     /// The network's CA and revocation lists, to check directives' signatures with (an
     /// enterprise applies nothing unsigned). None: not checked (a core without node files).
     pub trust: Option<TrustHandle>,
+    /// Testing only (`testing.tamper`): a province that tampers with what it relays.
+    pub tamper: Option<signing::Tamper>,
 }
 
 pub struct Core {
@@ -159,6 +161,7 @@ pub struct Core {
     own_blacklist: Option<(u64, isms_domain::blacklist::Blacklist)>,
     /// Enterprise: what directives' signatures are checked against (`signing`).
     trust: Option<TrustHandle>,
+    tamper: Option<signing::Tamper>,
 }
 
 /// Directives whose metadata stays decoded; it never changes once written.

@@ -11,6 +11,17 @@
 use super::*;
 use isms_domain::signature::{self, SignatureError, Trust};
 
+/// Testing only: how a province tampers with what it relays (`testing.tamper`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tamper {
+    /// Changes the first `tamper-` rule's value, keeping the issuer's signature.
+    AlterRule,
+    /// Removes the issuer's signature.
+    DropSignature,
+    /// Signs the altered directive with its own key, as if it were the issuer.
+    Forge,
+}
+
 /// The network's CA and revocation lists as the node holds them now; replaced when its
 /// revocation list changes (`transport::tls` reloads it).
 pub type TrustHandle = Arc<std::sync::RwLock<Arc<Trust>>>;
@@ -51,7 +62,9 @@ impl Core {
     /// countersigned so that this province's enterprises take it.
     pub(super) fn countersign(&self, d: &mut Directive) -> Result<(), NodeError> {
         let foreign = d.issuer != self.shared.node_id.as_str()
-            && d.issuer.parse::<NodeId>().is_ok_and(|i| i.tier() == Tier::Province);
+            && d.issuer
+                .parse::<NodeId>()
+                .is_ok_and(|i| i.tier() == Tier::Province);
         let Some(key) = self.keeping.signer.as_ref().filter(|_| foreign) else {
             return Ok(());
         };
@@ -76,9 +89,10 @@ impl Core {
             .map_err(|e| e.to_string())?;
         let me = self.shared.node_id.as_str();
         let parent = self.parent.as_ref().map(NodeId::as_str).unwrap_or_default();
-        let addressed = d.scope.iter().any(|s| {
-            s == "all" || s == me || (s.starts_with("province/") && s == parent)
-        });
+        let addressed = d
+            .scope
+            .iter()
+            .any(|s| s == "all" || s == me || (s.starts_with("province/") && s == parent));
         if !addressed {
             return Err(format!(
                 "{me} is not within the signed scope {:?}",
@@ -109,6 +123,31 @@ impl Core {
                 }
             )),
         }
+    }
+
+    /// Testing only (`testing.tamper`): what a compromised relay would do to a directive
+    /// with a rule valued `tamper-…`.
+    pub(super) fn tamper_with(&self, d: &mut Directive, how: Tamper) -> Result<(), NodeError> {
+        let Some(rule) = d.rules.iter_mut().find(|r| r.value.starts_with(b"tamper-")) else {
+            return Ok(());
+        };
+        tracing::warn!(directive = %d.id, ?how, "testing: tampering with a relayed directive");
+        match how {
+            Tamper::AlterRule => rule.value = "altered.example".into(),
+            Tamper::DropSignature => d.signature = None,
+            Tamper::Forge => {
+                rule.value = "forged.example".into();
+                d.signature = None;
+                if let Some(key) = &self.keeping.signer {
+                    let message = signature::directive_message(d);
+                    d.signature = Some(
+                        signature::sign(key, &self.keeping.certificate, &message)
+                            .map_err(|e| NodeError::Protocol(e.to_string()))?,
+                    );
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Enterprise: a directive that failed `check_signed`: kept (so a resend is known and

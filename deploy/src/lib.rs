@@ -352,6 +352,7 @@ pub fn generate(root: &Path, topology: &Topology, options: &Options) -> anyhow::
             testing: Testing {
                 clock_file: options.clock_files.then(|| "clock".into()),
                 hold_issue_answers: false,
+                tamper: None,
             },
         };
         let config_path = dir.join("config.toml");

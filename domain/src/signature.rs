@@ -115,13 +115,11 @@ impl Trust {
         let revocation = if crls.is_empty() {
             None
         } else {
-            webpki::RevocationOptionsBuilder::new(&crls)
-                .ok()
-                .map(|b| {
-                    b.with_depth(webpki::RevocationCheckDepth::EndEntity)
-                        .with_status_policy(webpki::UnknownStatusPolicy::Allow)
-                        .build()
-                })
+            webpki::RevocationOptionsBuilder::new(&crls).ok().map(|b| {
+                b.with_depth(webpki::RevocationCheckDepth::EndEntity)
+                    .with_status_policy(webpki::UnknownStatusPolicy::Allow)
+                    .build()
+            })
         };
         let seconds = u64::try_from(now_ms / 1000).unwrap_or(0);
         cert.verify_for_usage(
@@ -147,14 +145,14 @@ impl Trust {
     pub fn verify_directive(&self, d: &Directive, now_ms: i64) -> Result<(), SignatureError> {
         let sig = d.signature.as_ref().ok_or(SignatureError::Missing)?;
         let found = self.verify(sig, &directive_message(d), now_ms)?;
-        let expected = d
-            .issuer
-            .parse()
-            .map(Identity::Node)
-            .map_err(|_| SignatureError::WrongSigner {
-                expected: d.issuer.clone(),
-                found: found.to_string(),
-            })?;
+        let expected =
+            d.issuer
+                .parse()
+                .map(Identity::Node)
+                .map_err(|_| SignatureError::WrongSigner {
+                    expected: d.issuer.clone(),
+                    found: found.to_string(),
+                })?;
         if found != expected {
             return Err(SignatureError::WrongSigner {
                 expected: expected.to_string(),
@@ -162,5 +160,160 @@ impl Trust {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use isms_proto::v1::{DirectiveKind, Rule, RuleKind};
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertificateRevocationListParams, IsCa, Issuer,
+        KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SanType, SerialNumber,
+        date_time_ymd,
+    };
+
+    struct Ca {
+        issuer: Issuer<'static, KeyPair>,
+        der: Vec<u8>,
+    }
+
+    fn ca() -> Ca {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let key = KeyPair::generate().expect("key");
+        let cert = params.self_signed(&key).expect("ca");
+        Ca {
+            der: cert.der().to_vec(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// A node certificate (DER) with `serial`, and its key as a signer.
+    fn node(ca: &Ca, id: &str, serial: u64) -> (Vec<u8>, HeadSigner) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.subject_alt_names.push(SanType::URI(
+            format!("spiffe://isms.test/{id}")
+                .as_str()
+                .try_into()
+                .expect("uri"),
+        ));
+        params.serial_number = Some(SerialNumber::from(serial));
+        let key = KeyPair::generate().expect("key");
+        let cert = params.signed_by(&key, &ca.issuer).expect("cert");
+        let signer = HeadSigner::from_pkcs8(&key.serialize_der()).expect("signer");
+        (cert.der().to_vec(), signer)
+    }
+
+    fn directive() -> Directive {
+        Directive {
+            id: "0193a000-0000-7000-8000-000000000001".into(),
+            issuer: "ministry".into(),
+            kind: DirectiveKind::Disposal as i32,
+            scope: vec!["all".into()],
+            targets: vec!["enterprise/e4401".into()],
+            rules: vec![Rule {
+                kind: RuleKind::BlockDomain as i32,
+                value: b"bad.example".to_vec().into(),
+                op: 0,
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn signed(d: &Directive, cert: &[u8], key: &HeadSigner) -> Directive {
+        let mut d = d.clone();
+        d.signature = Some(sign(key, cert, &directive_message(&d)).expect("sign"));
+        d
+    }
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    #[test]
+    fn a_signed_directive_verifies_whatever_its_targets_and_not_once_altered() {
+        let ca = ca();
+        let trust = Trust::new(&[ca.der.clone()], &[], "isms.test").expect("trust");
+        let (cert, key) = node(&ca, "ministry", 1);
+        let d = signed(&directive(), &cert, &key);
+        assert_eq!(trust.verify_directive(&d, NOW), Ok(()));
+        // Each hop narrows the targets: not signed.
+        let narrowed = Directive {
+            targets: vec!["enterprise/e4402".into()],
+            ..d.clone()
+        };
+        assert_eq!(trust.verify_directive(&narrowed, NOW), Ok(()));
+        let mut altered = d.clone();
+        altered.rules[0].value = b"other.example".to_vec().into();
+        assert_eq!(
+            trust.verify_directive(&altered, NOW),
+            Err(SignatureError::Altered)
+        );
+        let widened = Directive {
+            scope: vec!["province/11".into()],
+            ..d.clone()
+        };
+        assert_eq!(
+            trust.verify_directive(&widened, NOW),
+            Err(SignatureError::Altered)
+        );
+        let unsigned = Directive {
+            signature: None,
+            ..d.clone()
+        };
+        assert_eq!(
+            trust.verify_directive(&unsigned, NOW),
+            Err(SignatureError::Missing)
+        );
+    }
+
+    #[test]
+    fn a_signature_by_another_node_another_ca_or_a_revoked_key_is_refused() {
+        let ca = ca();
+        let trust = Trust::new(&[ca.der.clone()], &[], "isms.test").expect("trust");
+        // A province signing as if it were the ministry.
+        let (cert, key) = node(&ca, "province/44", 2);
+        let forged = signed(&directive(), &cert, &key);
+        assert_eq!(
+            trust.verify_directive(&forged, NOW),
+            Err(SignatureError::WrongSigner {
+                expected: "ministry".into(),
+                found: "province/44".into()
+            })
+        );
+        // A certificate of another CA naming the ministry.
+        let other = self::ca();
+        let (cert, key) = node(&other, "ministry", 3);
+        let foreign = signed(&directive(), &cert, &key);
+        assert!(matches!(
+            trust.verify_directive(&foreign, NOW),
+            Err(SignatureError::Untrusted(_))
+        ));
+        // The ministry's own key, revoked.
+        let (cert, key) = node(&ca, "ministry", 4);
+        let d = signed(&directive(), &cert, &key);
+        let crl = CertificateRevocationListParams {
+            this_update: date_time_ymd(2026, 1, 1),
+            next_update: date_time_ymd(2030, 1, 1),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: vec![RevokedCertParams {
+                serial_number: SerialNumber::from(4u64),
+                revocation_time: date_time_ymd(2026, 1, 1),
+                reason_code: None,
+                invalidity_date: None,
+            }],
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(&ca.issuer)
+        .expect("crl");
+        let revoking =
+            Trust::new(&[ca.der.clone()], &[crl.der().to_vec()], "isms.test").expect("trust");
+        assert_eq!(trust.verify_directive(&d, NOW), Ok(()));
+        assert_eq!(
+            revoking.verify_directive(&d, NOW),
+            Err(SignatureError::Revoked)
+        );
+        assert!(Trust::new(&[ca.der.clone()], &[b"not a crl".to_vec()], "isms.test").is_err());
     }
 }

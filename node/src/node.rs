@@ -99,6 +99,11 @@ pub async fn run_with_clock(
         four_eyes: four_eyes(&config.four_eyes),
         keeping: audit_keeping(&config)?,
         trust: Some(Arc::new(std::sync::RwLock::new(Arc::new(trust(&config)?)))),
+        tamper: config.testing.tamper.map(|t| match t {
+            isms_config::Tamper::AlterRule => isms_core::Tamper::AlterRule,
+            isms_config::Tamper::DropSignature => isms_core::Tamper::DropSignature,
+            isms_config::Tamper::Forge => isms_core::Tamper::Forge,
+        }),
     };
     let (core, core_thread) = Core::start(shared.clone(), options, fatal.clone())?;
     // The regulation's clocks are checked every second; a tick on a busy core is dropped.
