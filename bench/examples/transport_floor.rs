@@ -124,11 +124,13 @@ async fn serve(dir: std::path::PathBuf, hop: bool) -> anyhow::Result<()> {
         cert: &dir.join("server.pem"),
         key: &dir.join("server.key"),
     };
-    let config = tls::server_config(&paths)?;
+    // As a node without `tls.crl`.
+    let revocations = tls::Revocations::none(paths.ca)?;
+    let config = tls::server_config(&paths, &revocations)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     println!("{}", listener.local_addr()?.port());
     let stop = tokio_util::sync::CancellationToken::new();
-    let incoming = tls::incoming(listener, config, stop.clone());
+    let incoming = tls::incoming(listener, config, revocations, stop.clone());
     // The nodes' server settings (node.rs).
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))

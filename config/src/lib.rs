@@ -139,6 +139,11 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     /// PEM private key of this node.
     pub key: PathBuf,
+    /// PEM file of certificate revocation lists (one or more), reloaded when it changes:
+    /// a revoked node's or operator's certificate is refused at the handshake, its open
+    /// connections are closed, and its signatures are not taken. Default: unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crl: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -332,6 +337,9 @@ impl Config {
         fix(&mut self.tls.ca);
         fix(&mut self.tls.cert);
         fix(&mut self.tls.key);
+        if let Some(c) = &mut self.tls.crl {
+            fix(c);
+        }
         if let Some(r) = &mut self.rules_file {
             fix(r);
         }

@@ -6,6 +6,7 @@
 
 pub mod pki;
 pub mod resolver;
+pub mod revoke;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -226,6 +227,7 @@ pub fn generate(root: &Path, topology: &Topology, options: &Options) -> anyhow::
     let ca = DevCa::generate(&options.trust_domain, "ISMS development CA")?;
     let ca_path = root.join("ca.pem");
     ca.write_cert(&ca_path)?;
+    ca.write_key(&root.join("ca.key"))?;
     let calendar = root.join("calendar");
     std::fs::create_dir_all(&calendar)?;
     for entry in std::fs::read_dir(&options.calendar)
@@ -287,6 +289,8 @@ pub fn generate(root: &Path, topology: &Topology, options: &Options) -> anyhow::
         })?
         .write(&dir, "operator")?;
         std::fs::copy(&ca_path, dir.join("ca.pem"))?;
+        // No revocation list yet (`isms-deploy revoke` writes one): nothing is revoked.
+        std::fs::write(dir.join("crl.pem"), "")?;
         let mut roster = DEV_ROSTER.to_string();
         if options.role_operators {
             let operators = dir.join("operators");
@@ -319,6 +323,7 @@ pub fn generate(root: &Path, topology: &Topology, options: &Options) -> anyhow::
                 ca: "ca.pem".into(),
                 cert: "node.pem".into(),
                 key: "node.key".into(),
+                crl: Some("crl.pem".into()),
             },
             parent,
             children: children.clone(),

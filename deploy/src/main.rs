@@ -46,6 +46,25 @@ enum Cmd {
         #[arg(long, default_value = "devnet")]
         dir: PathBuf,
     },
+    /// Revoke a certificate of the network, or take a revocation back (`--undo`): the
+    /// development CA's revocation list is written to every node, and running nodes reload
+    /// it (refusing the certificate at the handshake and closing its connections).
+    Revoke {
+        #[arg(long, default_value = "devnet")]
+        dir: PathBuf,
+        /// A node's certificate, by node ID (`enterprise/e4401`).
+        #[arg(long, group = "which")]
+        node: Option<String>,
+        /// A node's operator certificate (its `admin`), by node ID.
+        #[arg(long, group = "which")]
+        operator: Option<String>,
+        /// Any certificate file of the network.
+        #[arg(long, group = "which")]
+        cert: Option<PathBuf>,
+        /// Take the revocation back.
+        #[arg(long)]
+        undo: bool,
+    },
     /// Issue directives to `all` one at a time on a running network and report the time
     /// from issue to every target `executed` (median, p90, p99).
     Bench {
@@ -76,11 +95,41 @@ fn main() {
         }
         Cmd::Down { dir } => down(&dir),
         Cmd::Bench { dir, count } => bench(&dir, count),
+        Cmd::Revoke {
+            dir,
+            node,
+            operator,
+            cert,
+            undo,
+        } => revoke(&dir, node, operator, cert, undo),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
+}
+
+fn revoke(
+    dir: &Path,
+    node: Option<String>,
+    operator: Option<String>,
+    cert: Option<PathBuf>,
+    undo: bool,
+) -> anyhow::Result<()> {
+    let in_node = |id: &str, file: &str| -> anyhow::Result<PathBuf> {
+        let id: isms_domain::identity::NodeId = id
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--node/--operator {id:?}: {e}"))?;
+        Ok(dir.join(isms_deploy::slug(&id)).join(file))
+    };
+    let cert = match (node, operator, cert) {
+        (Some(id), _, _) => in_node(&id, "node.pem")?,
+        (_, Some(id), _) => in_node(&id, "operator.pem")?,
+        (_, _, Some(path)) => path,
+        _ => bail!("name the certificate: --node ID, --operator ID or --cert FILE"),
+    };
+    println!("{}", isms_deploy::revoke::revoke(dir, &cert, undo)?);
+    Ok(())
 }
 
 fn read_pid(path: &Path) -> Option<Pid> {

@@ -1,12 +1,14 @@
-//! Development PKI made with rcgen, so no OpenSSL step is needed: a CA, and node and operator
-//! certificates carrying their identity as a SPIFFE URI SAN. Production operators bring
+//! Development PKI made with rcgen, so no OpenSSL step is needed: a CA, node and operator
+//! certificates carrying their identity as a SPIFFE URI SAN, and revocation lists.
+//! The CA's key stays in the network's directory (owner-readable) for `isms-deploy revoke`. Production operators bring
 //! their own CA; nothing else in the node depends on how certificates were made.
 
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
+    RevokedCertParams, SanType, SerialNumber,
 };
 
 use isms_domain::identity::Identity;
@@ -15,6 +17,8 @@ use isms_domain::identity::Identity;
 pub enum PkiError {
     #[error("certificate generation: {0}")]
     Rcgen(#[from] rcgen::Error),
+    #[error("reading {path}: {why}")]
+    Read { path: PathBuf, why: String },
     #[error("writing {path}: {source}")]
     Write {
         path: PathBuf,
@@ -28,6 +32,7 @@ pub struct DevCa {
     trust_domain: String,
     issuer: Issuer<'static, KeyPair>,
     cert_pem: String,
+    key_pem: String,
 }
 
 impl std::fmt::Debug for DevCa {
@@ -94,9 +99,61 @@ impl DevCa {
         let cert = params.self_signed(&key)?;
         Ok(DevCa {
             trust_domain: trust_domain.to_string(),
+            key_pem: key.serialize_pem(),
             issuer: Issuer::new(params, key),
             cert_pem: cert.pem(),
         })
+    }
+
+    /// The CA `write_cert` and `write_key` wrote.
+    pub fn load(cert: &Path, key: &Path, trust_domain: &str) -> Result<DevCa, PkiError> {
+        let read = |p: &Path| {
+            std::fs::read_to_string(p).map_err(|e| PkiError::Read {
+                path: p.to_path_buf(),
+                why: e.to_string(),
+            })
+        };
+        let (cert_pem, key_pem) = (read(cert)?, read(key)?);
+        let signing = KeyPair::from_pem(&key_pem)?;
+        Ok(DevCa {
+            trust_domain: trust_domain.to_string(),
+            issuer: Issuer::from_ca_cert_pem(&cert_pem, signing)?,
+            cert_pem,
+            key_pem,
+        })
+    }
+
+    /// Writes the CA's private key (owner-readable only): what signs revocation lists.
+    pub fn write_key(&self, path: &Path) -> Result<(), PkiError> {
+        write_file(path, &self.key_pem, 0o600)
+    }
+
+    /// A revocation list (PEM) naming `serials` (as certificates carry them), numbered
+    /// `number`, valid from `today` (year, month, day) for 30 days.
+    pub fn crl_pem(
+        &self,
+        serials: &[Vec<u8>],
+        number: u64,
+        today: (i32, u8, u8),
+    ) -> Result<String, PkiError> {
+        let this_update = rcgen::date_time_ymd(today.0, today.1, today.2);
+        let params = CertificateRevocationListParams {
+            this_update,
+            next_update: this_update + std::time::Duration::from_secs(30 * 86_400),
+            crl_number: SerialNumber::from(number),
+            issuing_distribution_point: None,
+            revoked_certs: serials
+                .iter()
+                .map(|s| RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(s),
+                    revocation_time: this_update,
+                    reason_code: None,
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        Ok(params.signed_by(&self.issuer)?.pem()?)
     }
 
     pub fn cert_pem(&self) -> &str {

@@ -307,13 +307,24 @@ mod tests {
         }
         .signed_by(&ca.issuer)
         .expect("crl");
-        let revoking =
-            Trust::new(std::slice::from_ref(&ca.der), &[crl.der().to_vec()], "isms.test").expect("trust");
+        let revoking = Trust::new(
+            std::slice::from_ref(&ca.der),
+            &[crl.der().to_vec()],
+            "isms.test",
+        )
+        .expect("trust");
         assert_eq!(trust.verify_directive(&d, NOW), Ok(()));
         assert_eq!(
             revoking.verify_directive(&d, NOW),
             Err(SignatureError::Revoked)
         );
-        assert!(Trust::new(std::slice::from_ref(&ca.der), &[b"not a crl".to_vec()], "isms.test").is_err());
+        assert!(
+            Trust::new(
+                std::slice::from_ref(&ca.der),
+                &[b"not a crl".to_vec()],
+                "isms.test"
+            )
+            .is_err()
+        );
     }
 }

@@ -51,7 +51,13 @@ pub async fn run_with_clock(
         key: &config.tls.key,
     };
     check_own_certificate(&config)?;
-    let server_tls = tls::server_config(&paths)?;
+    // Before the store opens, so a bad revocation list stops the start with its reason.
+    let revocations = match &config.tls.crl {
+        Some(crl) => tls::Revocations::watch(&config.tls.ca, crl.clone(), shutdown.clone())
+            .map_err(|e| anyhow::anyhow!("config field `tls.crl`: {e}"))?,
+        None => tls::Revocations::none(&config.tls.ca)?,
+    };
+    let server_tls = tls::server_config(&paths, &revocations)?;
     let store = Arc::new(Store::open(&config.data_dir)?);
 
     let mut peers = NodeMap::default();
@@ -98,7 +104,7 @@ pub async fn run_with_clock(
         hold_issue_answers: config.testing.hold_issue_answers,
         four_eyes: four_eyes(&config.four_eyes),
         keeping: audit_keeping(&config)?,
-        trust: Some(Arc::new(std::sync::RwLock::new(Arc::new(trust(&config)?)))),
+        trust: Some(trust_following(&config, &revocations, fatal.clone())?),
         tamper: config.testing.tamper.map(|t| match t {
             isms_config::Tamper::AlterRule => isms_core::Tamper::AlterRule,
             isms_config::Tamper::DropSignature => isms_core::Tamper::DropSignature,
@@ -149,7 +155,7 @@ pub async fn run_with_clock(
     .max_decoding_message_size(max)
     .max_encoding_message_size(max);
     let local = listener.local_addr()?;
-    let incoming = tls::incoming(listener, server_tls, fatal.clone());
+    let incoming = tls::incoming(listener, server_tls, revocations.clone(), fatal.clone());
     let stop_serving = fatal.clone();
     let server = tokio::spawn(
         tonic::transport::Server::builder()
@@ -164,8 +170,12 @@ pub async fn run_with_clock(
     tracing::info!(node = %config.node_id, listen = %local, "node started");
 
     let dialer = config.parent.as_ref().map(|p| {
-        let client_tls =
-            tls::client_config(&paths, Identity::Node(p.id.clone()), &config.trust_domain);
+        let client_tls = tls::client_config_checking(
+            &paths,
+            Identity::Node(p.id.clone()),
+            &config.trust_domain,
+            Some(revocations.clone()),
+        );
         let parent = shared.peers[&p.id].clone();
         let address = p.address.clone();
         let links = links.clone();
@@ -221,14 +231,46 @@ fn audit_keeping(config: &Config) -> anyhow::Result<AuditKeeping> {
     })
 }
 
-/// The network's CA, which directives' signatures must chain to.
-fn trust(config: &Config) -> anyhow::Result<isms_domain::signature::Trust> {
+/// The network's CA and the revocation lists in force, which directives' signatures are
+/// checked against: replaced in the core's handle as the lists change.
+fn trust_following(
+    config: &Config,
+    revocations: &tls::Revocations,
+    stop: CancellationToken,
+) -> anyhow::Result<isms_core::TrustHandle> {
     let ca: Vec<Vec<u8>> = tls::load_certs(&config.tls.ca)?
         .iter()
         .map(|c| c.as_ref().to_vec())
         .collect();
-    isms_domain::signature::Trust::new(&ca, &[], &config.trust_domain)
-        .map_err(|e| anyhow::anyhow!("config field `tls.ca`: {e}"))
+    let domain = config.trust_domain.clone();
+    let build = move |crls: &isms_transport::revocation::Crls| {
+        isms_domain::signature::Trust::new(&ca, &crls.ders(), &domain)
+    };
+    let first = build(&revocations.current())
+        .map_err(|e| anyhow::anyhow!("config field `tls.ca` or `tls.crl`: {e}"))?;
+    let handle: isms_core::TrustHandle = Arc::new(std::sync::RwLock::new(Arc::new(first)));
+    let mut lists = revocations.subscribe();
+    let updated = handle.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                r = lists.changed() => if r.is_err() { return },
+            }
+            let crls = lists.borrow_and_update().clone();
+            match build(&crls) {
+                Ok(trust) => {
+                    if let Ok(mut t) = updated.write() {
+                        *t = Arc::new(trust);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "signatures still checked with the lists before")
+                }
+            }
+        }
+    });
+    Ok(handle)
 }
 
 /// Refuses to start with a certificate that does not prove this node's ID: every peer would

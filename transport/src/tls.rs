@@ -8,7 +8,7 @@ use std::sync::Arc;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
+use rustls::server::ParsedCertificate;
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector, server::TlsStream};
@@ -16,6 +16,9 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 
 use isms_domain::identity::Identity;
+
+pub use crate::revocation::{Revocable, Revocations};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -88,7 +91,7 @@ pub fn load_pkcs8_key(path: &Path) -> Result<Vec<u8>, TlsError> {
     }
 }
 
-fn roots(ca: &Path) -> Result<RootCertStore, TlsError> {
+pub(crate) fn roots(ca: &Path) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for c in load_certs(ca)? {
         roots.add(c)?;
@@ -104,13 +107,25 @@ pub struct TlsPaths<'a> {
     pub key: &'a Path,
 }
 
-/// Server side: our certificate, and client certificates required from `ca`.
-pub fn server_config(paths: &TlsPaths<'_>) -> Result<rustls::ServerConfig, TlsError> {
-    let verifier = WebPkiClientVerifier::builder(Arc::new(roots(paths.ca)?)).build()?;
+/// Server side: our certificate, and client certificates required from `ca`, none of them
+/// revoked by the lists in force at the handshake (`revocations`).
+pub fn server_config(
+    paths: &TlsPaths<'_>,
+    revocations: &Revocations,
+) -> Result<rustls::ServerConfig, TlsError> {
+    let roots = roots(paths.ca)?;
+    let verifier = CurrentClientVerifier {
+        hints: roots.subjects(),
+        current: revocations.clone(),
+    };
     let mut config = rustls::ServerConfig::builder()
-        .with_client_cert_verifier(verifier)
+        .with_client_cert_verifier(Arc::new(verifier))
         .with_single_cert(load_certs(paths.cert)?, load_key(paths.key)?)?;
     config.alpn_protocols = vec![b"h2".to_vec()];
+    // Every handshake checks the client's certificate against the lists in force: a
+    // resumed session would skip it (a revoked peer back in on an old ticket).
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     Ok(config)
 }
 
@@ -120,17 +135,30 @@ pub fn client_config(
     expected: Identity,
     trust_domain: &str,
 ) -> Result<rustls::ClientConfig, TlsError> {
+    client_config_checking(paths, expected, trust_domain, None)
+}
+
+/// As `client_config`, and the server's certificate not revoked by the lists in force.
+pub fn client_config_checking(
+    paths: &TlsPaths<'_>,
+    expected: Identity,
+    trust_domain: &str,
+    revocations: Option<Revocations>,
+) -> Result<rustls::ClientConfig, TlsError> {
     let verifier = SpiffeServerVerifier {
         roots: Arc::new(roots(paths.ca)?),
         expected,
         trust_domain: trust_domain.to_string(),
         algorithms: rustls::crypto::ring::default_provider().signature_verification_algorithms,
+        revocations,
     };
     let mut config = rustls::ClientConfig::builder()
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_client_auth_cert(load_certs(paths.cert)?, load_key(paths.key)?)?;
     config.alpn_protocols = vec![b"h2".to_vec()];
+    // As the server: every handshake checks the certificate (`server_config`).
+    config.resumption = rustls::client::Resumption::disabled();
     Ok(config)
 }
 
@@ -142,6 +170,7 @@ struct SpiffeServerVerifier {
     expected: Identity,
     trust_domain: String,
     algorithms: WebPkiSupportedAlgorithms,
+    revocations: Option<Revocations>,
 }
 
 impl ServerCertVerifier for SpiffeServerVerifier {
@@ -161,6 +190,15 @@ impl ServerCertVerifier for SpiffeServerVerifier {
             now,
             self.algorithms.all,
         )?;
+        if self
+            .revocations
+            .as_ref()
+            .is_some_and(|r| r.current().revokes(end_entity.as_ref()))
+        {
+            return Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Revoked,
+            ));
+        }
         match Identity::from_cert_der(end_entity.as_ref(), &self.trust_domain) {
             Some(id) if id == self.expected => Ok(ServerCertVerified::assertion()),
             other => {
@@ -196,13 +234,72 @@ impl ServerCertVerifier for SpiffeServerVerifier {
     }
 }
 
+/// Checks client certificates with the verifier built on the revocation lists in force.
+#[derive(Debug)]
+struct CurrentClientVerifier {
+    hints: Vec<rustls::DistinguishedName>,
+    current: Revocations,
+}
+
+impl ClientCertVerifier for CurrentClientVerifier {
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &self.hints
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.current
+            .current()
+            .client_verifier()
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current
+            .current()
+            .client_verifier()
+            .verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current
+            .current()
+            .client_verifier()
+            .verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.current
+            .current()
+            .client_verifier()
+            .supported_verify_schemes()
+    }
+}
+
 /// Accepts TCP connections and completes TLS handshakes concurrently, logging every refused
-/// peer, and yields the established streams for tonic's `serve_with_incoming`.
+/// peer, and yields the established streams for tonic's `serve_with_incoming`. A stream
+/// whose peer's certificate a later revocation list names is closed (`Revocable`).
 pub fn incoming(
     listener: TcpListener,
     config: rustls::ServerConfig,
+    revocations: Revocations,
     shutdown: CancellationToken,
-) -> tokio_stream::wrappers::ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>> {
+) -> tokio_stream::wrappers::ReceiverStream<Result<Revocable<TlsStream<TcpStream>>, std::io::Error>>
+{
     let acceptor = TlsAcceptor::from(Arc::new(config));
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     tokio::spawn(async move {
@@ -222,11 +319,13 @@ pub fn incoming(
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let tx = tx.clone();
+            let revocations = revocations.clone();
             tokio::spawn(async move {
                 let handshake =
                     tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp));
                 match handshake.await {
                     Ok(Ok(stream)) => {
+                        let stream = Revocable::watch(stream, addr, revocations);
                         let _ = tx.send(Ok(stream)).await;
                     }
                     Ok(Err(e)) => tracing::warn!(peer = %addr, error = %e, "TLS handshake refused"),
@@ -266,6 +365,21 @@ pub fn channel(address: &str, config: rustls::ClientConfig) -> Result<Channel, T
         }
     });
     Ok(endpoint.connect_with_connector_lazy(connect))
+}
+
+/// The identity a certificate (DER) names, for logs.
+pub(crate) fn identity_of(cert: &[u8]) -> String {
+    x509_parser::parse_x509_certificate(cert)
+        .ok()
+        .and_then(|(_, c)| {
+            c.subject_alternative_name().ok().flatten().and_then(|san| {
+                san.value.general_names.iter().find_map(|n| match n {
+                    x509_parser::extensions::GeneralName::URI(u) => Some(u.to_string()),
+                    _ => None,
+                })
+            })
+        })
+        .unwrap_or_else(|| "an unnamed certificate".into())
 }
 
 /// The identity proven by the client certificate of a request, if any.
