@@ -98,15 +98,20 @@ impl Calendar {
     }
 
     fn add_file(&mut self, path: &Path) -> Result<(), CalendarError> {
-        let invalid = |why: String| CalendarError::Invalid {
-            path: path.to_path_buf(),
-            why,
-        };
         let text = std::fs::read_to_string(path).map_err(|source| CalendarError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        let file: YearFile = toml::from_str(&text).map_err(|source| CalendarError::Parse {
+        self.add_text(path, &text)
+    }
+
+    /// Adds the year of a calendar file's text; `path` names it (its stem must be the year).
+    pub fn add_text(&mut self, path: &Path, text: &str) -> Result<(), CalendarError> {
+        let invalid = |why: String| CalendarError::Invalid {
+            path: path.to_path_buf(),
+            why,
+        };
+        let file: YearFile = toml::from_str(text).map_err(|source| CalendarError::Parse {
             path: path.to_path_buf(),
             source,
         })?;
