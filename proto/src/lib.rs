@@ -184,6 +184,14 @@ fn decompress(c: &v1::CompressedDirective) -> Result<v1::Directive, EnvelopeErro
     if c.len > MAX_DIRECTIVE_BYTES {
         return Err(bad("states more than the largest directive taken"));
     }
+    // The frame states its size too (the compressor writes it): both must agree before
+    // the stated size is allocated, so a peer cannot make a node reserve 512 MiB with a
+    // few bytes.
+    match zstd::zstd_safe::get_frame_content_size(&c.zstd) {
+        Ok(Some(n)) if n == c.len => {}
+        Ok(Some(_)) => return Err(bad("its frame states another length")),
+        Ok(None) | Err(_) => return Err(bad("its frame states no length")),
+    }
     let capacity = usize::try_from(c.len).map_err(|_| bad("too large"))?;
     let body = zstd::bulk::decompress(&c.zstd, capacity).map_err(|e| bad(&e.to_string()))?;
     if body.len() as u64 != c.len {
@@ -332,6 +340,12 @@ mod tests {
             bad(c(b"not zstd".to_vec(), 100))
                 .0
                 .contains("compressed directive")
+        );
+        // A few bytes claiming 512 MiB: refused by the frame's own length, nothing reserved.
+        assert!(
+            bad(c(z.to_vec(), MAX_DIRECTIVE_BYTES))
+                .0
+                .contains("its frame states another length")
         );
     }
 
