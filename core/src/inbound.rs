@@ -193,6 +193,10 @@ impl Core {
         match self.tier {
             Tier::Enterprise => {
                 // Nothing is applied that its issuer did not sign.
+                // A whole certificate is kept whatever the directive turns out to be: the
+                // link counts it delivered, and a lean copy naming it is checked as fully.
+                Self::keep_certificates(g, &d);
+                self.fill_certificates(g, &mut d)?;
                 if let Err(why) = self.check_signed(&d, g.now) {
                     store_directive(g, &d, Some(from), &trace);
                     self.refuse_unsigned(g, &d, &why, &trace);

@@ -150,6 +150,40 @@ impl Core {
         Ok(())
     }
 
+    /// Enterprise: a lean copy's certificates, from those it keeps (`keep_certificates`).
+    pub(super) fn fill_certificates(
+        &self,
+        g: &Group<'_>,
+        d: &mut Directive,
+    ) -> Result<(), NodeError> {
+        for sig in [&mut d.signature, &mut d.countersignature]
+            .into_iter()
+            .flatten()
+        {
+            if sig.certificate.is_empty() && !sig.certificate_sha256.is_empty() {
+                if let Some(cert) = g
+                    .txn
+                    .get(&records::signer_certificate(&sig.certificate_sha256))?
+                {
+                    sig.certificate = cert;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Enterprise: the whole certificates a copy carried, by SHA-256, for the lean copies
+    /// after it. Unchecked here: each is checked with every signature it is used for.
+    pub(super) fn keep_certificates(g: &mut Group<'_>, d: &Directive) {
+        for sig in [&d.signature, &d.countersignature].into_iter().flatten() {
+            if !sig.certificate.is_empty() {
+                let f = signature::fingerprint(&sig.certificate);
+                g.txn
+                    .put(records::signer_certificate(&f), sig.certificate.clone());
+            }
+        }
+    }
+
     /// Enterprise: a directive that failed `check_signed`: kept (so a resend is known and
     /// the report finds its way up), never applied, reported and audited.
     pub(super) fn refuse_unsigned(

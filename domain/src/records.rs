@@ -462,6 +462,12 @@ pub fn reported_blacklist(node: &str) -> Vec<u8> {
     key("bv/", &[node.as_bytes()])
 }
 
+/// Enterprise: a signer's certificate it verified (DER), by its SHA-256: `ic/<sha256>`;
+/// what a lean copy's signature names.
+pub fn signer_certificate(sha256: &[u8]) -> Vec<u8> {
+    key("ic/", &[sha256])
+}
+
 /// Total rules ever added to the active set, counted in the same batch as the addition.
 pub const RULES_APPLIED_COUNTER: &[u8] = b"c/rules_applied";
 

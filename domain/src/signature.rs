@@ -16,6 +16,8 @@ use crate::identity::Identity;
 pub enum SignatureError {
     #[error("no signature")]
     Missing,
+    #[error("the signer's certificate is named by its SHA-256 but not known here")]
+    UnknownCertificate,
     #[error("the signer's certificate is not from the network's CA: {0}")]
     Untrusted(String),
     #[error("the signer's certificate is revoked")]
@@ -45,6 +47,32 @@ pub fn directive_message(d: &Directive) -> Vec<u8> {
     m
 }
 
+/// A certificate's SHA-256: how a lean copy names it.
+pub fn fingerprint(certificate: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, certificate).as_ref());
+    out
+}
+
+/// `d` with its signatures' certificates replaced by their SHA-256, and those SHA-256s;
+/// none if no signature carries a certificate. Signed content is unchanged.
+pub fn lean(d: &Directive) -> Option<(Directive, Vec<[u8; 32]>)> {
+    let mut lean = d.clone();
+    let mut named = Vec::new();
+    for sig in [&mut lean.signature, &mut lean.countersignature]
+        .into_iter()
+        .flatten()
+    {
+        if !sig.certificate.is_empty() {
+            let f = fingerprint(&sig.certificate);
+            sig.certificate = Vec::new();
+            sig.certificate_sha256 = f.to_vec();
+            named.push(f);
+        }
+    }
+    (!named.is_empty()).then_some((lean, named))
+}
+
 /// Signs `message` with the node key; `certificate` (DER) goes with it.
 pub fn sign(
     key: &HeadSigner,
@@ -56,6 +84,7 @@ pub fn sign(
         signature: key
             .sign_message(message)
             .map_err(|e| SignatureError::Sign(e.to_string()))?,
+        certificate_sha256: Vec::new(),
     })
 }
 
@@ -105,8 +134,15 @@ impl Trust {
         message: &[u8],
         now_ms: i64,
     ) -> Result<Identity, SignatureError> {
-        if sig.signature.is_empty() || sig.certificate.is_empty() {
+        if sig.signature.is_empty() {
             return Err(SignatureError::Missing);
+        }
+        if sig.certificate.is_empty() {
+            return Err(if sig.certificate_sha256.is_empty() {
+                SignatureError::Missing
+            } else {
+                SignatureError::UnknownCertificate
+            });
         }
         let der = CertificateDer::from(sig.certificate.as_slice());
         let cert = EndEntityCert::try_from(&der)

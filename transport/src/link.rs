@@ -59,16 +59,21 @@ pub struct LinkContext {
 
 /// A directive without targets, encoded: every copy sent is built from it. A large one is
 /// also kept compressed, compressed once here for every link that accepts it.
+/// A small signed one is also kept lean: its certificates named by their SHA-256, for an
+/// enterprise that already holds them (`writer::CertificatesSent`).
 #[derive(Debug, Clone)]
 struct Cached {
     id: String,
     body: Bytes,
     zstd: Option<Bytes>,
+    lean: Option<(Bytes, Vec<[u8; 32]>)>,
 }
 
 impl Cached {
     fn size(&self) -> usize {
-        self.body.len() + self.zstd.as_ref().map_or(0, Bytes::len)
+        self.body.len()
+            + self.zstd.as_ref().map_or(0, Bytes::len)
+            + self.lean.as_ref().map_or(0, |(b, _)| b.len())
     }
 }
 

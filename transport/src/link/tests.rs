@@ -8,7 +8,34 @@ fn cached(id: &str, encoded_len: usize) -> Cached {
         id: id.into(),
         body: Bytes::from(vec![0; encoded_len]),
         zstd: None,
+        lean: None,
     }
+}
+
+#[test]
+fn a_certificate_goes_whole_until_the_enterprise_acknowledged_it_then_by_its_hash() {
+    use super::writer::CertificatesSent;
+    let signed = |f: u8| Cached {
+        lean: Some((Bytes::from_static(b"lean"), vec![[f; 32]])),
+        ..cached("d", 10)
+    };
+    let mut sent = CertificatesSent::default();
+    assert!(
+        !sent.lean(&cached("plain", 10), 1, 0),
+        "unsigned: nothing to make lean"
+    );
+    assert!(!sent.lean(&signed(1), 5, 4), "first copy: whole");
+    assert!(
+        !sent.lean(&signed(1), 6, 4),
+        "not yet acknowledged: whole again"
+    );
+    assert!(sent.lean(&signed(1), 7, 5), "acknowledged: lean");
+    assert!(
+        !sent.lean(&signed(2), 8, 7),
+        "another signer's certificate: whole"
+    );
+    // A new session knows nothing: whole again.
+    assert!(!CertificatesSent::default().lean(&signed(1), 9, 8));
 }
 
 #[tokio::test]

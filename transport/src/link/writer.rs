@@ -28,6 +28,9 @@ pub(super) async fn write_loop(
         resume_from: mut next,
         accepts_zstd: compress,
     } = hello;
+    // Only an enterprise keeps the certificates it checked; a province relays copies whole.
+    let mut certificates =
+        (peer.id.tier() == isms_domain::identity::Tier::Enterprise).then(CertificatesSent::default);
     let mut durable = peer.durable_out.subscribe();
     let window = u64::from(ctx.tuning.window);
     let batch_max = u64::from(ctx.tuning.batch);
@@ -71,7 +74,15 @@ pub(super) async fn write_loop(
                 let last = entries.last().map(|(e, _)| e.seq);
                 let built = entries
                     .into_iter()
-                    .map(|unbuilt| envelope(unbuilt, compress))
+                    .map(|unbuilt| {
+                        let lean = match (&mut certificates, &unbuilt.1) {
+                            (Some(sent), Some(cached)) => {
+                                sent.lean(cached, unbuilt.0.seq, acked_now)
+                            }
+                            _ => false,
+                        };
+                        envelope(unbuilt, compress, lean)
+                    })
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok((last, built))
             });
@@ -192,6 +203,36 @@ pub(super) fn read_batch(
 /// An outbox entry read, with the encoding of the directive it refers to, if any.
 pub(super) type Unbuilt = (OutboxEntry, Option<Cached>);
 
+/// Signers' certificates this session sent an enterprise whole, by the sequence number of
+/// the first copy that carried each. Once the enterprise acknowledged that copy it holds
+/// the certificate (kept in the same commit), and later copies name it by its SHA-256:
+/// a national directive then carries 4,991 fingerprints, not 4,991 certificates. A new
+/// session starts empty, so a restart costs one whole copy per certificate, never a copy
+/// the enterprise cannot check.
+#[derive(Debug, Default)]
+pub(super) struct CertificatesSent {
+    first_whole: HashMap<[u8; 32], u64>,
+}
+
+impl CertificatesSent {
+    /// Whether copy `seq` of `cached` may go lean, given what the peer acknowledged; if
+    /// not, it goes whole and is remembered.
+    pub(super) fn lean(&mut self, cached: &Cached, seq: u64, acked: u64) -> bool {
+        let Some((_, named)) = &cached.lean else {
+            return false;
+        };
+        let held = named
+            .iter()
+            .all(|f| self.first_whole.get(f).is_some_and(|s| *s <= acked));
+        if !held {
+            for f in named {
+                self.first_whole.entry(*f).or_insert(seq);
+            }
+        }
+        held
+    }
+}
+
 /// The stored directive `id`, from the writers' shared cache or decoded from the store.
 pub(super) fn recent_directive(ctx: &LinkContext, id: &str) -> Result<Cached, NodeError> {
     let lock = || ctx.recent.lock().unwrap_or_else(|p| p.into_inner());
@@ -219,10 +260,19 @@ pub(super) fn recent_directive(ctx: &LinkContext, id: &str) -> Result<Cached, No
     } else {
         None
     };
+    // Only a small directive is worth a lean copy: in a large one the certificates are
+    // nothing beside its rules.
+    let lean = if zstd.is_none() {
+        isms_domain::signature::lean(&directive)
+            .map(|(lean, named)| (Bytes::from(lean.encode_to_vec()), named))
+    } else {
+        None
+    };
     let cached = Cached {
         id: id.to_string(),
         body,
         zstd,
+        lean,
     };
     lock().insert(cached.clone());
     Ok(cached)
@@ -238,7 +288,11 @@ pub(super) fn ack_frame(applied: u64) -> Pieces {
 /// The encoded envelope an outbox entry makes: a directive copy carries only its own
 /// targets, after the directive's shared encoding (by reference), compressed to a peer that
 /// takes it (`compress`) when the directive is large.
-pub(super) fn envelope((entry, directive): Unbuilt, compress: bool) -> Result<Pieces, NodeError> {
+pub(super) fn envelope(
+    (entry, directive): Unbuilt,
+    compress: bool,
+    lean: bool,
+) -> Result<Pieces, NodeError> {
     let mut envelope = Envelope {
         seq: entry.seq,
         id: entry.message_id,
@@ -269,7 +323,12 @@ pub(super) fn envelope((entry, directive): Unbuilt, compress: bool) -> Result<Pi
                 cached.body.len(),
                 &r.targets,
             ),
-            _ => isms_proto::directive_envelope(&envelope, &cached.body, &r.targets),
+            _ => match &cached.lean {
+                Some((body, _)) if lean => {
+                    isms_proto::directive_envelope(&envelope, body, &r.targets)
+                }
+                _ => isms_proto::directive_envelope(&envelope, &cached.body, &r.targets),
+            },
         }),
         _ => Err(NodeError::Protocol(format!(
             "outbox entry {} is empty or names no directive",
