@@ -160,13 +160,13 @@ impl Core {
             .into_iter()
             .flatten()
         {
-            if sig.certificate.is_empty() && !sig.certificate_sha256.is_empty() {
-                if let Some(cert) = g
+            if sig.certificate.is_empty()
+                && !sig.certificate_sha256.is_empty()
+                && let Some(cert) = g
                     .txn
                     .get(&records::signer_certificate(&sig.certificate_sha256))?
-                {
-                    sig.certificate = cert;
-                }
+            {
+                sig.certificate = cert;
             }
         }
         Ok(())
