@@ -17,17 +17,20 @@ const E: &str = "enterprise/e4402";
 const CLOSED_WITHIN: Duration = Duration::from_secs(12);
 const T: Duration = Duration::from_secs(60);
 
-fn devnet(net: &TestNet, args: &[&str]) -> Output {
-    let root = net
-        .node("ministry")
+/// The generated network's directory (the CA, its key, `revoked.txt`).
+fn root(net: &TestNet) -> std::path::PathBuf {
+    net.node("ministry")
         .dir
         .parent()
         .expect("root")
-        .to_path_buf();
+        .to_path_buf()
+}
+
+fn devnet(net: &TestNet, args: &[&str]) -> Output {
     Command::new(isms_e2e::bin_dir().join("isms-devnet"))
         .arg("revoke")
         .arg("--dir")
-        .arg(root)
+        .arg(root(net))
         .args(args)
         .output()
         .expect("run isms-devnet")
@@ -102,12 +105,7 @@ fn a_revoked_enterprise_and_operator_are_shut_out_without_a_restart_and_let_back
     assert!(net.cli(P, &["status"]).status.success());
 
     // An expired list is used and reported.
-    let root = net
-        .node("ministry")
-        .dir
-        .parent()
-        .expect("root")
-        .to_path_buf();
+    let root = root(&net);
     let ca = DevCa::load(&root.join("ca.pem"), &root.join("ca.key"), "").expect("ca");
     let expired = ca.crl_pem(&[], 1, (2020, 1, 1)).expect("crl");
     std::fs::write(&crl, expired).expect("write");

@@ -241,6 +241,12 @@ struct CurrentClientVerifier {
     current: Revocations,
 }
 
+impl CurrentClientVerifier {
+    fn now(&self) -> Arc<dyn ClientCertVerifier> {
+        self.current.current().client_verifier()
+    }
+}
+
 impl ClientCertVerifier for CurrentClientVerifier {
     fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
         &self.hints
@@ -252,9 +258,7 @@ impl ClientCertVerifier for CurrentClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.current
-            .current()
-            .client_verifier()
+        self.now()
             .verify_client_cert(end_entity, intermediates, now)
     }
 
@@ -264,10 +268,7 @@ impl ClientCertVerifier for CurrentClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.current
-            .current()
-            .client_verifier()
-            .verify_tls12_signature(message, cert, dss)
+        self.now().verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -276,17 +277,11 @@ impl ClientCertVerifier for CurrentClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.current
-            .current()
-            .client_verifier()
-            .verify_tls13_signature(message, cert, dss)
+        self.now().verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.current
-            .current()
-            .client_verifier()
-            .supported_verify_schemes()
+        self.now().supported_verify_schemes()
     }
 }
 
