@@ -114,3 +114,46 @@ fn a_revoked_enterprise_and_operator_are_shut_out_without_a_restart_and_let_back
     });
     assert!(net.cli(P, &["status"]).status.success());
 }
+
+#[test]
+fn a_directive_signed_by_a_key_revoked_before_it_is_applied_is_refused() {
+    // Province 44 holds general requirements for its operator: the ministry's order
+    // waits there while the ministry's certificate is revoked.
+    let options = isms_deploy::Options {
+        manual_confirm: vec!["44".into()],
+        ..isms_deploy::Options::default()
+    };
+    let net = TestNet::start_with(&Topology::uniform(&["44"], 1, 0), &options);
+    net.wait_linked();
+    let id = net.issue(&["--to", P, "--block-domain", "held.example"]);
+    eventually(T, "held at the province", || {
+        let pending = net.cli_json(P, &["directive", "pending", "--json"])?;
+        pending["pending"]
+            .as_array()?
+            .iter()
+            .any(|p| p["id"] == id.as_str())
+            .then_some(())
+    });
+    ok(devnet(&net, &["--node", "ministry"]));
+    let e = "enterprise/e4401";
+    eventually(T, "the enterprise took the new list", || {
+        net.log(e)
+            .contains("revocation lists reloaded")
+            .then_some(())
+    });
+    ok(net.cli(P, &["directive", "confirm", &id]));
+    let v = eventually(T, "refused at the enterprise", || {
+        let v = net.directive(P, &id)?;
+        let t = v["targets"]
+            .as_array()?
+            .iter()
+            .find(|t| t["node"] == e)?
+            .clone();
+        (t["state"] == "failed").then_some(t)
+    });
+    let detail = v["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("revoked"), "{detail}");
+    assert!(!net.rule_values(e).contains(&"held.example".to_string()));
+    let audit = ok(net.cli(e, &["audit", "list", "--action", "directive.refused"]));
+    assert!(audit.contains(&id), "{audit}");
+}
