@@ -6,6 +6,7 @@
 //! and what leaves is read from the outboxes the core wrote and published as durable.
 
 pub mod link;
+mod pem;
 pub mod revocation;
 pub mod tls;
 pub mod wire;

@@ -17,7 +17,7 @@ use rustls::server::danger::ClientCertVerifier;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::tls::TlsError;
+use crate::pem::TlsError;
 
 /// How often the file is looked at.
 const POLL: Duration = Duration::from_secs(1);
@@ -92,7 +92,7 @@ pub struct Revocations {
 impl Revocations {
     /// No lists: nothing is revoked, ever (a node without `tls.crl`).
     pub fn none(ca: &Path) -> Result<Revocations, TlsError> {
-        let roots = Arc::new(crate::tls::roots(ca)?);
+        let roots = Arc::new(crate::pem::roots(ca)?);
         let crls = Crls::build(&roots, Vec::new()).map_err(|what| TlsError::Pem {
             path: ca.display().to_string(),
             what,
@@ -112,7 +112,7 @@ impl Revocations {
         crl: PathBuf,
         shutdown: CancellationToken,
     ) -> Result<Revocations, TlsError> {
-        let roots = Arc::new(crate::tls::roots(ca)?);
+        let roots = Arc::new(crate::pem::roots(ca)?);
         let (crls, mut seen) = load(&roots, &crl).map_err(|what| TlsError::Pem {
             path: crl.display().to_string(),
             what,
@@ -230,7 +230,7 @@ impl<S> Revocable<S> {
                         r = lists.changed() => if r.is_err() { return },
                     }
                     if lists.borrow_and_update().revokes(&cert) {
-                        let peer = crate::tls::identity_of(&cert);
+                        let peer = crate::pem::identity_of(&cert);
                         tracing::warn!(%addr, peer = %peer, "certificate revoked: connection closed");
                         revoked
                             .flag
