@@ -254,18 +254,14 @@ impl Core {
         issuer: &str,
         version: u64,
     ) -> Result<Blacklist, NodeError> {
-        let mut list = Blacklist::new();
-        for (k, v) in g.txn.scan_prefix(records::RULE_SET_PREFIX)? {
-            let set: ActiveRules = decode(&k, &v)?;
-            if set.issuer != issuer || set.blacklist_version == 0 || set.blacklist_version > version
-            {
-                continue;
-            }
-            for rule in &set.rules {
-                list.insert(rule.kind, &rule.value, &set.directive_id);
-            }
-        }
-        Ok(list)
+        list_of_rule_sets(
+            g.txn
+                .scan_prefix(records::RULE_SET_PREFIX)?
+                .into_iter()
+                .map(Ok::<_, NodeError>),
+            issuer,
+            version,
+        )
     }
 
     /// Enterprise: asks the parent for the issuer's whole list, unless an earlier ask is
@@ -582,6 +578,29 @@ impl Core {
         }
         Ok(out)
     }
+}
+
+/// The issuer's blacklist as stored rule sets give it through `version`: its sets with a
+/// blacklist version up to it.
+fn list_of_rule_sets<E>(
+    entries: impl IntoIterator<Item = Result<(Vec<u8>, Vec<u8>), E>>,
+    issuer: &str,
+    version: u64,
+) -> Result<Blacklist, NodeError>
+where
+    NodeError: From<E>,
+{
+    let mut list = Blacklist::new();
+    for entry in entries {
+        let (k, v) = entry?;
+        let set: ActiveRules = decode(&k, &v)?;
+        if set.issuer == issuer && set.blacklist_version != 0 && set.blacklist_version <= version {
+            for rule in &set.rules {
+                list.insert(rule.kind, &rule.value, &set.directive_id);
+            }
+        }
+    }
+    Ok(list)
 }
 
 /// Directives folded in the order given; the last one's version.

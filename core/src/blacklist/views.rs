@@ -24,19 +24,11 @@ pub fn stored_blacklists(store: &Store) -> Result<Vec<BlacklistHeld>, NodeError>
         let issuer =
             String::from_utf8_lossy(&k[records::BLACKLIST_STATE_PREFIX.len()..]).into_owned();
         let state: BlacklistState = decode(&k, &v)?;
-        let mut list = Blacklist::new();
-        for entry in store.scan_prefix(records::RULE_SET_PREFIX) {
-            let (k, v) = entry?;
-            let set: ActiveRules = decode(&k, &v)?;
-            if set.issuer == issuer
-                && set.blacklist_version != 0
-                && set.blacklist_version <= state.version
-            {
-                for rule in &set.rules {
-                    list.insert(rule.kind, &rule.value, &set.directive_id);
-                }
-            }
-        }
+        let list = list_of_rule_sets(
+            store.scan_prefix(records::RULE_SET_PREFIX),
+            &issuer,
+            state.version,
+        )?;
         let mut row = held_row(&issuer, &state, &list);
         for held in store.scan_prefix(&records::held_delta_of(&issuer)) {
             let (k, v) = held?;
