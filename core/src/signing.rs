@@ -99,7 +99,11 @@ impl Core {
                 d.scope.join(",")
             ));
         }
-        if d.issuer == "ministry" || d.issuer == parent {
+        let by_ministry = d
+            .issuer
+            .parse::<NodeId>()
+            .is_ok_and(|n| n.tier() == Tier::Ministry);
+        if by_ministry || d.issuer == parent {
             return Ok(());
         }
         // Another province's order: only with this enterprise's own province's

@@ -164,8 +164,7 @@ impl DevCa {
         &self.trust_domain
     }
 
-    /// Writes the CA certificate (not its key: a development network needs no more certs
-    /// after it is generated).
+    /// Writes the CA certificate (its key, which signs revocation lists, by `write_key`).
     pub fn write_cert(&self, path: &Path) -> Result<(), PkiError> {
         write_file(path, &self.cert_pem, 0o644)
     }
