@@ -212,6 +212,7 @@ pub(super) fn target_json(t: &TargetView) -> serde_json::Value {
         "delivered_at_ms": t.delivered_at_ms,
         "acknowledged_at_ms": t.acknowledged_at_ms,
         "finished_at_ms": t.finished_at_ms,
+        "result_signature": t.result_signature,
     })
 }
 
@@ -329,6 +330,10 @@ pub(super) fn print_view(view: &DirectiveView) {
     for t in &view.targets {
         let name = state_name(state_of(t));
         println!("  {:<28} {name:<13}{}{}", t.node, detail(t), clock(t));
+        // Only what needs a look: a verified result is counted below.
+        if !t.result_signature.is_empty() && t.result_signature != "verified" {
+            println!("      result signature: {}", t.result_signature);
+        }
         if let Some(h) = &t.hits {
             println!(
                 "      monitoring hits: {} (last {})",
@@ -365,6 +370,20 @@ pub(super) fn print_view(view: &DirectiveView) {
         .sum();
     if view.targets.iter().any(|t| t.hits.is_some()) {
         println!("  monitoring hits in total: {hits}");
+    }
+    let signatures = |f: fn(&str) -> bool| {
+        view.targets
+            .iter()
+            .filter(|t| f(&t.result_signature))
+            .count()
+    };
+    let verified = signatures(|s| s.starts_with("verified"));
+    let unverifiable = signatures(|s| s.starts_with("unverifiable"));
+    let unsigned = signatures(|s| s.starts_with("unsigned"));
+    if verified + unverifiable + unsigned > 0 {
+        println!(
+            "  signed results: {verified} verified, {unverifiable} unverifiable, {unsigned} unsigned"
+        );
     }
     let c = counts(&view.targets);
     let summary: Vec<String> = STATE_NAMES

@@ -113,7 +113,8 @@ pub struct Testing {
     /// Default: false.
     pub hold_issue_answers: bool,
     /// Testing only, a province: it tampers with each directive it relays that has a rule
-    /// whose value starts with `tamper-`, as a compromised relay would (the trust tests).
+    /// whose value starts with `tamper-` (or with its enterprises' results, for
+    /// `alter-result`), as a compromised relay would (the trust tests).
     /// Default: unset.
     pub tamper: Option<Tamper>,
 }
@@ -128,6 +129,9 @@ pub enum Tamper {
     DropSignature,
     /// Signs the altered directive with its own key, as if it were the issuer.
     Forge,
+    /// Relays the directive untouched, then turns its enterprises' `executed` into
+    /// `failed`, keeping each enterprise's signature.
+    AlterResult,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -312,6 +312,7 @@ impl Core {
                 version: state.version,
                 sha256: state.sha256.clone(),
             }),
+            signed: None,
         };
         self.report(g, directive_id, &update, &HashMap::new());
     }

@@ -89,6 +89,7 @@ impl Core {
                     result: None,
                     hits: None,
                     blacklist: None,
+                    signed: None,
                 };
                 self.report(g, &directive_id, &update, &meta.trace_context);
             }

@@ -46,6 +46,7 @@ impl Core {
                         result: Some(result),
                         hits: None,
                         blacklist: None,
+                        signed: None,
                     }
                 }
                 Err(why) => TargetStatus {
@@ -57,6 +58,7 @@ impl Core {
                     result: None,
                     hits: None,
                     blacklist: None,
+                    signed: None,
                 },
             };
             self.report(g, &d.id, &update, trace);

@@ -488,6 +488,7 @@ impl Core {
                 // Last: the head signed covers what this tick recorded.
                 self.anchor_audit(g)?;
                 if self.tier == Tier::Enterprise {
+                    self.announce_certificate(g)?;
                     self.check_schedule(g)?;
                     self.check_monitoring(g)?;
                 }

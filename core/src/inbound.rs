@@ -94,6 +94,16 @@ impl Core {
                         env.seq
                     )));
                 }
+                // Certificates for signed results go up only.
+                (Some(Payload::NodeCertificate(c)), Role::Child) => {
+                    self.check_node_certificate(peer_id, c)?;
+                }
+                (Some(Payload::NodeCertificate(c)), Role::Parent) => {
+                    return Err(NodeError::Protocol(format!(
+                        "{peer_id} is the parent: the certificate of {:?} may only come up",
+                        c.node
+                    )));
+                }
                 // The link decompresses a directive as it arrives (`Batch::decode_envelopes`).
                 (Some(Payload::CompressedDirective(_)), _) => {
                     return Err(NodeError::Protocol(format!(
@@ -167,6 +177,7 @@ impl Core {
             Some(Payload::AuditHead(h)) => self.receive_audit_head(g, peer, h),
             Some(Payload::BlacklistResync(ask)) => self.answer_resync(g, peer, ask),
             Some(Payload::BlacklistChunk(chunk)) => self.resync_part_arrived(g, chunk),
+            Some(Payload::NodeCertificate(c)) => self.receive_node_certificate(g, peer, c),
             // Refused by check_inbound.
             Some(Payload::CompressedDirective(_)) => Ok(()),
             None => Ok(()), // refused by check_inbound

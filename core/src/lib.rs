@@ -72,6 +72,7 @@ mod inbox;
 mod monitoring;
 mod province;
 mod recent;
+mod results;
 mod signing;
 mod targets;
 
@@ -90,6 +91,7 @@ pub use inbound::check_directive_shape;
 pub use isms_domain::audit_chain::ChainBreak;
 pub use isms_enforce::{Rule as RuleFileEntry, RuleFile};
 pub use peers::{LinkStatus, OutboxTail, PeerState, Role, Shared};
+pub use results::result_verdicts;
 pub use signing::{Tamper, TrustHandle};
 pub use targets::{stored_monitor_hits, stored_query_results, stored_target, stored_targets};
 

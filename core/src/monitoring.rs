@@ -94,6 +94,7 @@ impl Core {
                 result: None,
                 hits: Some(hits.clone()),
                 blacklist: None,
+                signed: None,
             };
             self.report(g, &directive_id, &update, &trace);
             tracing::info!(directive = %directive_id, new = n, total = hits.total, "monitoring hits");

@@ -20,6 +20,9 @@ pub enum Tamper {
     DropSignature,
     /// Signs the altered directive with its own key, as if it were the issuer.
     Forge,
+    /// Passes the directive on untouched and turns its enterprises' `executed` into
+    /// `failed` on the way back, keeping their signatures.
+    AlterResult,
 }
 
 /// The network's CA and revocation lists as the node holds them now; replaced when its
@@ -135,10 +138,14 @@ impl Core {
         let Some(rule) = d.rules.iter_mut().find(|r| r.value.starts_with(b"tamper-")) else {
             return Ok(());
         };
+        if how == Tamper::AlterResult {
+            return Ok(()); // the results are altered (`tamper_with_result`)
+        }
         tracing::warn!(directive = %d.id, ?how, "testing: tampering with a relayed directive");
         match how {
             Tamper::AlterRule => rule.value = "altered.example".into(),
             Tamper::DropSignature => d.signature = None,
+            Tamper::AlterResult => {}
             Tamper::Forge => {
                 rule.value = "forged.example".into();
                 d.signature = None;
@@ -149,6 +156,32 @@ impl Core {
                             .map_err(|e| NodeError::Protocol(e.to_string()))?,
                     );
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Testing only (`testing.tamper = "alter-result"`): what a compromised relay would do
+    /// to an enterprise's result of a directive with a rule valued `tamper-…`.
+    pub(super) fn tamper_with_result(
+        &self,
+        g: &Group<'_>,
+        directive_id: &str,
+        u: &mut TargetStatus,
+    ) -> Result<(), NodeError> {
+        if self.tamper != Some(Tamper::AlterResult) || u.state != TargetState::Executed as i32 {
+            return Ok(());
+        }
+        let tampered = self
+            .stored_directive(g, directive_id)?
+            .and_then(|s| s.directive)
+            .is_some_and(|d| d.rules.iter().any(|r| r.value.starts_with(b"tamper-")));
+        if tampered {
+            tracing::warn!(directive = %directive_id, node = %u.node, "testing: altering a relayed result");
+            u.state = TargetState::Failed as i32;
+            u.detail = "altered by the relay".into();
+            if let Some(signed) = u.signed.as_mut() {
+                signed.state = TargetState::Failed as i32;
             }
         }
         Ok(())

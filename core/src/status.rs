@@ -27,7 +27,13 @@ impl Core {
         let _entered = span.enter();
         let trace = trace::inject(&span);
         let relay = meta.issuer != self.shared.node_id.as_str();
-        for u in report.updates {
+        if !relay {
+            self.keep_signed_results(g, &report.directive_id, &report.updates);
+        }
+        for mut u in report.updates {
+            if relay && self.tamper.is_some() {
+                self.tamper_with_result(g, &report.directive_id, &mut u)?;
+            }
             let state = TargetState::try_from(u.state).unwrap_or(TargetState::Unspecified);
             self.set_target(g, &report.directive_id, &u.node, state, &u.detail)?;
             if u.overdue_at_ms != 0 {
@@ -103,6 +109,7 @@ impl Core {
             result: None,
             hits: None,
             blacklist: None,
+            signed: None,
         };
         self.report(g, directive_id, &update, trace);
     }
@@ -123,6 +130,9 @@ impl Core {
         let state = TargetState::try_from(update.state).unwrap_or(TargetState::Unspecified);
         let overdue = entry.overdue_at_ms.max(update.overdue_at_ms);
         let result = entry.result.take().or_else(|| update.result.clone());
+        // An enterprise's signature goes with the state it signed; an earlier one is kept
+        // until a later signed state replaces it.
+        let signed = entry.signed.take().or_else(|| update.signed.clone());
         // Hits are cumulative: the larger total wins, whatever the state.
         let hits = match (entry.hits.take(), &update.hits) {
             (Some(a), Some(b)) if b.total > a.total => Some(b.clone()),
@@ -143,6 +153,9 @@ impl Core {
         if entry.result.is_none() {
             entry.result = result;
         }
+        if entry.signed.is_none() {
+            entry.signed = signed;
+        }
         entry.hits = hits;
         entry.blacklist = blacklist;
     }
@@ -162,10 +175,16 @@ impl Core {
             let Some(to) = to.filter(|p| self.shared.peer(p).is_some()) else {
                 continue; // issued here: this node is where statuses end
             };
-            let report = StatusReport {
+            let mut report = StatusReport {
                 directive_id,
                 updates: up.updates.into_values().collect(),
             };
+            match self.tier {
+                Tier::Enterprise => self.sign_results(g, &mut report)?,
+                // Statuses leave the ministry only for a requesting province.
+                Tier::Ministry => self.attach_result_certificates(g, &mut report)?,
+                Tier::Province => {}
+            }
             self.enqueue(
                 g,
                 &to,

@@ -462,10 +462,28 @@ pub fn reported_blacklist(node: &str) -> Vec<u8> {
     key("bv/", &[node.as_bytes()])
 }
 
-/// Enterprise: a signer's certificate it verified (DER), by its SHA-256: `ic/<sha256>`;
-/// what a lean copy's signature names.
+/// A certificate (DER) by its SHA-256, `ic/<sha256>`: at an enterprise, a directive
+/// signer's (what a lean copy names); above it, an enterprise's (what its signed results
+/// name). Checked when used, with each signature.
 pub fn signer_certificate(sha256: &[u8]) -> Vec<u8> {
     key("ic/", &[sha256])
+}
+
+/// Enterprise: the SHA-256 of its certificate last sent up (`NodeCertificate`).
+pub const CERTIFICATE_ANNOUNCED: &[u8] = b"c/certificate_announced";
+
+/// Issuer: enterprises' signed results (`SignedResults`), one record per status report
+/// that brought any: `rs/<directive>\0<report ID>`.
+pub fn signed_results_prefix(directive_id: &str) -> Vec<u8> {
+    let mut k = key("rs/", &[directive_id.as_bytes()]);
+    k.push(0);
+    k
+}
+
+pub fn signed_results(directive_id: &str, report_id: &str) -> Vec<u8> {
+    let mut k = signed_results_prefix(directive_id);
+    k.extend_from_slice(report_id.as_bytes());
+    k
 }
 
 /// Total rules ever added to the active set, counted in the same batch as the addition.

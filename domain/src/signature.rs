@@ -1,10 +1,11 @@
-//! Directives signed end to end: what the issuer signs, and checking a
-//! signature against the network's CA (and its revocation lists) and the signer's identity.
+//! Directives signed end to end: what the issuer signs, what an
+//! enterprise signs of its result, and checking a signature against the network's CA (and
+//! its revocation lists) and the signer's identity.
 //!
 //! Owns the signed message's form and the checks. Must not decide who may address whom
 //! (the core checks rights with the signer this module names) or read files.
 
-use isms_proto::v1::{Directive, DirectiveSignature};
+use isms_proto::v1::{Directive, DirectiveSignature, Rule, SignedResult};
 use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
 use webpki::{EndEntityCert, KeyUsage, OwnedCertRevocationList};
 
@@ -44,6 +45,36 @@ pub fn directive_message(d: &Directive) -> Vec<u8> {
     let mut m = b"isms directive v1\0".to_vec();
     // A Vec grows as needed, so encoding into it cannot run out of space.
     let _ = prost::Message::encode(&unsigned, &mut m);
+    m
+}
+
+/// What an enterprise's signed result says of the rules it received: the SHA-256 of
+/// each rule's encoding, length-delimited, in order, after a fixed context.
+pub fn rules_digest(rules: &[Rule]) -> [u8; 32] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(b"isms rules v1\0");
+    let mut buf = Vec::new();
+    for rule in rules {
+        buf.clear();
+        // A Vec grows as needed, so encoding into it cannot run out of space.
+        let _ = prost::Message::encode_length_delimited(rule, &mut buf);
+        ctx.update(&buf);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+/// What an enterprise's signature over its result covers (see `SignedResult`).
+pub fn result_message(directive_id: &str, node: &str, result: &SignedResult) -> Vec<u8> {
+    let mut m = b"isms result v1\0".to_vec();
+    m.extend_from_slice(directive_id.as_bytes());
+    m.push(0);
+    m.extend_from_slice(node.as_bytes());
+    m.push(0);
+    m.extend_from_slice(&result.state.to_be_bytes());
+    m.extend_from_slice(&result.at_ms.to_be_bytes());
+    m.extend_from_slice(&result.rules_sha256);
     m
 }
 
@@ -144,7 +175,23 @@ impl Trust {
                 SignatureError::UnknownCertificate
             });
         }
+        let identity = self.certificate_identity(&sig.certificate, now_ms)?;
         let der = CertificateDer::from(sig.certificate.as_slice());
+        let cert = EndEntityCert::try_from(&der)
+            .map_err(|e| SignatureError::Untrusted(format!("{e:?}")))?;
+        cert.verify_signature(webpki::ring::ECDSA_P256_SHA256, message, &sig.signature)
+            .map_err(|_| SignatureError::Altered)?;
+        Ok(identity)
+    }
+
+    /// Checks a certificate (DER) chains to the CA and is not revoked: the node or
+    /// operator it names.
+    pub fn certificate_identity(
+        &self,
+        certificate: &[u8],
+        now_ms: i64,
+    ) -> Result<Identity, SignatureError> {
+        let der = CertificateDer::from(certificate);
         let cert = EndEntityCert::try_from(&der)
             .map_err(|e| SignatureError::Untrusted(format!("{e:?}")))?;
         let crls: Vec<&webpki::CertRevocationList<'_>> = self.crls.iter().collect();
@@ -171,10 +218,39 @@ impl Trust {
             webpki::Error::CertRevoked => SignatureError::Revoked,
             e => SignatureError::Untrusted(format!("{e:?}")),
         })?;
-        cert.verify_signature(webpki::ring::ECDSA_P256_SHA256, message, &sig.signature)
-            .map_err(|_| SignatureError::Altered)?;
-        Identity::from_cert_der(&sig.certificate, &self.trust_domain)
+        Identity::from_cert_der(certificate, &self.trust_domain)
             .ok_or_else(|| SignatureError::NoIdentity(self.trust_domain.clone()))
+    }
+
+    /// Checks an enterprise's signed result is `node`'s, as it signed it; its
+    /// certificate filled in by the caller (from the ones it keeps). Checked at the time
+    /// it was signed, against the revocation lists in force now.
+    pub fn verify_result(
+        &self,
+        directive_id: &str,
+        node: &str,
+        result: &SignedResult,
+    ) -> Result<(), SignatureError> {
+        let sig = result.signature.as_ref().ok_or(SignatureError::Missing)?;
+        let found = self.verify(
+            sig,
+            &result_message(directive_id, node, result),
+            result.at_ms,
+        )?;
+        let expected =
+            node.parse()
+                .map(Identity::Node)
+                .map_err(|_| SignatureError::WrongSigner {
+                    expected: node.to_string(),
+                    found: found.to_string(),
+                })?;
+        if found != expected {
+            return Err(SignatureError::WrongSigner {
+                expected: expected.to_string(),
+                found: found.to_string(),
+            });
+        }
+        Ok(())
     }
 
     /// Checks `d`'s signature is its issuer's, over all of it.
@@ -361,6 +437,101 @@ mod tests {
                 "isms.test"
             )
             .is_err()
+        );
+    }
+
+    fn signed_result(key: &HeadSigner, cert: &[u8], node: &str) -> SignedResult {
+        let d = directive();
+        let mut r = SignedResult {
+            state: isms_proto::v1::TargetState::Executed as i32,
+            at_ms: NOW,
+            rules_sha256: rules_digest(&d.rules).to_vec(),
+            signature: None,
+        };
+        r.signature = Some(sign(key, cert, &result_message(&d.id, node, &r)).expect("sign"));
+        r
+    }
+
+    #[test]
+    fn an_enterprises_signed_result_verifies_as_its_own_and_not_once_altered() {
+        let ca = ca();
+        let trust = Trust::new(std::slice::from_ref(&ca.der), &[], "isms.test").expect("trust");
+        let (cert, key) = node(&ca, "enterprise/e4401", 5);
+        let id = directive().id;
+        let r = signed_result(&key, &cert, "enterprise/e4401");
+        assert_eq!(trust.verify_result(&id, "enterprise/e4401", &r), Ok(()));
+        // A relay turning `executed` into `failed`, or moving its time.
+        let mut altered = r.clone();
+        altered.state = isms_proto::v1::TargetState::Failed as i32;
+        assert_eq!(
+            trust.verify_result(&id, "enterprise/e4401", &altered),
+            Err(SignatureError::Altered)
+        );
+        let mut later = r.clone();
+        later.at_ms += 1;
+        assert_eq!(
+            trust.verify_result(&id, "enterprise/e4401", &later),
+            Err(SignatureError::Altered)
+        );
+        // Another directive's result, or another enterprise's name on it.
+        assert_eq!(
+            trust.verify_result(
+                "0193a000-0000-7000-8000-000000000002",
+                "enterprise/e4401",
+                &r
+            ),
+            Err(SignatureError::Altered)
+        );
+        assert_eq!(
+            trust.verify_result(&id, "enterprise/e4402", &r),
+            Err(SignatureError::Altered)
+        );
+        // Signed by its province in the enterprise's name.
+        let (pcert, pkey) = node(&ca, "province/44", 6);
+        let by_province = signed_result(&pkey, &pcert, "enterprise/e4401");
+        assert_eq!(
+            trust.verify_result(&id, "enterprise/e4401", &by_province),
+            Err(SignatureError::WrongSigner {
+                expected: "enterprise/e4401".into(),
+                found: "province/44".into()
+            })
+        );
+        // Without its certificate, or without a signature.
+        let mut lean = r.clone();
+        if let Some(sig) = lean.signature.as_mut() {
+            sig.certificate_sha256 = fingerprint(&sig.certificate).to_vec();
+            sig.certificate.clear();
+        }
+        assert_eq!(
+            trust.verify_result(&id, "enterprise/e4401", &lean),
+            Err(SignatureError::UnknownCertificate)
+        );
+        let unsigned = SignedResult {
+            signature: None,
+            ..r
+        };
+        assert_eq!(
+            trust.verify_result(&id, "enterprise/e4401", &unsigned),
+            Err(SignatureError::Missing)
+        );
+    }
+
+    #[test]
+    fn the_rules_digest_changes_with_any_rule_and_with_their_order() {
+        let rule = |v: &str| Rule {
+            kind: RuleKind::BlockDomain as i32,
+            value: v.as_bytes().to_vec().into(),
+            op: 0,
+        };
+        let ab = rules_digest(&[rule("a.example"), rule("b.example")]);
+        assert_eq!(ab, rules_digest(&[rule("a.example"), rule("b.example")]));
+        assert_ne!(ab, rules_digest(&[rule("b.example"), rule("a.example")]));
+        assert_ne!(ab, rules_digest(&[rule("a.example"), rule("c.example")]));
+        assert_ne!(ab, rules_digest(&[rule("a.example")]));
+        // Boundaries are kept: two rules are not one rule of their concatenation.
+        assert_ne!(
+            rules_digest(&[rule("ab"), rule("c")]),
+            rules_digest(&[rule("a"), rule("bc")])
         );
     }
 }

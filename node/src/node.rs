@@ -92,6 +92,7 @@ pub async fn run_with_clock(
         }
         None => None,
     };
+    let trust = trust_following(&config, &revocations, fatal.clone())?;
     let options = CoreOptions {
         parent: config.parent.as_ref().map(|p| p.id.clone()),
         points: (config.tier() == isms_domain::identity::Tier::Enterprise).then(|| {
@@ -104,11 +105,12 @@ pub async fn run_with_clock(
         hold_issue_answers: config.testing.hold_issue_answers,
         four_eyes: four_eyes(&config.four_eyes),
         keeping: audit_keeping(&config)?,
-        trust: Some(trust_following(&config, &revocations, fatal.clone())?),
+        trust: Some(trust.clone()),
         tamper: config.testing.tamper.map(|t| match t {
             isms_config::Tamper::AlterRule => isms_core::Tamper::AlterRule,
             isms_config::Tamper::DropSignature => isms_core::Tamper::DropSignature,
             isms_config::Tamper::Forge => isms_core::Tamper::Forge,
+            isms_config::Tamper::AlterResult => isms_core::Tamper::AlterResult,
         }),
     };
     let (core, core_thread) = Core::start(shared.clone(), options, fatal.clone())?;
@@ -151,6 +153,7 @@ pub async fn run_with_clock(
         core.clone(),
         config.trust_domain.clone(),
         roster,
+        Some(trust),
     ))
     .max_decoding_message_size(max)
     .max_encoding_message_size(max);

@@ -32,7 +32,7 @@ use prost::Message;
 use crate::authz::RosterHandle;
 use crate::views::{
     Tally, audit_heads, audit_list, directive_summary, directive_view, node_status, pending,
-    with_approval,
+    with_approval, with_result_signatures,
 };
 
 #[derive(Debug, Clone)]
@@ -41,6 +41,8 @@ pub struct OperatorService {
     core: CoreHandle,
     trust_domain: String,
     roster: RosterHandle,
+    /// What enterprises' signed results are checked against; none: not checked.
+    trust: Option<isms_core::TrustHandle>,
 }
 
 impl OperatorService {
@@ -49,12 +51,14 @@ impl OperatorService {
         core: CoreHandle,
         trust_domain: String,
         roster: RosterHandle,
+        trust: Option<isms_core::TrustHandle>,
     ) -> Self {
         OperatorService {
             shared,
             core,
             trust_domain,
             roster,
+            trust,
         }
     }
 
@@ -236,7 +240,17 @@ impl Operator for OperatorService {
     ) -> Result<Response<DirectiveView>, Status> {
         let caller = self.authorize(&request, "GetDirective").await?;
         let id = request.into_inner().id;
-        let view = directive_view(&self.shared, &id).map_err(Status::from);
+        let trust = self
+            .trust
+            .as_ref()
+            .and_then(|t| t.read().ok().map(|t| Arc::clone(&t)));
+        let view = directive_view(&self.shared, &id).and_then(|mut v| {
+            if let Some(trust) = trust {
+                with_result_signatures(&self.shared, &mut v, &trust)?;
+            }
+            Ok(v)
+        });
+        let view = view.map_err(Status::from);
         self.answer(caller, "GetDirective", &id, view, |v| {
             format!("ok: {} targets", v.targets.len())
         })

@@ -53,6 +53,7 @@ pub fn directive_view(shared: &Shared, id: &str) -> Result<DirectiveView, NodeEr
             overdue_at_ms: rec.overdue_at_ms,
             result: results.remove(&node),
             hits: hits.remove(&node),
+            result_signature: String::new(),
         };
         if is_province(&node) {
             view.hops.push(t);
@@ -70,6 +71,42 @@ pub fn directive_view(shared: &Shared, id: &str) -> Result<DirectiveView, NodeEr
         }));
     view.targets.sort_by(|a, b| a.node.cmp(&b.node));
     Ok(view)
+}
+
+/// Issuer: each enterprise's result in `view` with what its signature says:
+/// `verified`, `unverifiable: <why>`, or `unsigned` for a result no signature of the
+/// enterprise's backs. Not at a relay, which keeps no signed results.
+pub fn with_result_signatures(
+    shared: &Shared,
+    view: &mut DirectiveView,
+    trust: &isms_domain::signature::Trust,
+) -> Result<(), NodeError> {
+    let Some(d) = view.directive.as_ref() else {
+        return Ok(());
+    };
+    if d.issuer != shared.node_id.as_str() {
+        return Ok(());
+    }
+    let mut verdicts = isms_core::result_verdicts(&shared.store, trust, &d.id, &d.rules)?;
+    let is_result = |s: i32| s == TargetState::Executed as i32 || s == TargetState::Failed as i32;
+    for t in &mut view.targets {
+        t.result_signature = match verdicts.remove(&t.node) {
+            Some((signed, verdict)) if signed.state == t.state => verdict,
+            Some((signed, _)) if is_result(t.state) => format!(
+                "unsigned: {} signed {}, not {}",
+                t.node,
+                state_name(TargetState::try_from(signed.state).unwrap_or_default()),
+                state_name(TargetState::try_from(t.state).unwrap_or_default()),
+            ),
+            Some((signed, verdict)) => format!(
+                "{verdict} (signed {})",
+                state_name(TargetState::try_from(signed.state).unwrap_or_default())
+            ),
+            None if is_result(t.state) => "unsigned".to_string(),
+            None => String::new(),
+        };
+    }
+    Ok(())
 }
 
 /// A directive as this node stores it.

@@ -158,6 +158,11 @@ fn assistance_goes_through_the_ministry_and_is_confirmed_by_the_holding_province
         ],
     );
     assert_eq!(detail(&at_requester, "province/11"), "confirmed by admin");
+    // …each result signed by its enterprise, the other province's too: the
+    // ministry passes its certificate on with it.
+    for t in at_requester["targets"].as_array().expect("targets") {
+        assert_eq!(t["result_signature"], "verified", "{t}");
+    }
     assert_eq!(
         at_requester["targets"].as_array().map(Vec::len),
         Some(2),

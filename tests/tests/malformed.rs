@@ -209,6 +209,27 @@ async fn malformed_frames_close_the_link_and_leave_the_store_untouched() {
     let st = refusal(&mut s).await;
     assert!(st.message().contains("blacklist resync"), "{st:?}");
 
+    // The certificate of another province's enterprise, and one far too large to be a
+    // node certificate (for signed results, R-12.1).
+    for (node, bytes, why) in [
+        ("enterprise/e1101", 600, "may not send the certificate"),
+        ("enterprise/e4401", 20_000, "not a node certificate"),
+    ] {
+        let (mut s, next) = session_as_province(&net, true).await;
+        let cert = Envelope {
+            seq: next,
+            id: "certificate".into(),
+            payload: Some(Payload::NodeCertificate(isms_proto::v1::NodeCertificate {
+                node: node.into(),
+                certificate: vec![0x30; bytes],
+            })),
+            ..Default::default()
+        };
+        s.send(Body::Batch(Batch::of(&[cert], 0))).await;
+        let st = refusal(&mut s).await;
+        assert!(st.message().contains(why), "{st:?}");
+    }
+
     // A frame over the configured limit.
     let (mut s, next) = session_as_province(&net, true).await;
     let mut big = stray_report(next, "province/44");

@@ -3,16 +3,20 @@
 //! province binary) cannot make an enterprise apply it: altered, unsigned or forged, the
 //! enterprise applies nothing, reports `failed: signature …`, the ministry shows it and the
 //! enterprise's audit trail has it; untampered directives in the same run execute.
+//! Results come back signed by each enterprise: the ministry shows them verified, and one
+//! a province altered on the way up as unverifiable.
 
 use std::time::Duration;
 
 use isms_deploy::{Options, Topology};
-use isms_e2e::{TestNet, ok};
+use isms_e2e::{RawSession, TestNet, eventually, ok};
+use isms_proto::v1::{Batch, Envelope, Hello, NodeCertificate, envelope::Payload, frame::Body};
 
 const T: Duration = Duration::from_secs(60);
 const P: &str = "province/44";
 
-/// Restarts province/44 tampering `how` (`alter-rule`, `drop-signature`, `forge`).
+/// Restarts province/44 tampering `how` (`alter-rule`, `drop-signature`, `forge`,
+/// `alter-result`).
 fn tampering(net: &TestNet, how: &str) {
     net.stop(P);
     let path = &net.node(P).config_path;
@@ -39,10 +43,17 @@ fn a_tampering_province_cannot_make_an_enterprise_apply_what_the_ministry_did_no
     }
     net.wait_linked();
     let enterprises = ["enterprise/e4401", "enterprise/e4402"];
-    for (how, why) in [
-        ("alter-rule", "the directive was altered"),
-        ("drop-signature", "no signature"),
-        ("forge", "signed by province/44, not by ministry"),
+    // What the ministry makes of each enterprise's signed `failed`: it signed the rules it
+    // was given, which the ministry did not issue when they were tampered with.
+    let other_rules = "unverifiable: signed for rules other than those issued";
+    for (how, why, result_signature) in [
+        ("alter-rule", "the directive was altered", other_rules),
+        ("drop-signature", "no signature", "verified"),
+        (
+            "forge",
+            "signed by province/44, not by ministry",
+            other_rules,
+        ),
     ] {
         tampering(&net, how);
         let bad = net.issue(&[
@@ -57,12 +68,16 @@ fn a_tampering_province_cannot_make_an_enterprise_apply_what_the_ministry_did_no
             "--block-domain",
             &format!("fine-{how}.example"),
         ]);
-        net.wait_all(&good, "executed", T);
+        let v = net.wait_all(&good, "executed", T);
+        for t in v["targets"].as_array().expect("targets") {
+            assert_eq!(t["result_signature"], "verified", "{how}: {t}");
+        }
         let v = net.wait_all(&bad, "failed", T);
         for t in v["targets"].as_array().expect("targets") {
             let detail = t["detail"].as_str().unwrap_or_default();
             assert!(detail.starts_with("signature: "), "{how}: {t}");
             assert!(detail.contains(why), "{how}: {detail}");
+            assert_eq!(t["result_signature"], result_signature, "{how}: {t}");
         }
         for e in enterprises {
             let values = net.rule_values(e);
@@ -83,4 +98,79 @@ fn a_tampering_province_cannot_make_an_enterprise_apply_what_the_ministry_did_no
             );
         }
     }
+
+    // A relay that turns the enterprises' `executed` into `failed` on the way up: the
+    // ministry shows what it was told, and that the enterprises did not sign it.
+    tampering(&net, "alter-result");
+    let altered = net.issue(&[
+        "--to",
+        "province/44",
+        "--block-domain",
+        "tamper-result.example",
+    ]);
+    let v = net.wait_all(&altered, "failed", T);
+    for t in v["targets"].as_array().expect("targets") {
+        assert_eq!(
+            t["result_signature"],
+            "unverifiable: the signature does not verify: the result was altered",
+            "{t}"
+        );
+    }
+    for e in enterprises {
+        assert!(
+            net.rule_values(e)
+                .contains(&"tamper-result.example".to_string()),
+            "{e} executed it"
+        );
+    }
+    let text = ok(net.cli("ministry", &["directive", "status", &altered]));
+    assert!(
+        text.contains("signed results: 0 verified, 2 unverifiable, 0 unsigned"),
+        "{text}"
+    );
+
+    // An enterprise's certificate for its signed results must chain to the CA and name
+    // it: one naming another node is refused and audited where it arrives, not kept.
+    net.stop("enterprise/e4402");
+    let (cert, key) = net.cert_of("enterprise/e4402");
+    let (province_cert, _) = net.cert_of(P);
+    let not_its_own = isms_transport::tls::load_certs(&province_cert).expect("pem")[0].to_vec();
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async {
+            let mut client = net.link_client(&cert, &key, P);
+            let mut s = RawSession::open(&mut client).await.expect("open");
+            let first = s.next().await.expect("hello").expect("frame");
+            let Some(Body::Hello(Hello { applied, .. })) = first.body else {
+                panic!("expected Hello, got {first:?}");
+            };
+            s.send(Body::Hello(Hello {
+                applied: 0,
+                accepts_zstd: false,
+            }))
+            .await;
+            let envelope = Envelope {
+                seq: applied + 1,
+                id: uuid::Uuid::now_v7().to_string(),
+                payload: Some(Payload::NodeCertificate(NodeCertificate {
+                    node: "enterprise/e4402".into(),
+                    certificate: not_its_own,
+                })),
+                ..Default::default()
+            };
+            s.send(Body::Batch(Batch::of(&[envelope], 0))).await;
+            // Applied (acknowledged), since the link is not at fault for what it carried.
+            loop {
+                let frame = s.next().await.expect("answer").expect("frame");
+                match frame.body {
+                    Some(Body::Ack(a)) if a.applied > applied => break,
+                    Some(Body::Batch(b)) if b.applied > applied => break,
+                    _ => {}
+                }
+            }
+        });
+    eventually(T, "the certificate refused and audited", || {
+        let audit = ok(net.cli(P, &["audit", "list", "--action", "certificate.refused"]));
+        audit.contains("it names province/44").then_some(())
+    });
 }

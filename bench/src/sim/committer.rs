@@ -368,6 +368,7 @@ impl Committer {
                     result: None,
                     hits: None,
                     blacklist: None,
+                    signed: None,
                 }],
             })),
         }

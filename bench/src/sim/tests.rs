@@ -45,6 +45,7 @@ fn reports_appended_one_at_a_time_read_back_as_one_record() {
                 result: None,
                 hits: None,
                 blacklist: None,
+                signed: None,
             }],
         })),
     };

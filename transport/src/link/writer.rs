@@ -316,6 +316,10 @@ pub(super) fn envelope(
             envelope.payload = Some(Payload::BlacklistChunk(c));
             Ok(Pieces::encode(&envelope))
         }
+        (Some(outbox_entry::Body::NodeCertificate(c)), _) => {
+            envelope.payload = Some(Payload::NodeCertificate(c));
+            Ok(Pieces::encode(&envelope))
+        }
         (Some(outbox_entry::Body::Directive(r)), Some(cached)) => Ok(match &cached.zstd {
             Some(z) if compress => isms_proto::compressed_directive_envelope(
                 &envelope,
