@@ -127,6 +127,8 @@ pub enum Tamper {
     AlterRule,
     /// Removes the issuer's signature.
     DropSignature,
+    /// Removes its own countersignature from another province's assistance request.
+    DropCountersignature,
     /// Signs the altered directive with its own key, as if it were the issuer.
     Forge,
     /// Relays the directive untouched, then turns its enterprises' `executed` into

@@ -18,6 +18,8 @@ pub enum Tamper {
     AlterRule,
     /// Removes the issuer's signature.
     DropSignature,
+    /// Removes its own countersignature from another province's assistance request.
+    DropCountersignature,
     /// Signs the altered directive with its own key, as if it were the issuer.
     Forge,
     /// Passes the directive on untouched and turns its enterprises' `executed` into
@@ -145,6 +147,7 @@ impl Core {
         match how {
             Tamper::AlterRule => rule.value = "altered.example".into(),
             Tamper::DropSignature => d.signature = None,
+            Tamper::DropCountersignature => d.countersignature = None,
             Tamper::AlterResult => {}
             Tamper::Forge => {
                 rule.value = "forged.example".into();

@@ -109,6 +109,7 @@ pub async fn run_with_clock(
         tamper: config.testing.tamper.map(|t| match t {
             isms_config::Tamper::AlterRule => isms_core::Tamper::AlterRule,
             isms_config::Tamper::DropSignature => isms_core::Tamper::DropSignature,
+            isms_config::Tamper::DropCountersignature => isms_core::Tamper::DropCountersignature,
             isms_config::Tamper::Forge => isms_core::Tamper::Forge,
             isms_config::Tamper::AlterResult => isms_core::Tamper::AlterResult,
         }),

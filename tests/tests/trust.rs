@@ -19,7 +19,14 @@ const P: &str = "province/44";
 /// `alter-result`).
 fn tampering(net: &TestNet, how: &str) {
     net.stop(P);
-    let path = &net.node(P).config_path;
+    set_tamper(net, P, how);
+    net.spawn(P);
+    net.wait_linked();
+}
+
+/// Writes `testing.tamper = how` into `province`'s configuration.
+fn set_tamper(net: &TestNet, province: &str, how: &str) {
+    let path = &net.node(province).config_path;
     let text = std::fs::read_to_string(path).expect("config");
     let mut config: toml::Table = text.parse().expect("toml");
     let testing = config
@@ -30,8 +37,6 @@ fn tampering(net: &TestNet, how: &str) {
         .expect("table")
         .insert("tamper".into(), toml::Value::String(how.into()));
     std::fs::write(path, toml::to_string(&config).expect("toml")).expect("write");
-    net.spawn(P);
-    net.wait_linked();
 }
 
 #[test]
@@ -173,4 +178,68 @@ fn a_tampering_province_cannot_make_an_enterprise_apply_what_the_ministry_did_no
         let audit = ok(net.cli(P, &["audit", "list", "--action", "certificate.refused"]));
         audit.contains("it names province/44").then_some(())
     });
+}
+
+#[test]
+fn another_provinces_request_without_the_holding_provinces_countersignature_is_refused() {
+    let net = TestNet::generate(&Topology::uniform(&["11", "44"], 1, 0), &Options::default());
+    set_tamper(&net, "province/11", "drop-countersignature");
+    for n in net.net.nodes.clone() {
+        net.spawn(n.id.as_str());
+    }
+    net.wait_linked();
+    let issue_at_44 = |value: &str| {
+        let out = net.cli(
+            P,
+            &[
+                "directive",
+                "issue",
+                "--to",
+                "enterprise/e1101,enterprise/e4401",
+                "--block-domain",
+                value,
+            ],
+        );
+        ok(out).trim().to_string()
+    };
+    // Countersigned by province/11 on its way: executed, and the requester checks
+    // the other province's enterprise's signed result with the certificate the ministry
+    // passed on.
+    let fine = issue_at_44("fine-assist.example");
+    // province/11 passes this one on without its countersignature.
+    let bad = issue_at_44("tamper-assist.example");
+    let view = |id: &str, state: &str| {
+        eventually(T, &format!("{id} {state} at e1101"), || {
+            let v = net.directive(P, id)?;
+            v["targets"]
+                .as_array()?
+                .iter()
+                .find(|t| t["node"] == "enterprise/e1101" && t["state"] == state)
+                .cloned()
+        })
+    };
+    let t = view(&fine, "executed");
+    assert_eq!(t["result_signature"], "verified", "{t}");
+    let t = view(&bad, "failed");
+    let detail = t["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains(
+            "province/44 is outside its jurisdiction here and province/11 did not countersign"
+        ),
+        "{t}"
+    );
+    // Its refusal is its own word.
+    assert_eq!(t["result_signature"], "verified", "{t}");
+    let values = net.rule_values("enterprise/e1101");
+    assert!(
+        values.contains(&"fine-assist.example".to_string()),
+        "{values:?}"
+    );
+    assert!(!values.iter().any(|v| v.contains("tamper")), "{values:?}");
+    // The requester's own enterprise took both: its own province's order needs no other.
+    let own = net.rule_values("enterprise/e4401");
+    assert!(
+        own.contains(&"tamper-assist.example".to_string()),
+        "{own:?}"
+    );
 }
