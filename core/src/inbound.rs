@@ -116,6 +116,18 @@ impl Core {
         Ok(())
     }
 
+    /// Whether `child` may speak for `node`: itself, or for a province, one of its own
+    /// enterprises.
+    pub(super) fn speaks_for(&self, child: &NodeId, node: &str) -> bool {
+        node == child.as_str()
+            || (child.tier() == Tier::Province
+                && self
+                    .shared
+                    .directory
+                    .get(node)
+                    .is_some_and(|route| route == child))
+    }
+
     /// A child may report only on itself and, for a province, its own enterprises.
     pub(super) fn check_status_scope(
         &self,
@@ -123,14 +135,7 @@ impl Core {
         report: &StatusReport,
     ) -> Result<(), NodeError> {
         for u in &report.updates {
-            let allowed = u.node == child.as_str()
-                || (child.tier() == Tier::Province
-                    && self
-                        .shared
-                        .directory
-                        .get(u.node.as_str())
-                        .is_some_and(|route| route == child));
-            if !allowed {
+            if !self.speaks_for(child, &u.node) {
                 return Err(NodeError::Forbidden(format!(
                     "{child} may not report on {}",
                     u.node

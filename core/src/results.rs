@@ -9,6 +9,7 @@
 //! the network's CA and name the node it is sent for.
 
 use super::*;
+use crate::signing;
 use isms_domain::identity::Identity;
 use isms_domain::signature::{self, SignatureError, Trust};
 use isms_proto::record::{NodeSignedResult, SignedResults};
@@ -63,14 +64,7 @@ impl Core {
         child: &NodeId,
         c: &NodeCertificate,
     ) -> Result<(), NodeError> {
-        let allowed = c.node == child.as_str()
-            || (child.tier() == Tier::Province
-                && self
-                    .shared
-                    .directory
-                    .get(c.node.as_str())
-                    .is_some_and(|route| route == child));
-        if !allowed {
+        if !self.speaks_for(child, &c.node) {
             return Err(NodeError::Forbidden(format!(
                 "{child} may not send the certificate of {:?}",
                 c.node
@@ -184,13 +178,7 @@ impl Core {
             .iter_mut()
             .filter_map(|u| u.signed.as_mut()?.signature.as_mut())
         {
-            if sig.certificate.is_empty()
-                && let Some(cert) = g
-                    .txn
-                    .get(&records::signer_certificate(&sig.certificate_sha256))?
-            {
-                sig.certificate = cert;
-            }
+            signing::make_whole(sig, |k| g.txn.get(k))?;
         }
         Ok(())
     }
@@ -277,11 +265,8 @@ fn verdict(
     issued_rules: &[u8; 32],
 ) -> Result<String, NodeError> {
     let mut signed = signed.clone();
-    if let Some(sig) = signed.signature.as_mut()
-        && sig.certificate.is_empty()
-        && let Some(cert) = store.get(&records::signer_certificate(&sig.certificate_sha256))?
-    {
-        sig.certificate = cert;
+    if let Some(sig) = signed.signature.as_mut() {
+        signing::make_whole(sig, |k| store.get(k))?;
     }
     Ok(match trust.verify_result(directive_id, node, &signed) {
         Ok(()) if signed.rules_sha256 != issued_rules[..] => {

@@ -200,14 +200,7 @@ impl Core {
             .into_iter()
             .flatten()
         {
-            if sig.certificate.is_empty()
-                && !sig.certificate_sha256.is_empty()
-                && let Some(cert) = g
-                    .txn
-                    .get(&records::signer_certificate(&sig.certificate_sha256))?
-            {
-                sig.certificate = cert;
-            }
+            make_whole(sig, |k| g.txn.get(k))?;
         }
         Ok(())
     }
@@ -239,4 +232,19 @@ impl Core {
         self.report_up(g, &d.id, &me, TargetState::Failed, &detail, trace);
         audit(g, &Caller::node(), "directive.refused", &d.id, &detail);
     }
+}
+
+/// A lean signature's certificate filled in from those kept (`ic/<sha256>`, read with
+/// `get`), if known; a whole one is left as it is.
+pub(super) fn make_whole<E>(
+    sig: &mut isms_proto::v1::DirectiveSignature,
+    get: impl FnOnce(&[u8]) -> Result<Option<Vec<u8>>, E>,
+) -> Result<(), E> {
+    if sig.certificate.is_empty()
+        && !sig.certificate_sha256.is_empty()
+        && let Some(cert) = get(&records::signer_certificate(&sig.certificate_sha256))?
+    {
+        sig.certificate = cert;
+    }
+    Ok(())
 }

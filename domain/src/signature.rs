@@ -237,41 +237,25 @@ impl Trust {
             &result_message(directive_id, node, result),
             result.at_ms,
         )?;
-        let expected =
-            node.parse()
-                .map(Identity::Node)
-                .map_err(|_| SignatureError::WrongSigner {
-                    expected: node.to_string(),
-                    found: found.to_string(),
-                })?;
-        if found != expected {
-            return Err(SignatureError::WrongSigner {
-                expected: expected.to_string(),
-                found: found.to_string(),
-            });
-        }
-        Ok(())
+        signed_by(found, node)
     }
 
     /// Checks `d`'s signature is its issuer's, over all of it.
     pub fn verify_directive(&self, d: &Directive, now_ms: i64) -> Result<(), SignatureError> {
         let sig = d.signature.as_ref().ok_or(SignatureError::Missing)?;
         let found = self.verify(sig, &directive_message(d), now_ms)?;
-        let expected =
-            d.issuer
-                .parse()
-                .map(Identity::Node)
-                .map_err(|_| SignatureError::WrongSigner {
-                    expected: d.issuer.clone(),
-                    found: found.to_string(),
-                })?;
-        if found != expected {
-            return Err(SignatureError::WrongSigner {
-                expected: expected.to_string(),
-                found: found.to_string(),
-            });
-        }
-        Ok(())
+        signed_by(found, &d.issuer)
+    }
+}
+
+/// Whether the signer `found` is the node `expected`.
+fn signed_by(found: Identity, expected: &str) -> Result<(), SignatureError> {
+    match expected.parse().map(Identity::Node) {
+        Ok(node) if found == node => Ok(()),
+        _ => Err(SignatureError::WrongSigner {
+            expected: expected.to_string(),
+            found: found.to_string(),
+        }),
     }
 }
 
