@@ -1,7 +1,11 @@
 //! Compiles the `.proto` files with protox (pure Rust): no system `protoc` is needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/isms.proto", "proto/record.proto"];
+    let protos = [
+        "proto/isms.proto",
+        "proto/network.proto",
+        "proto/record.proto",
+    ];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }

@@ -30,6 +30,7 @@ mod audit;
 mod blacklist;
 mod decide;
 mod issue;
+mod network;
 mod node;
 mod view;
 
@@ -45,6 +46,7 @@ pub use issue::{
     CorrectArgs, FollowArgs, IssueArgs, KindArg, OpArg, QueryArgs, RevokeArgs, UrgencyArg, correct,
     issue, issue_request, query, revoke,
 };
+pub use network::{NetworkCommand, NetworkNodeArgs, NetworkStatusArgs};
 pub use node::{ClockCommand, NodeCommand, NodeStatusArgs, node_status};
 pub use view::{DirectiveQuery, ListArgs, StatusArgs, WatchArgs, list, status, view_json, watch};
 

@@ -16,9 +16,11 @@ use isms_domain::identity::{NodeId, NodeMap, Tier};
 
 mod accountability;
 mod enforcement;
+mod health;
 
 pub use accountability::{AuditRetention, FourEyes, MIN_AUDIT_RETENTION_DAYS};
 pub use enforcement::{Enforcement, RULE_KIND_NAMES};
+pub use health::Health;
 
 /// Configuration of one node (`NAME serve --config FILE`). Relative paths are resolved
 /// against the directory of the configuration file.
@@ -96,6 +98,9 @@ pub struct Config {
     /// The audit trail's retention.
     #[serde(default)]
     pub audit: AuditRetention,
+    /// Heartbeats and the network view (O-1, R-10.1).
+    #[serde(default)]
+    pub health: Health,
     /// Facilities for testing; never set in production.
     #[serde(default)]
     pub testing: Testing,
@@ -431,6 +436,7 @@ impl Config {
         }
         enforcement::check(&self.enforcement, tier)?;
         accountability::check(&self.four_eyes, &self.audit)?;
+        health::check(&self.health)?;
         let mut seen = std::collections::BTreeSet::new();
         for (i, child) in self.children.iter().enumerate() {
             let field = format!("children[{i}].id");

@@ -352,6 +352,45 @@ pub(super) fn read_pending(v: &[u8]) -> (u64, bool) {
 }
 
 /// Reads the rules in force at `now_ms` from the store.
+/// Enterprise: where its enforcement points stand, as the core recorded it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnforcementState {
+    /// The rule set's version, one more for every group that changed it.
+    pub rules_version: u64,
+    /// Directives whose rules are not yet in force at every point.
+    pub pending: u64,
+    /// The points' last error; empty once they all took the set.
+    pub error: String,
+}
+
+pub fn enforcement_state(store: &Store) -> Result<EnforcementState, NodeError> {
+    let rules_version = match store.get(records::RULES_VERSION)? {
+        Some(v) => records::decode_u64(records::RULES_VERSION, &v)?,
+        None => 0,
+    };
+    Ok(EnforcementState {
+        rules_version,
+        pending: store.scan_prefix(records::ENFORCE_PENDING_PREFIX).count() as u64,
+        error: store
+            .get(records::ENFORCE_ERROR)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .unwrap_or_default(),
+    })
+}
+
+/// The SHA-256 of the rules stored (in force or waiting), in canonical form
+/// (`isms_domain::blacklist::checksum`): what a heartbeat says of the rule set.
+pub fn rules_checksum(store: &Store) -> Result<[u8; 32], NodeError> {
+    let mut sets = Vec::new();
+    for entry in store.scan_prefix(records::RULE_SET_PREFIX) {
+        let (k, v) = entry?;
+        sets.push(records::decode::<ActiveRules>(&k, &v)?);
+    }
+    Ok(isms_domain::blacklist::checksum(sets.iter().flat_map(
+        |s| s.rules.iter().map(|r| (r.kind, r.value.as_ref())),
+    )))
+}
+
 pub fn active_rules(store: &Store, now_ms: i64) -> Result<Vec<isms_enforce::Rule>, NodeError> {
     let entries = store
         .scan_prefix(records::RULE_SET_PREFIX)

@@ -79,6 +79,8 @@ impl Core {
             own_blacklist: None,
             trust: options.trust.clone(),
             tamper: options.tamper,
+            availability_retention_ms: options.availability_retention_ms,
+            availability_pruned_at: 0,
         };
         for (id, peer) in &shared.peers {
             let (applied, marked_next) = match store.get(&records::marks(id))? {
@@ -481,8 +483,13 @@ impl Core {
                 audit(g, &caller, &action, &subject, &outcome);
                 g.replies.push(Reply::Audited(reply));
             }
+            Event::Liveness { changes, reply } => {
+                self.record_liveness(g, changes);
+                g.replies.push(Reply::Audited(reply));
+            }
             Event::Tick => {
                 self.check_clocks(g)?;
+                self.prune_availability(g)?;
                 self.check_approvals(g)?;
                 self.prune_audit(g)?;
                 // Last: the head signed covers what this tick recorded.

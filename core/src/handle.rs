@@ -79,6 +79,12 @@ pub enum Event {
         caller: Caller,
         reply: oneshot::Sender<Result<Vec<isms_proto::v1::BlacklistHeld>, NodeError>>,
     },
+    /// The network view saw nodes' liveness change: recorded once, with the availability
+    /// history and the audit trail; the reply comes once they are durable.
+    Liveness {
+        changes: Vec<LivenessChange>,
+        reply: oneshot::Sender<Result<(), NodeError>>,
+    },
     /// Time passed: check the running clocks.
     Tick,
     /// An operator action the core does not perform itself (a refused call), recorded in
@@ -196,6 +202,11 @@ impl CoreHandle {
     /// Asks the core to check its clocks, unless it is busy (then it will see a later tick).
     pub fn tick(&self) {
         let _ = self.tx.try_send(Event::Tick);
+    }
+
+    /// Records changes of nodes' liveness and waits until they are durable.
+    pub async fn liveness(&self, changes: Vec<LivenessChange>) -> Result<(), NodeError> {
+        self.ask(|reply| Event::Liveness { changes, reply }).await
     }
 
     /// Records an operator action in the audit trail and waits until it is durable.

@@ -61,6 +61,7 @@ mod event_loop;
 mod handle;
 mod inbound;
 mod issue;
+mod liveness;
 mod lookup;
 mod peers;
 mod status;
@@ -84,13 +85,14 @@ use recent::Recent;
 pub use approval::FourEyesPolicy;
 pub use audit_keeping::{AuditKeeping, verify_chain};
 pub use blacklist::{blacklist_lag, stored_blacklists};
-pub use enterprise::active_rules;
+pub use enterprise::{EnforcementState, active_rules, enforcement_state, rules_checksum};
 pub use fanout::stored_outbox;
 pub use handle::{Caller, CoreHandle, Decision, Event};
 pub use inbound::check_directive_shape;
 pub use isms_domain::audit_chain::ChainBreak;
 pub use isms_enforce::{Rule as RuleFileEntry, RuleFile};
-pub use peers::{LinkStatus, OutboxTail, PeerState, Role, Shared};
+pub use liveness::{LivenessChange, availability_history, stored_liveness};
+pub use peers::{LinkStatus, OutboxTail, PeerState, Role, Shared, peer_statuses};
 pub use results::result_verdicts;
 pub use signing::{Tamper, TrustHandle};
 pub use targets::{stored_monitor_hits, stored_query_results, stored_target, stored_targets};
@@ -125,6 +127,8 @@ pub struct CoreOptions {
     pub trust: Option<TrustHandle>,
     /// Testing only (`testing.tamper`): a province that tampers with what it relays.
     pub tamper: Option<signing::Tamper>,
+    /// How long nodes' availability history is kept (`health.retention_days`).
+    pub availability_retention_ms: i64,
 }
 
 pub struct Core {
@@ -164,6 +168,9 @@ pub struct Core {
     /// Enterprise: what directives' signatures are checked against (`signing`).
     trust: Option<TrustHandle>,
     tamper: Option<signing::Tamper>,
+    availability_retention_ms: i64,
+    /// When the availability history was last pruned (`liveness`).
+    availability_pruned_at: i64,
 }
 
 /// Directives whose metadata stays decoded; it never changes once written.

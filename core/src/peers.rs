@@ -142,6 +142,42 @@ pub struct Shared {
     pub directives: AtomicU64,
 }
 
+/// Each peer's link as an operator (and a heartbeat) shows it, in ID order.
+pub fn peer_statuses(shared: &Shared) -> Result<Vec<isms_proto::v1::PeerStatus>, NodeError> {
+    let now = shared.now_ms();
+    let mut sorted: Vec<&Arc<PeerState>> = shared.peers.values().collect();
+    sorted.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut peers = Vec::with_capacity(sorted.len());
+    for peer in sorted {
+        let link = *peer.link.lock().unwrap_or_else(|p| p.into_inner());
+        let durable = *peer.durable_out.borrow();
+        let acked = peer.acked.load(Ordering::SeqCst);
+        let backlog = durable.saturating_sub(acked);
+        let oldest_age_ms = if backlog == 0 {
+            0
+        } else {
+            match fanout::stored_outbox(&shared.store, peer, acked + 1, acked + 2)?.first() {
+                Some(e) => (now - e.enqueued_at_ms).max(0),
+                None => 0,
+            }
+        };
+        peers.push(isms_proto::v1::PeerStatus {
+            peer: peer.id.to_string(),
+            role: match peer.role {
+                Role::Parent => "parent",
+                Role::Child => "child",
+            }
+            .into(),
+            up: link.up,
+            since_ms: link.since_ms,
+            backlog,
+            oldest_age_ms,
+            inbox: peer.inbox.load(Ordering::SeqCst),
+        });
+    }
+    Ok(peers)
+}
+
 impl Shared {
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()

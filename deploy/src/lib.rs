@@ -93,6 +93,8 @@ pub struct Options {
     /// Four-eyes (O-6) with the defaults (`[four_eyes]`); off, a network's major directives
     /// leave at once (for tests of other concerns).
     pub four_eyes: bool,
+    /// `[health]` of every node (heartbeat interval and the rest).
+    pub health: isms_config::Health,
 }
 
 impl Default for Options {
@@ -108,6 +110,7 @@ impl Default for Options {
             manual_confirm: Vec::new(),
             role_operators: false,
             four_eyes: false,
+            health: isms_config::Health::default(),
         }
     }
 }
@@ -354,6 +357,7 @@ pub fn generate(root: &Path, topology: &Topology, options: &Options) -> anyhow::
                 ..Default::default()
             },
             audit: Default::default(),
+            health: options.health.clone(),
             testing: Testing {
                 clock_file: options.clock_files.then(|| "clock".into()),
                 hold_issue_answers: false,

@@ -16,6 +16,9 @@ use crate::identity::{NodeId, Tier};
 /// Why a rule or a target selection is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InputError {
+    /// Any other bad argument, saying what was wrong and what is expected.
+    #[error("{0}")]
+    Invalid(String),
     #[error("blacklist: {0}")]
     Blacklist(String),
     #[error("invalid domain {0:?}: {1}")]

@@ -20,5 +20,6 @@ pub mod clock;
 pub mod directive;
 pub mod four_eyes;
 pub mod identity;
+pub mod liveness;
 pub mod records;
 pub mod signature;

@@ -486,6 +486,30 @@ pub fn signed_results(directive_id: &str, report_id: &str) -> Vec<u8> {
     k
 }
 
+/// What this node recorded last of another node's liveness (`NodeLiveness`),
+/// `nl/<node>`.
+pub const LIVENESS_PREFIX: &[u8] = b"nl/";
+
+pub fn liveness(node: &str) -> Vec<u8> {
+    key("nl/", &[node.as_bytes()])
+}
+
+/// A node's availability history as this node saw it (`AvailabilitySpan`), one record per
+/// change: `av/<node>\0<start, big-endian ms>`.
+pub const AVAILABILITY_PREFIX: &[u8] = b"av/";
+
+pub fn availability_of(node: &str) -> Vec<u8> {
+    let mut k = key("av/", &[node.as_bytes()]);
+    k.push(0);
+    k
+}
+
+pub fn availability(node: &str, start_ms: i64) -> Vec<u8> {
+    let mut k = availability_of(node);
+    k.extend_from_slice(&start_ms.to_be_bytes());
+    k
+}
+
 /// Total rules ever added to the active set, counted in the same batch as the addition.
 pub const RULES_APPLIED_COUNTER: &[u8] = b"c/rules_applied";
 

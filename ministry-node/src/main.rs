@@ -31,6 +31,9 @@ enum Command {
     /// This node's versioned blacklist: which enterprises lag behind it.
     #[command(subcommand)]
     Blacklist(cli::IssuedBlacklistCommand),
+    /// The whole network in one view (O-1): every node's state and health.
+    #[command(subcommand)]
+    Network(cli::NetworkCommand),
 }
 
 #[derive(Subcommand)]
@@ -61,6 +64,7 @@ fn main() {
             DirectiveCommand::View(q) => q.run(),
         },
         Command::Blacklist(c) => c.run(),
+        Command::Network(c) => c.run(),
     };
     std::process::exit(code);
 }

@@ -106,6 +106,7 @@ pub async fn run_with_clock(
         four_eyes: four_eyes(&config.four_eyes),
         keeping: audit_keeping(&config)?,
         trust: Some(trust.clone()),
+        availability_retention_ms: i64::from(config.health.retention_days) * 86_400_000,
         tamper: config.testing.tamper.map(|t| match t {
             isms_config::Tamper::AlterRule => isms_core::Tamper::AlterRule,
             isms_config::Tamper::DropSignature => isms_core::Tamper::DropSignature,
@@ -130,12 +131,15 @@ pub async fn run_with_clock(
             }
         })
     };
+    let (heartbeats, network_ticker) =
+        crate::network::start(&config, &shared, core.clone(), fatal.clone())?;
     let links = LinkContext::new(
         shared.clone(),
         core.clone(),
         config.link.clone(),
         config.trust_domain.clone(),
         fatal.clone(),
+        heartbeats.clone(),
     );
 
     let roster = RosterHandle::load(config.roster.as_deref())
@@ -155,6 +159,7 @@ pub async fn run_with_clock(
         config.trust_domain.clone(),
         roster,
         Some(trust),
+        heartbeats.clone(),
     ))
     .max_decoding_message_size(max)
     .max_encoding_message_size(max);
@@ -193,6 +198,7 @@ pub async fn run_with_clock(
     tracing::info!(node = %config.node_id, "shutting down: draining");
     let drain = async {
         let _ = ticker.await;
+        let _ = network_ticker.await;
         if let Some(d) = dialer {
             let _ = d.await;
         }

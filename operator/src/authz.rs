@@ -88,6 +88,8 @@ pub const PERMISSIONS: &[(&str, Role)] = &[
     // Asks the parent for the whole list when it finds a mismatch.
     ("VerifyBlacklist", Role::Operator),
     ("BlacklistLag", Role::Viewer),
+    ("NetworkStatus", Role::Viewer),
+    ("NetworkNode", Role::Viewer),
 ];
 
 /// The role `method` (an RPC name of the `Operator` service) needs; none if it has no entry.

@@ -14,7 +14,8 @@ use isms_proto::v1::{
     BlacklistLagReply, BlacklistLagRequest, BlacklistList, DecisionReply, DecisionRequest,
     DirectiveList, DirectiveSummary, DirectiveView, GetBlacklistRequest, GetDirectiveRequest,
     IssueReply, IssueRequest, ListAuditHeadsRequest, ListAuditRequest, ListDirectivesRequest,
-    ListPendingRequest, NodeStatusReply, NodeStatusRequest, PendingList, TargetState,
+    ListPendingRequest, NetworkNodeReply, NetworkNodeRequest, NetworkStatusReply,
+    NetworkStatusRequest, NodeStatusReply, NodeStatusRequest, PendingList, TargetState,
     VerifyAuditRequest,
 };
 use tonic::{Request, Response, Status};
@@ -43,6 +44,8 @@ pub struct OperatorService {
     roster: RosterHandle,
     /// What enterprises' signed results are checked against; none: not checked.
     trust: Option<isms_core::TrustHandle>,
+    /// The network below this node as its heartbeats say (O-1).
+    heartbeats: Arc<isms_network::Heartbeats>,
 }
 
 impl OperatorService {
@@ -52,6 +55,7 @@ impl OperatorService {
         trust_domain: String,
         roster: RosterHandle,
         trust: Option<isms_core::TrustHandle>,
+        heartbeats: Arc<isms_network::Heartbeats>,
     ) -> Self {
         OperatorService {
             shared,
@@ -59,6 +63,7 @@ impl OperatorService {
             trust_domain,
             roster,
             trust,
+            heartbeats,
         }
     }
 
@@ -482,6 +487,33 @@ impl Operator for OperatorService {
         request: Request<DecisionRequest>,
     ) -> Result<Response<DecisionReply>, Status> {
         self.decide(request, "RejectDirective", Decision::Reject)
+            .await
+    }
+
+    async fn network_status(
+        &self,
+        request: Request<NetworkStatusRequest>,
+    ) -> Result<Response<NetworkStatusReply>, Status> {
+        let caller = self.authorize(&request, "NetworkStatus").await?;
+        let r = request.into_inner();
+        let subject = format!("{} {}", r.state, r.province).trim().to_string();
+        let reply = crate::network::network_status(&self.shared, &self.heartbeats, &r)
+            .map_err(Status::from);
+        self.answer(caller, "NetworkStatus", &subject, reply, |r| {
+            format!("ok: {} nodes", r.nodes.len())
+        })
+        .await
+    }
+
+    async fn network_node(
+        &self,
+        request: Request<NetworkNodeRequest>,
+    ) -> Result<Response<NetworkNodeReply>, Status> {
+        let caller = self.authorize(&request, "NetworkNode").await?;
+        let r = request.into_inner();
+        let reply =
+            crate::network::network_node(&self.shared, &self.heartbeats, &r).map_err(Status::from);
+        self.answer(caller, "NetworkNode", &r.node, reply, |_| "ok".into())
             .await
     }
 }

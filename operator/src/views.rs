@@ -4,19 +4,18 @@
 
 use isms_domain::audit_chain::to_hex as hex;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use isms_core::Shared;
 use isms_core::error::NodeError;
-use isms_core::{PeerState, Role, Shared};
 use isms_domain::directive::{is_final, state_name};
 use isms_domain::identity::{Tier, is_province};
 use isms_domain::records::{self, decode};
 use isms_proto::record::{ActiveRules, AuditRecord, QueuedTargets, StoredDirective, TargetRecord};
 use isms_proto::v1::{
     Approval, ApprovalState, AuditEntry, AuditHead, AuditHeadList, AuditList, Directive,
-    DirectiveSummary, DirectiveView, ListAuditRequest, NodeStatusReply, PeerStatus,
-    PendingDirective, PendingList, TargetState, TargetView,
+    DirectiveSummary, DirectiveView, ListAuditRequest, NodeStatusReply, PendingDirective,
+    PendingList, TargetState, TargetView,
 };
 
 /// Reads a directive and its per-target states.
@@ -299,38 +298,7 @@ pub fn pending(shared: &Shared) -> Result<PendingList, NodeError> {
 
 /// Links, backlogs and counts of this node.
 pub fn node_status(shared: &Shared) -> Result<NodeStatusReply, NodeError> {
-    let now = shared.now_ms();
-    let mut peers = Vec::new();
-    // Listed in ID order: the map is hashed.
-    let mut sorted: Vec<&Arc<PeerState>> = shared.peers.values().collect();
-    sorted.sort_by(|a, b| a.id.cmp(&b.id));
-    for peer in sorted {
-        let link = *peer.link.lock().unwrap_or_else(|p| p.into_inner());
-        let durable = *peer.durable_out.borrow();
-        let acked = peer.acked.load(Ordering::SeqCst);
-        let backlog = durable.saturating_sub(acked);
-        let oldest_age_ms = if backlog == 0 {
-            0
-        } else {
-            match isms_core::stored_outbox(&shared.store, peer, acked + 1, acked + 2)?.first() {
-                Some(e) => (now - e.enqueued_at_ms).max(0),
-                None => 0,
-            }
-        };
-        peers.push(PeerStatus {
-            peer: peer.id.to_string(),
-            role: match peer.role {
-                Role::Parent => "parent",
-                Role::Child => "child",
-            }
-            .into(),
-            up: link.up,
-            since_ms: link.since_ms,
-            backlog,
-            oldest_age_ms,
-            inbox: peer.inbox.load(Ordering::SeqCst),
-        });
-    }
+    let peers = isms_core::peer_statuses(shared)?;
     let directives = shared.directives.load(Ordering::SeqCst);
     // Only an enterprise holds rules, and no more than it enforces.
     let mut active_rules = 0u64;
@@ -350,23 +318,11 @@ pub fn node_status(shared: &Shared) -> Result<NodeStatusReply, NodeError> {
         .store
         .scan_prefix(records::APPROVAL_EXPIRY_PREFIX)
         .count() as u64;
-    let rules_version = match shared.store.get(records::RULES_VERSION)? {
-        Some(v) => records::decode_u64(records::RULES_VERSION, &v)?,
-        None => 0,
-    };
-    let enforcement_pending = shared
-        .store
-        .scan_prefix(records::ENFORCE_PENDING_PREFIX)
-        .count() as u64;
-    let enforcement_error = shared
-        .store
-        .get(records::ENFORCE_ERROR)?
-        .map(|v| String::from_utf8_lossy(&v).into_owned())
-        .unwrap_or_default();
+    let enforcement = isms_core::enforcement_state(&shared.store)?;
     Ok(NodeStatusReply {
-        rules_version,
-        enforcement_pending,
-        enforcement_error,
+        rules_version: enforcement.rules_version,
+        enforcement_pending: enforcement.pending,
+        enforcement_error: enforcement.error,
         awaiting_approval,
         rules_applied_total,
         node_id: shared.node_id.to_string(),

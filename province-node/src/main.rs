@@ -32,6 +32,9 @@ enum Command {
     /// This node's versioned blacklist: which enterprises lag behind it.
     #[command(subcommand)]
     Blacklist(cli::IssuedBlacklistCommand),
+    /// This province's network in one view: its enterprises' state and health.
+    #[command(subcommand)]
+    Network(cli::NetworkCommand),
 }
 
 #[derive(Subcommand)]
@@ -66,6 +69,7 @@ fn main() {
             DirectiveCommand::View(q) => q.run(),
         },
         Command::Blacklist(c) => c.run(),
+        Command::Network(c) => c.run(),
     };
     std::process::exit(code);
 }

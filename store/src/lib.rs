@@ -465,6 +465,25 @@ impl Store {
         self.syncs.load(Ordering::Relaxed)
     }
 
+    /// Bytes the store's files take (sled's, the log, large values' pieces).
+    pub fn size_on_disk(&self) -> u64 {
+        let mut total = 0;
+        let mut todo = vec![self.dir.clone()];
+        while let Some(dir) = todo.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                match e.metadata() {
+                    Ok(m) if m.is_dir() => todo.push(e.path()),
+                    Ok(m) => total += m.len(),
+                    Err(_) => {}
+                }
+            }
+        }
+        total
+    }
+
     /// Starts an overlay transaction reading through to this store.
     pub fn txn(&self) -> Txn<'_> {
         Txn {

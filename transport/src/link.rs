@@ -44,6 +44,8 @@ pub struct LinkContext {
     pub tuning: LinkTuning,
     pub trust_domain: String,
     pub shutdown: CancellationToken,
+    /// Heartbeats sent to the parent and taken from children (`isms_network`).
+    pub heartbeats: Arc<isms_network::Heartbeats>,
     sessions: Arc<std::sync::Mutex<HashMap<NodeId, CancellationToken>>>,
     /// Directives recently sent, encoded once (without targets) for every session: a
     /// province sends each directive to all its enterprises, and a blacklist can hold
@@ -127,12 +129,14 @@ impl LinkContext {
         tuning: LinkTuning,
         trust_domain: String,
         shutdown: CancellationToken,
+        heartbeats: Arc<isms_network::Heartbeats>,
     ) -> Self {
         LinkContext {
             shared,
             core,
             trust_domain,
             shutdown,
+            heartbeats,
             sessions: Arc::default(),
             recent: Arc::default(),
             large_in_flight: Arc::new(tokio::sync::Semaphore::new(
@@ -251,15 +255,51 @@ async fn run_session(
             acked: acked_tx,
             owed: owed_tx,
         };
+        let beating = (peer.role == Role::Parent).then(|| {
+            tokio::spawn(send_heartbeats(
+                ctx.heartbeats.clone(),
+                out.clone(),
+                cancel.clone(),
+            ))
+        });
         let end = read_loop(&ctx, &peer, &mut inbound, &out, &watches, &cancel).await;
         cancel.cancel();
         let _ = writer.await;
+        if let Some(beating) = beating {
+            let _ = beating.await;
+        }
         end
     }
     .await;
     ctx.end_session(&peer, session);
     tracing::info!(peer = %peer.id, reason = %result, "link down");
     result
+}
+
+/// The child's side: a heartbeat to the parent every interval for as long as the session
+/// lasts, the first with everything below this node, then what changed.
+async fn send_heartbeats(
+    beats: Arc<isms_network::Heartbeats>,
+    out: Outbound,
+    cancel: CancellationToken,
+) {
+    let mut since = 0;
+    let mut every = tokio::time::interval(beats.interval());
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let (beat, next) = beats.next(since);
+        let frame = Pieces::encode(&Frame {
+            body: Some(frame::Body::Heartbeat(beat)),
+        });
+        if out.send(Ok(frame)).await.is_err() {
+            return;
+        }
+        since = next;
+    }
 }
 
 /// What the reader tells the writer of the same session.

@@ -66,6 +66,14 @@ pub(super) async fn read_loop(
                     return SessionEnd::Node(e);
                 }
             }
+            Some(frame::Body::Heartbeat(beat)) if peer.role == Role::Child => {
+                ctx.heartbeats.heard(peer.id.as_str(), beat);
+            }
+            Some(frame::Body::Heartbeat(_)) => {
+                let e = NodeError::Protocol("heartbeats go up only: a parent sent one".into());
+                let _ = out.send(Err(Status::from(clone_error(&e)))).await;
+                return SessionEnd::Node(e);
+            }
             Some(frame::Body::Hello(_)) | None => {
                 let e = NodeError::Protocol("unexpected frame after Hello".into());
                 let _ = out.send(Err(Status::from(clone_error(&e)))).await;
