@@ -32,6 +32,7 @@ mod decide;
 mod issue;
 mod network;
 mod node;
+mod reports;
 mod view;
 
 pub use audit::{AuditCommand, AuditExportArgs, AuditListArgs, AuditVerifyArgs};
@@ -48,6 +49,7 @@ pub use issue::{
 };
 pub use network::{NetworkCommand, NetworkNodeArgs, NetworkStatusArgs};
 pub use node::{ClockCommand, NodeCommand, NodeStatusArgs, node_status};
+pub use reports::{ContactCommand, FaultCommand, UpgradeCommand};
 pub use view::{DirectiveQuery, ListArgs, StatusArgs, WatchArgs, list, status, view_json, watch};
 
 /// Exit codes of `directive issue --wait`, so scripts can tell outcomes apart.

@@ -57,7 +57,9 @@ pub struct Config {
     #[serde(default)]
     pub access_log: Option<PathBuf>,
     /// Ministry and province, required there: the directory of the working-day calendar
-    /// (`YYYY.toml` per year) the regulation's clocks run on.
+    /// (`YYYY.toml` per year) the regulation's clocks run on. Enterprise, optional: its
+    /// upgrade notices and contact changes are marked late or on time with it (R-11.2,
+    /// ); without it, its province marks them.
     #[serde(default)]
     pub calendar_dir: Option<PathBuf>,
     /// Province only: directive kinds confirmed automatically on receipt, recorded as

@@ -124,6 +124,18 @@ impl Core {
                         head.seq, kept.seq
                     ),
                 );
+                // A loss detected below: reported upward as a fault.
+                self.report_fault(
+                    g,
+                    &Caller::node(),
+                    "critical",
+                    format!("audit trail of {from} rewound"),
+                    format!(
+                        "head {} signed after head {} was kept: the trail was cut or rewritten",
+                        head.seq, kept.seq
+                    ),
+                    Some("data-loss".into()),
+                )?;
             }
         }
         g.txn

@@ -324,6 +324,7 @@ impl Core {
                 Reply::Issue(tx, r) => drop(tx.send(r)),
                 Reply::Decide(tx, r) => drop(tx.send(r)),
                 Reply::Audited(tx) => drop(tx.send(Ok(()))),
+                Reply::Reported(tx, r) => drop(tx.send(r)),
                 Reply::Exported(tx, r) => drop(tx.send(r)),
                 Reply::Verified(tx, r) => drop(tx.send(r)),
             }
@@ -482,6 +483,21 @@ impl Core {
             } => {
                 audit(g, &caller, &action, &subject, &outcome);
                 g.replies.push(Reply::Audited(reply));
+            }
+            Event::Report {
+                action,
+                caller,
+                reply,
+            } => {
+                let name = action.action();
+                let result = match self.report_action(g, &caller, action) {
+                    Err(NodeError::Store(e)) => return Err(NodeError::Store(e)),
+                    r => r,
+                };
+                if let Err(e) = &result {
+                    audit(g, &caller, name, "", &format!("error: {e}"));
+                }
+                g.replies.push(Reply::Reported(reply, result));
             }
             Event::Liveness { changes, reply } => {
                 self.record_liveness(g, changes);

@@ -85,6 +85,13 @@ pub enum Event {
         changes: Vec<LivenessChange>,
         reply: oneshot::Sender<Result<(), NodeError>>,
     },
+    /// A fault, a decision on one, an upgrade notice or a contact, by an operator or the
+    /// node itself: stored, audited and sent on.
+    Report {
+        action: ReportAction,
+        caller: Caller,
+        reply: oneshot::Sender<Result<isms_proto::v1::ReportFaultReply, NodeError>>,
+    },
     /// Time passed: check the running clocks.
     Tick,
     /// An operator action the core does not perform itself (a refused call), recorded in
@@ -202,6 +209,20 @@ impl CoreHandle {
     /// Asks the core to check its clocks, unless it is busy (then it will see a later tick).
     pub fn tick(&self) {
         let _ = self.tx.try_send(Event::Tick);
+    }
+
+    /// Reports or decides (`ReportAction`) and waits until it is durable.
+    pub async fn report(
+        &self,
+        action: ReportAction,
+        caller: Caller,
+    ) -> Result<isms_proto::v1::ReportFaultReply, NodeError> {
+        self.ask(|reply| Event::Report {
+            action,
+            caller,
+            reply,
+        })
+        .await
     }
 
     /// Records changes of nodes' liveness and waits until they are durable.

@@ -94,6 +94,28 @@ impl Core {
                         env.seq
                     )));
                 }
+                // Reports go up, each about the child or its subtree; decisions on faults
+                // come down to where the fault was reported, and go up.
+                (
+                    Some(
+                        p @ (Payload::Fault(_)
+                        | Payload::FaultUpdate(_)
+                        | Payload::UpgradeNotice(_)
+                        | Payload::Contact(_)),
+                    ),
+                    Role::Child,
+                ) => self.check_report(peer_id, p)?,
+                (Some(Payload::FaultUpdate(u)), Role::Parent) => {
+                    self.check_decision_from_parent(u)?;
+                }
+                (
+                    Some(Payload::Fault(_) | Payload::UpgradeNotice(_) | Payload::Contact(_)),
+                    Role::Parent,
+                ) => {
+                    return Err(NodeError::Protocol(format!(
+                        "{peer_id} is the parent: faults, upgrade notices and contacts only go up"
+                    )));
+                }
                 // Certificates for signed results go up only.
                 (Some(Payload::NodeCertificate(c)), Role::Child) => {
                     self.check_node_certificate(peer_id, c)?;
@@ -183,6 +205,10 @@ impl Core {
             Some(Payload::BlacklistResync(ask)) => self.answer_resync(g, peer, ask),
             Some(Payload::BlacklistChunk(chunk)) => self.resync_part_arrived(g, chunk),
             Some(Payload::NodeCertificate(c)) => self.receive_node_certificate(g, peer, c),
+            Some(Payload::Fault(f)) => self.receive_fault(g, f),
+            Some(Payload::FaultUpdate(u)) => self.receive_fault_update(g, peer, u),
+            Some(Payload::UpgradeNotice(n)) => self.receive_upgrade(g, n),
+            Some(Payload::Contact(c)) => self.receive_contact(g, c),
             // Refused by check_inbound.
             Some(Payload::CompressedDirective(_)) => Ok(()),
             None => Ok(()), // refused by check_inbound

@@ -73,6 +73,7 @@ mod inbox;
 mod monitoring;
 mod province;
 mod recent;
+mod reports;
 mod results;
 mod signing;
 mod targets;
@@ -93,6 +94,7 @@ pub use isms_domain::audit_chain::ChainBreak;
 pub use isms_enforce::{Rule as RuleFileEntry, RuleFile};
 pub use liveness::{LivenessChange, availability_history, stored_liveness};
 pub use peers::{LinkStatus, OutboxTail, PeerState, Role, Shared, peer_statuses};
+pub use reports::{ReportAction, stored_contacts, stored_faults, stored_upgrades};
 pub use results::result_verdicts;
 pub use signing::{Tamper, TrustHandle};
 pub use targets::{stored_monitor_hits, stored_query_results, stored_target, stored_targets};
@@ -190,6 +192,10 @@ enum Reply {
         Result<DecisionReply, NodeError>,
     ),
     Audited(oneshot::Sender<Result<(), NodeError>>),
+    Reported(
+        oneshot::Sender<Result<isms_proto::v1::ReportFaultReply, NodeError>>,
+        Result<isms_proto::v1::ReportFaultReply, NodeError>,
+    ),
     Exported(
         oneshot::Sender<Result<(u64, u64), NodeError>>,
         Result<(u64, u64), NodeError>,

@@ -331,7 +331,9 @@ pub fn generate(root: &Path, topology: &Topology, options: &Options) -> anyhow::
             parent,
             children: children.clone(),
             rules_file: (id.tier() == Tier::Enterprise).then(|| "rules.json".into()),
-            calendar_dir: (id.tier() != Tier::Enterprise).then(|| "../calendar".into()),
+            // An enterprise's marks its own upgrade notices and contact changes late or on
+            // time; the others run the regulation's clocks on it.
+            calendar_dir: Some("../calendar".into()),
             access_log: None,
             auto_confirm: match id.as_str().strip_prefix("province/") {
                 Some(code) if !options.manual_confirm.iter().any(|m| m == code) => {

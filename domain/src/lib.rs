@@ -22,4 +22,5 @@ pub mod four_eyes;
 pub mod identity;
 pub mod liveness;
 pub mod records;
+pub mod reports;
 pub mod signature;

@@ -510,6 +510,34 @@ pub fn availability(node: &str, start_ms: i64) -> Vec<u8> {
     k
 }
 
+/// A fault this node reported or keeps for a node below (`FaultView`), `fa/<fault ID>`
+/// (a UUIDv7, so in the order reported).
+pub const FAULT_PREFIX: &[u8] = b"fa/";
+
+pub fn fault(id: &str) -> Vec<u8> {
+    key("fa/", &[id.as_bytes()])
+}
+
+/// The open fault this node raised on its own for a kind of condition, `c/fault/<kind>`:
+/// one at a time.
+pub fn automatic_fault(kind: &str) -> Vec<u8> {
+    key("c/fault/", &[kind.as_bytes()])
+}
+
+/// An upgrade notice (`UpgradeNotice`), `ug/<node>\0<notice ID>`.
+pub const UPGRADE_PREFIX: &[u8] = b"ug/";
+
+pub fn upgrade(node: &str, id: &str) -> Vec<u8> {
+    key("ug/", &[node.as_bytes(), id.as_bytes()])
+}
+
+/// A node's current contact (`Contact`), `ct/<node>`.
+pub const CONTACT_PREFIX: &[u8] = b"ct/";
+
+pub fn contact(node: &str) -> Vec<u8> {
+    key("ct/", &[node.as_bytes()])
+}
+
 /// Total rules ever added to the active set, counted in the same batch as the addition.
 pub const RULES_APPLIED_COUNTER: &[u8] = b"c/rules_applied";
 

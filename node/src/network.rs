@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use isms_config::Config;
 use isms_core::{CoreHandle, Shared};
-use isms_network::{Collector, Heartbeats, Known, NetworkView};
+use isms_network::{Collector, Heartbeats, Known, NetworkView, Window};
 use tokio_util::sync::CancellationToken;
 
 /// The view of this node and its heartbeats, and the ticker's task.
@@ -43,6 +43,12 @@ pub fn start(
         interval_ms,
     );
     let beats = Arc::new(Heartbeats::new(view.clone(), collector, shared.clone()));
+    let beats_for_faults = beats.clone();
+    let limits = Limits {
+        enforcement_ms: i64::try_from(config.health.enforcement_fault_after.as_millis())
+            .unwrap_or(i64::MAX),
+        disk_free_min_percent: u64::from(config.health.disk_free_min_percent),
+    };
     let shared = shared.clone();
     // Silence is judged a few times per interval, so a change shows within a fraction of
     // one; never less often than every second.
@@ -55,7 +61,25 @@ pub fn start(
                 () = stop.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            view.tick(shared.now_ms());
+            let now = shared.now_ms();
+            match isms_core::stored_upgrades(&shared.store) {
+                Ok(notices) => view.set_windows(
+                    notices
+                        .into_iter()
+                        .filter(|n| n.at_ms + n.duration_ms > now)
+                        .map(|n| Window {
+                            start_ms: n.at_ms,
+                            end_ms: n.at_ms + n.duration_ms,
+                            node: n.node,
+                        })
+                        .collect(),
+                ),
+                Err(e) => tracing::warn!(error = %e, "upgrade windows not read"),
+            }
+            view.tick(now);
+            if let Err(e) = raise_automatic_faults(&beats_for_faults, &core, &limits).await {
+                tracing::warn!(error = %e, "automatic faults not checked");
+            }
             let changes = view.take_changes();
             if changes.is_empty() {
                 continue;
@@ -66,4 +90,63 @@ pub fn start(
         }
     });
     Ok((beats, ticker))
+}
+
+/// When this node raises a fault on its own (`[health]`).
+struct Limits {
+    enforcement_ms: i64,
+    disk_free_min_percent: u64,
+}
+
+/// Raises a fault for each condition that calls for one: enforcement
+/// points failing longer than allowed, free disk under the minimum. The core keeps one
+/// open per kind, so raising again while one is open changes nothing.
+async fn raise_automatic_faults(
+    beats: &Heartbeats,
+    core: &CoreHandle,
+    limits: &Limits,
+) -> Result<(), isms_core::error::NodeError> {
+    let own = beats.own();
+    let Some(h) = own.health else {
+        return Ok(());
+    };
+    let now = own.heard_at_ms;
+    let mut raise = Vec::new();
+    if h.enforcement_failing_since_ms > 0
+        && now - h.enforcement_failing_since_ms >= limits.enforcement_ms
+    {
+        raise.push((
+            "enforcement",
+            "major",
+            "enforcement points failing".to_string(),
+            h.enforcement_error.clone(),
+        ));
+    }
+    if h.disk_total_bytes > 0
+        && h.disk_free_bytes.saturating_mul(100) < h.disk_total_bytes * limits.disk_free_min_percent
+    {
+        raise.push((
+            "disk",
+            "critical",
+            "disk nearly full".to_string(),
+            format!(
+                "{} MiB free of {} MiB on the store's file system",
+                h.disk_free_bytes >> 20,
+                h.disk_total_bytes >> 20
+            ),
+        ));
+    }
+    for (kind, severity, summary, detail) in raise {
+        let action = isms_core::ReportAction::Fault {
+            severity: severity.into(),
+            summary,
+            detail,
+            automatic: Some(kind.into()),
+        };
+        let reply = core.report(action, isms_core::Caller::node()).await?;
+        if reply.note.is_empty() {
+            tracing::error!(fault = %reply.id, kind, "fault raised");
+        }
+    }
+    Ok(())
 }

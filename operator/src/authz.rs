@@ -90,6 +90,14 @@ pub const PERMISSIONS: &[(&str, Role)] = &[
     ("BlacklistLag", Role::Viewer),
     ("NetworkStatus", Role::Viewer),
     ("NetworkNode", Role::Viewer),
+    ("ReportFault", Role::Operator),
+    ("AcknowledgeFault", Role::Operator),
+    ("ResolveFault", Role::Operator),
+    ("ListFaults", Role::Viewer),
+    ("AnnounceUpgrade", Role::Operator),
+    ("ListUpgrades", Role::Viewer),
+    ("SetContact", Role::Operator),
+    ("ListContacts", Role::Viewer),
 ];
 
 /// The role `method` (an RPC name of the `Operator` service) needs; none if it has no entry.

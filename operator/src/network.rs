@@ -85,9 +85,31 @@ pub fn network_node(
         available_today_permille: history::tally(&history, day_start, day_end, now).permille(),
         available_month_permille: month.permille(),
         maintenance_month_ms: month.maintenance_ms,
+        upgrades: isms_core::stored_upgrades(&shared.store)?
+            .into_iter()
+            .filter(|u| u.node == node.node)
+            .collect(),
+        contact: isms_core::stored_contacts(&shared.store)?
+            .into_iter()
+            .find(|c| c.node == node.node),
         node: Some(node),
         history,
-        upgrades: Vec::new(),
-        contact: None,
     })
+}
+
+/// An upgrade window as an operator gives it: the start (RFC 3339) and the duration
+/// (`2h`), as Unix ms.
+pub fn upgrade_window(at: &str, duration: &str) -> Result<(i64, i64), NodeError> {
+    let start = chrono::DateTime::parse_from_rfc3339(at.trim()).map_err(|e| {
+        NodeError::Input(InputError::Invalid(format!(
+            "--at {at:?}: an RFC 3339 time such as 2026-12-14T22:00:00+08:00 ({e})"
+        )))
+    })?;
+    let length = humantime::parse_duration(duration.trim()).map_err(|e| {
+        NodeError::Input(InputError::Invalid(format!(
+            "--duration {duration:?}: a duration such as 2h ({e})"
+        )))
+    })?;
+    let ms = i64::try_from(length.as_millis()).unwrap_or(i64::MAX);
+    Ok((start.timestamp_millis(), ms))
 }

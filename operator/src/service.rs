@@ -10,6 +10,11 @@ use std::sync::Arc;
 use isms_proto::record::StoredDirective;
 use isms_proto::v1::operator_server::Operator;
 use isms_proto::v1::{
+    AnnounceUpgradeRequest, Contact, ContactList, DecideFaultRequest, FaultList, FaultState,
+    ListContactsRequest, ListFaultsRequest, ListUpgradesRequest, ReportFaultReply,
+    ReportFaultRequest, SetContactRequest, UpgradeList,
+};
+use isms_proto::v1::{
     AuditExportedReply, AuditExportedRequest, AuditHeadList, AuditList, AuditVerdict,
     BlacklistLagReply, BlacklistLagRequest, BlacklistList, DecisionReply, DecisionRequest,
     DirectiveList, DirectiveSummary, DirectiveView, GetBlacklistRequest, GetDirectiveRequest,
@@ -21,7 +26,7 @@ use isms_proto::v1::{
 use tonic::{Request, Response, Status};
 
 use isms_core::error::NodeError;
-use isms_core::{Caller, CoreHandle, Decision, Shared, verify_chain};
+use isms_core::{Caller, CoreHandle, Decision, ReportAction, Shared, verify_chain};
 use isms_domain::audit_chain;
 use isms_domain::directive::state_name;
 use isms_domain::four_eyes::{APPROVAL_STATE_NAMES, approval_state_name};
@@ -65,6 +70,23 @@ impl OperatorService {
             trust,
             heartbeats,
         }
+    }
+
+    /// An authority's decision on a fault reported below it; the core audits it.
+    async fn decide_fault(
+        &self,
+        request: Request<DecideFaultRequest>,
+        method: &'static str,
+        state: FaultState,
+    ) -> Result<Response<ReportFaultReply>, Status> {
+        let caller = self.authorize(&request, method).await?;
+        let r = request.into_inner();
+        let action = ReportAction::DecideFault {
+            id: r.id,
+            state,
+            note: r.note,
+        };
+        Ok(Response::new(self.core.report(action, caller).await?))
     }
 
     /// An operator's decision on a directive at this node; `decision` gets the reason. The
@@ -515,5 +537,121 @@ impl Operator for OperatorService {
             crate::network::network_node(&self.shared, &self.heartbeats, &r).map_err(Status::from);
         self.answer(caller, "NetworkNode", &r.node, reply, |_| "ok".into())
             .await
+    }
+
+    async fn report_fault(
+        &self,
+        request: Request<ReportFaultRequest>,
+    ) -> Result<Response<ReportFaultReply>, Status> {
+        let caller = self.authorize(&request, "ReportFault").await?;
+        let r = request.into_inner();
+        let action = ReportAction::Fault {
+            severity: r.severity,
+            summary: r.summary,
+            detail: r.detail,
+            automatic: None,
+        };
+        Ok(Response::new(self.core.report(action, caller).await?))
+    }
+
+    async fn acknowledge_fault(
+        &self,
+        request: Request<DecideFaultRequest>,
+    ) -> Result<Response<ReportFaultReply>, Status> {
+        self.decide_fault(request, "AcknowledgeFault", FaultState::Acknowledged)
+            .await
+    }
+
+    async fn resolve_fault(
+        &self,
+        request: Request<DecideFaultRequest>,
+    ) -> Result<Response<ReportFaultReply>, Status> {
+        self.decide_fault(request, "ResolveFault", FaultState::Resolved)
+            .await
+    }
+
+    async fn list_faults(
+        &self,
+        request: Request<ListFaultsRequest>,
+    ) -> Result<Response<FaultList>, Status> {
+        let caller = self.authorize(&request, "ListFaults").await?;
+        let open_only = request.into_inner().open_only;
+        let faults = isms_core::stored_faults(&self.shared.store, open_only)
+            .map(|faults| FaultList { faults })
+            .map_err(Status::from);
+        self.answer(caller, "ListFaults", "", faults, |l| {
+            format!("ok: {} faults", l.faults.len())
+        })
+        .await
+    }
+
+    async fn announce_upgrade(
+        &self,
+        request: Request<AnnounceUpgradeRequest>,
+    ) -> Result<Response<ReportFaultReply>, Status> {
+        let caller = self.authorize(&request, "AnnounceUpgrade").await?;
+        let r = request.into_inner();
+        let parsed = crate::network::upgrade_window(&r.at, &r.duration);
+        let (at_ms, duration_ms) = match parsed {
+            Ok(w) => w,
+            Err(e) => {
+                let refused = Err(Status::from(e));
+                return self
+                    .answer(caller, "upgrade.announce", "", refused, |_| String::new())
+                    .await;
+            }
+        };
+        let action = ReportAction::Upgrade {
+            at_ms,
+            duration_ms,
+            summary: r.summary,
+        };
+        Ok(Response::new(self.core.report(action, caller).await?))
+    }
+
+    async fn list_upgrades(
+        &self,
+        request: Request<ListUpgradesRequest>,
+    ) -> Result<Response<UpgradeList>, Status> {
+        let caller = self.authorize(&request, "ListUpgrades").await?;
+        let notices = isms_core::stored_upgrades(&self.shared.store)
+            .map(|notices| UpgradeList { notices })
+            .map_err(Status::from);
+        self.answer(caller, "ListUpgrades", "", notices, |l| {
+            format!("ok: {} notices", l.notices.len())
+        })
+        .await
+    }
+
+    async fn set_contact(
+        &self,
+        request: Request<SetContactRequest>,
+    ) -> Result<Response<ReportFaultReply>, Status> {
+        let caller = self.authorize(&request, "SetContact").await?;
+        let r = request.into_inner();
+        let contact = Contact {
+            department: r.department.trim().to_string(),
+            name: r.name.trim().to_string(),
+            phone: r.phone.trim().to_string(),
+            email: r.email.trim().to_string(),
+            changed_on: r.changed_on.trim().to_string(),
+            ..Default::default()
+        };
+        let action = ReportAction::Contact(contact);
+        Ok(Response::new(self.core.report(action, caller).await?))
+    }
+
+    async fn list_contacts(
+        &self,
+        request: Request<ListContactsRequest>,
+    ) -> Result<Response<ContactList>, Status> {
+        let caller = self.authorize(&request, "ListContacts").await?;
+        let contacts = isms_core::stored_contacts(&self.shared.store)
+            .map(|contacts| ContactList { contacts })
+            .map_err(Status::from);
+        self.answer(caller, "ListContacts", "", contacts, |l| {
+            format!("ok: {} contacts", l.contacts.len())
+        })
+        .await
     }
 }

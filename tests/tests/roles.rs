@@ -52,9 +52,15 @@ fn needs(method: &str) -> Option<&'static str> {
         | "NodeStatus"
         | "ListPending"
         | "GetBlacklist"
-        | "BlacklistLag" => None,
+        | "BlacklistLag"
+        | "NetworkStatus"
+        | "NetworkNode"
+        | "ListFaults"
+        | "ListUpgrades"
+        | "ListContacts" => None,
         "IssueDirective" | "ConfirmDirective" | "ReturnDirective" | "ReportCorrected"
-        | "VerifyBlacklist" => Some("operator"),
+        | "VerifyBlacklist" | "ReportFault" | "AcknowledgeFault" | "ResolveFault"
+        | "AnnounceUpgrade" | "SetContact" => Some("operator"),
         "ListAudit" | "VerifyAudit" | "ListAuditHeads" | "AuditExported" => Some("auditor"),
         "ApproveDirective" | "RejectDirective" => Some("approver"),
         other => panic!("RPC {other} has no cell in this test: give it one, and a table entry"),
@@ -163,6 +169,66 @@ async fn call(
             .map(drop),
         "BlacklistLag" => client
             .blacklist_lag(isms_proto::v1::BlacklistLagRequest::default())
+            .await
+            .map(drop),
+        "NetworkStatus" => client
+            .network_status(isms_proto::v1::NetworkStatusRequest::default())
+            .await
+            .map(drop),
+        "NetworkNode" => client
+            .network_node(isms_proto::v1::NetworkNodeRequest { node: NODE.into() })
+            .await
+            .map(drop),
+        "ReportFault" => client
+            .report_fault(isms_proto::v1::ReportFaultRequest {
+                severity: "minor".into(),
+                summary: format!("{tag}'s test fault"),
+                detail: String::new(),
+            })
+            .await
+            .map(drop),
+        "AcknowledgeFault" => client
+            .acknowledge_fault(isms_proto::v1::DecideFaultRequest {
+                id: subject.into(),
+                note: "seen".into(),
+            })
+            .await
+            .map(drop),
+        "ResolveFault" => client
+            .resolve_fault(isms_proto::v1::DecideFaultRequest {
+                id: subject.into(),
+                note: "done".into(),
+            })
+            .await
+            .map(drop),
+        "ListFaults" => client
+            .list_faults(isms_proto::v1::ListFaultsRequest::default())
+            .await
+            .map(drop),
+        "AnnounceUpgrade" => client
+            .announce_upgrade(isms_proto::v1::AnnounceUpgradeRequest {
+                at: "2099-01-05T22:00:00+08:00".into(),
+                duration: "2h".into(),
+                summary: format!("{tag}'s upgrade"),
+            })
+            .await
+            .map(drop),
+        "ListUpgrades" => client
+            .list_upgrades(isms_proto::v1::ListUpgradesRequest {})
+            .await
+            .map(drop),
+        "SetContact" => client
+            .set_contact(isms_proto::v1::SetContactRequest {
+                department: "NOC".into(),
+                name: tag.into(),
+                phone: "010-1234".into(),
+                email: "noc@example.cn".into(),
+                changed_on: "2026-01-05".into(),
+            })
+            .await
+            .map(drop),
+        "ListContacts" => client
+            .list_contacts(isms_proto::v1::ListContactsRequest {})
             .await
             .map(drop),
         other => panic!("RPC {other} has no cell in this test: give it one, and a table entry"),

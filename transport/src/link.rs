@@ -232,6 +232,19 @@ async fn run_session(
             // an older copy. What it acknowledged is gone from our outbox; say so loudly.
             tracing::error!(peer = %peer.id, peer_applied, acked_before,
                 "peer lost messages it had acknowledged (restored from backup?); they cannot be resent");
+            // A loss detected (R-14.2): reported upward as a fault.
+            let action = isms_core::ReportAction::Fault {
+                severity: "critical".into(),
+                summary: format!("{} lost messages it had acknowledged", peer.id),
+                detail: format!(
+                    "it acknowledged {acked_before} and now says {peer_applied}: its store was \
+                     restored from an older copy; what lies between cannot be resent"
+                ),
+                automatic: Some("data-loss".into()),
+            };
+            if let Err(e) = ctx.core.report(action, isms_core::Caller::node()).await {
+                tracing::error!(error = %e, "the loss could not be reported as a fault");
+            }
         }
         let peer_applied = peer_applied.max(acked_before);
         if let Err(e) = ctx.core.acked(peer.id.clone(), peer_applied).await {

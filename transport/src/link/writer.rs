@@ -320,6 +320,22 @@ pub(super) fn envelope(
             envelope.payload = Some(Payload::NodeCertificate(c));
             Ok(Pieces::encode(&envelope))
         }
+        (Some(outbox_entry::Body::Fault(f)), _) => {
+            envelope.payload = Some(Payload::Fault(f));
+            Ok(Pieces::encode(&envelope))
+        }
+        (Some(outbox_entry::Body::FaultUpdate(u)), _) => {
+            envelope.payload = Some(Payload::FaultUpdate(u));
+            Ok(Pieces::encode(&envelope))
+        }
+        (Some(outbox_entry::Body::UpgradeNotice(n)), _) => {
+            envelope.payload = Some(Payload::UpgradeNotice(n));
+            Ok(Pieces::encode(&envelope))
+        }
+        (Some(outbox_entry::Body::Contact(c)), _) => {
+            envelope.payload = Some(Payload::Contact(c));
+            Ok(Pieces::encode(&envelope))
+        }
         (Some(outbox_entry::Body::Directive(r)), Some(cached)) => Ok(match &cached.zstd {
             Some(z) if compress => isms_proto::compressed_directive_envelope(
                 &envelope,
