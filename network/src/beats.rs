@@ -66,8 +66,23 @@ impl Heartbeats {
         }
     }
 
-    /// A heartbeat from `child`.
-    pub fn heard(&self, child: &str, beat: Heartbeat) {
+    /// A heartbeat from `child`. What it says of nodes below it is taken only for its own
+    /// subtree: a province cannot speak for another's enterprises.
+    pub fn heard(&self, child: &str, mut beat: Heartbeat) {
+        let before = beat.below.len();
+        beat.below.retain(|n| {
+            self.shared
+                .directory
+                .get(n.node.as_str())
+                .is_some_and(|route| route.as_str() == child)
+        });
+        if beat.below.len() != before {
+            tracing::warn!(
+                %child,
+                dropped = before - beat.below.len(),
+                "heartbeat spoke for nodes outside its subtree; not taken"
+            );
+        }
         self.view.heard(child, beat, self.shared.now_ms());
     }
 }

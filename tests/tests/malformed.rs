@@ -230,6 +230,61 @@ async fn malformed_frames_close_the_link_and_leave_the_store_untouched() {
         assert!(st.message().contains(why), "{st:?}");
     }
 
+    // A fault reported for another province's enterprise, and one without a summary.
+    let fault = |reporter: &str, summary: &str| isms_proto::v1::Fault {
+        id: uuid::Uuid::now_v7().to_string(),
+        reporter: reporter.into(),
+        severity: isms_proto::v1::FaultSeverity::Major as i32,
+        summary: summary.into(),
+        ..Default::default()
+    };
+    for (f, why) in [
+        (fault("enterprise/e1101", "not ours"), "may not report for"),
+        (fault("province/44", ""), "summary is empty"),
+    ] {
+        let (mut s, next) = session_as_province(&net, true).await;
+        let envelope = Envelope {
+            seq: next,
+            id: "fault".into(),
+            payload: Some(Payload::Fault(f)),
+            ..Default::default()
+        };
+        s.send(Body::Batch(Batch::of(&[envelope], 0))).await;
+        let st = refusal(&mut s).await;
+        assert!(st.message().contains(why), "{st:?}");
+    }
+
+    // A heartbeat that speaks for another province's enterprise: not taken.
+    let (s, _) = session_as_province(&net, true).await;
+    s.send(Body::Heartbeat(isms_proto::v1::Heartbeat {
+        own: Some(isms_proto::v1::Health::default()),
+        below: vec![isms_proto::v1::NodeHealth {
+            node: "enterprise/e1101".into(),
+            liveness: isms_proto::v1::Liveness::Down as i32,
+            ..Default::default()
+        }],
+        full: true,
+        sent_at_ms: 0,
+    }))
+    .await;
+    isms_e2e::eventually(Duration::from_secs(10), "the heartbeat handled", || {
+        net.log("ministry")
+            .contains("heartbeat spoke for nodes outside its subtree")
+            .then_some(())
+    });
+    let view = net
+        .cli_json("ministry", &["network", "status", "--json"])
+        .expect("status");
+    let e1101 = view["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .find(|n| n["node"] == "enterprise/e1101")
+        .cloned()
+        .unwrap_or_default();
+    assert_ne!(e1101["state"], "down", "{view}");
+    drop(s);
+
     // A frame over the configured limit.
     let (mut s, next) = session_as_province(&net, true).await;
     let mut big = stray_report(next, "province/44");
