@@ -6,6 +6,7 @@
 
 mod client;
 mod net;
+mod network;
 mod report;
 mod sim;
 
@@ -96,6 +97,7 @@ enum Scenario {
     Throughput,
     Bulk,
     Backlog,
+    Network,
 }
 
 fn main() {
@@ -148,6 +150,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Scenario::Throughput,
             Scenario::Bulk,
             Scenario::Backlog,
+            Scenario::Network,
         ]
     } else {
         args.only.clone()
@@ -226,6 +229,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let idle_rss = net::memory(real_pid).map_or(0, |(rss, _)| rss);
 
     let mut client = bench.operator("ministry").await?;
+    let heartbeat = bench
+        .net
+        .node("ministry")
+        .map_or(Duration::from_secs(10), |n| n.config.health.interval);
     let mut figures = Figures { rows: Vec::new() };
     let tag = uuid::Uuid::now_v7().simple().to_string()[..8].to_string();
 
@@ -417,6 +424,25 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     delivered_rates,
                 );
                 figures.add("ministry disk per queued directive", "bytes", per_message);
+            }
+            Scenario::Network => {
+                let province = provinces.first().context("no province")?.clone();
+                println!(
+                    "network: the ministry's view of {} nodes, heartbeats every {}",
+                    total_enterprises + provinces.len() + 1,
+                    humantime::format_duration(heartbeat)
+                );
+                let rows = network::run(
+                    &mut bench,
+                    &mut client,
+                    &province,
+                    total_enterprises + provinces.len() + 1,
+                    Duration::from_secs(60),
+                )
+                .await?;
+                for (name, unit, value) in rows {
+                    figures.add(&name, unit, vec![value]);
+                }
             }
         }
     }

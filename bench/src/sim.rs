@@ -10,7 +10,10 @@
 //! store once, not once per simulated enterprise; each group commit writes its receipts
 //! and applied marks as one log record and its reports as another, not as records per
 //! enterprise; and the rules are counted per enterprise, with no rule sets or rules file.
-//! A real `enterprise-node` runs in the same network and pays those costs in full.
+//! Each sends its province a heartbeat every `health.interval` as `enterprise-node` does,
+//! with a health of the same shape (its link, backlog and rule-set version; no store or
+//! disk figures of its own). A real `enterprise-node` runs in the same network and pays
+//! those costs in full.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -37,6 +40,7 @@ pub struct Enterprise {
     pub id: NodeId,
     /// Its province's link address.
     pub parent_address: String,
+    parent_id: String,
     client: rustls::ClientConfig,
     /// Highest sequence number from the province durably applied.
     applied: AtomicU64,
@@ -90,6 +94,9 @@ pub struct Sim {
     batch: usize,
     max_frame: usize,
     ack_delay: Duration,
+    /// How often each sends its province a heartbeat (`health.interval`).
+    heartbeat: Duration,
+    started_at_ms: i64,
     /// Room for large batches decoded and waiting for their commit, in KiB: without it,
     /// thousands of 50,000-rule copies wait at once and the load generator runs out of memory.
     large_waiting: Arc<tokio::sync::Semaphore>,
@@ -115,6 +122,7 @@ impl Sim {
         let store = Store::open(data_dir)?;
         let mut enterprises = Vec::with_capacity(ids.len());
         let mut link = None;
+        let mut heartbeat = None;
         for id in ids {
             let node = net
                 .node(id.as_str())
@@ -135,9 +143,11 @@ impl Sim {
                 &node.config.trust_domain,
             )?;
             link.get_or_insert_with(|| node.config.link.clone());
+            heartbeat.get_or_insert(node.config.health.interval);
             enterprises.push(Arc::new(Enterprise {
                 id: id.clone(),
                 parent_address: parent.address.clone(),
+                parent_id: parent.id.to_string(),
                 client,
                 applied: AtomicU64::new(0),
                 durable_out: watch::channel(0).0,
@@ -171,6 +181,8 @@ impl Sim {
             batch: link.batch as usize,
             max_frame: link.max_frame_bytes,
             ack_delay: link.ack_delay,
+            heartbeat: heartbeat.unwrap_or(Duration::from_secs(10)),
+            started_at_ms: SystemClock.now_ms(),
             large_waiting: Arc::new(tokio::sync::Semaphore::new(LARGE_WAITING / 1024)),
         }))
     }
@@ -237,6 +249,12 @@ impl Sim {
                 ack_delay: self.ack_delay,
             },
         ));
+        let beating = tokio::spawn(send_heartbeats(
+            ent.clone(),
+            out.clone(),
+            self.heartbeat,
+            self.started_at_ms,
+        ));
         let result = async {
             while let Some(frame) = inbound.next().await {
                 // As enterprise-node: an acknowledgment comes alone or carried by a batch.
@@ -291,7 +309,52 @@ impl Sim {
         }
         .await;
         writer.abort();
+        beating.abort();
         result
+    }
+}
+
+/// A heartbeat every `every`, first at a random point of the interval so thousands of
+/// enterprises do not beat in step, with a health of `enterprise-node`'s shape.
+async fn send_heartbeats(
+    ent: Arc<Enterprise>,
+    out: mpsc::Sender<Result<Pieces, Status>>,
+    every: Duration,
+    started_at_ms: i64,
+) {
+    let first = tokio::time::Instant::now() + every.mul_f64(rand::random_range(0.0..1.0));
+    let mut tick = tokio::time::interval_at(first, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = SystemClock.now_ms();
+        let (backlog, oldest) = {
+            let outbox = ent.outbox.lock().unwrap_or_else(|p| p.into_inner());
+            (outbox.len() as u64, 0)
+        };
+        let applied = ent.applied.load(Ordering::Relaxed);
+        let beat = isms_proto::v1::Heartbeat {
+            own: Some(isms_proto::v1::Health {
+                version: env!("CARGO_PKG_VERSION").into(),
+                started_at_ms,
+                links: vec![isms_proto::v1::LinkHealth {
+                    peer: ent.parent_id.clone(),
+                    up: true,
+                    backlog,
+                    oldest_age_ms: oldest,
+                }],
+                rules_version: applied,
+                rules_sha256: vec![0; 32],
+                interval_ms: i64::try_from(every.as_millis()).unwrap_or(i64::MAX),
+                ..Default::default()
+            }),
+            below: Vec::new(),
+            full: false,
+            sent_at_ms: now,
+        };
+        if out.send(body(frame::Body::Heartbeat(beat))).await.is_err() {
+            return;
+        }
     }
 }
 

@@ -40,6 +40,10 @@ pub struct PeerState {
     /// Where this peer's directive copies held in fan-out records are: sequence number to
     /// record key (`fanout`). Copies not yet acknowledged only.
     pub fanned: Mutex<BTreeMap<u64, Arc<[u8]>>>,
+    /// Bytes of frames received from and sent to this peer since start (encoded, before
+    /// TLS): what a link carries.
+    pub bytes_received: AtomicU64,
+    pub bytes_sent: AtomicU64,
 }
 
 impl PeerState {
@@ -54,7 +58,15 @@ impl PeerState {
             link: Mutex::new(LinkStatus::default()),
             tail: Mutex::new(OutboxTail::default()),
             fanned: Mutex::new(BTreeMap::new()),
+            bytes_received: AtomicU64::new(0),
+            bytes_sent: AtomicU64::new(0),
         }
+    }
+
+    /// Counts a frame sent to this peer.
+    pub fn sent(&self, frame: &isms_proto::Pieces) {
+        self.bytes_sent
+            .fetch_add(frame.len() as u64, Ordering::Relaxed);
     }
 
     pub fn tail(&self) -> std::sync::MutexGuard<'_, OutboxTail> {
@@ -173,6 +185,8 @@ pub fn peer_statuses(shared: &Shared) -> Result<Vec<isms_proto::v1::PeerStatus>,
             backlog,
             oldest_age_ms,
             inbox: peer.inbox.load(Ordering::SeqCst),
+            bytes_received: peer.bytes_received.load(Ordering::Relaxed),
+            bytes_sent: peer.bytes_sent.load(Ordering::Relaxed),
         });
     }
     Ok(peers)

@@ -271,6 +271,7 @@ async fn run_session(
         let beating = (peer.role == Role::Parent).then(|| {
             tokio::spawn(send_heartbeats(
                 ctx.heartbeats.clone(),
+                peer.clone(),
                 out.clone(),
                 cancel.clone(),
             ))
@@ -293,6 +294,7 @@ async fn run_session(
 /// lasts, the first with everything below this node, then what changed.
 async fn send_heartbeats(
     beats: Arc<isms_network::Heartbeats>,
+    parent: Arc<PeerState>,
     out: Outbound,
     cancel: CancellationToken,
 ) {
@@ -308,6 +310,7 @@ async fn send_heartbeats(
         let frame = Pieces::encode(&Frame {
             body: Some(frame::Body::Heartbeat(beat)),
         });
+        parent.sent(&frame);
         if out.send(Ok(frame)).await.is_err() {
             return;
         }

@@ -25,7 +25,13 @@ pub(super) async fn read_loop(
                 return SessionEnd::Transport(status);
             }
             Some(Err(status)) => return bad_frame(peer, out, status).await,
-            Some(Ok(Frame { body })) => body,
+            Some(Ok(frame)) => {
+                peer.bytes_received.fetch_add(
+                    prost::Message::encoded_len(&frame) as u64,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                frame.body
+            }
         };
         match body {
             Some(frame::Body::Batch(batch)) => {

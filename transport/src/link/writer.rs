@@ -90,6 +90,7 @@ pub(super) async fn write_loop(
                 Ok((Some(last), envelopes)) => {
                     next = last + 1;
                     let frame = isms_proto::batch_frame(envelopes, ack.carry(applied_now(&owed)));
+                    peer.sent(&frame);
                     if out.send(Ok(frame)).await.is_err() {
                         return;
                     }
@@ -110,7 +111,9 @@ pub(super) async fn write_loop(
         owed.mark_unchanged();
         let applied = applied_now(&owed);
         if ack.alone_now(applied) {
-            if out.send(Ok(ack_frame(applied))).await.is_err() {
+            let frame = ack_frame(applied);
+            peer.sent(&frame);
+            if out.send(Ok(frame)).await.is_err() {
                 return;
             }
             continue;
