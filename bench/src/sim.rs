@@ -343,6 +343,8 @@ async fn send_heartbeats(
                     backlog,
                     oldest_age_ms: oldest,
                 }],
+                links_total: 1,
+                links_up: 1,
                 rules_version: applied,
                 rules_sha256: vec![0; 32],
                 interval_ms: i64::try_from(every.as_millis()).unwrap_or(i64::MAX),

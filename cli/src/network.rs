@@ -64,6 +64,8 @@ fn health_json(h: &Health) -> serde_json::Value {
         "links": h.links.iter().map(|l| json!({
             "peer": l.peer, "up": l.up, "backlog": l.backlog, "oldest_age_ms": l.oldest_age_ms,
         })).collect::<Vec<_>>(),
+        "links_total": h.links_total,
+        "links_up": h.links_up,
         "store_bytes": h.store_bytes,
         "disk_free_bytes": h.disk_free_bytes,
         "disk_total_bytes": h.disk_total_bytes,
@@ -239,6 +241,7 @@ async fn node_of_network(args: NetworkNodeArgs) -> anyhow::Result<i32> {
             h.disk_free_bytes >> 20,
             h.disk_total_bytes >> 20
         );
+        println!("  links up: {} of {}", h.links_up, h.links_total);
         for l in &h.links {
             println!(
                 "  link {:<24} {}  backlog {} (oldest {} ms)",

@@ -21,7 +21,7 @@ use isms_proto::v1::{
 #[derive(Debug, Clone)]
 pub enum ReportAction {
     /// A fault of this node. `automatic`: raised by the node for this kind of condition
-    /// (`enforcement`, `disk`, `data-loss`), at most one open at a time.
+    /// (`enforcement`, `disk`, `data-loss`, `store`), at most one open at a time.
     Fault {
         severity: String,
         summary: String,
@@ -466,7 +466,7 @@ impl Core {
 }
 
 /// The kinds of condition a node raises a fault for on its own.
-pub const AUTOMATIC_KINDS: [&str; 3] = ["enforcement", "disk", "data-loss"];
+pub const AUTOMATIC_KINDS: [&str; 4] = ["enforcement", "disk", "data-loss", "store"];
 
 fn update_outcome(u: &FaultUpdate) -> String {
     format!(

@@ -53,14 +53,15 @@ impl Heartbeats {
         (beat, next)
     }
 
-    /// This node as its own view shows it: up, with its health now.
+    /// This node as its own view shows it: up, with its health as of at most one interval
+    /// ago.
     pub fn own(&self) -> NodeHealth {
         let now = self.shared.now_ms();
         NodeHealth {
             node: self.shared.node_id.to_string(),
             liveness: isms_proto::v1::Liveness::Up as i32,
             since_ms: self.shared.started_at_ms,
-            health: self.collector.collect(&self.shared).ok(),
+            health: self.collector.recent(&self.shared).ok(),
             heard_at_ms: now,
             parent: String::new(),
         }

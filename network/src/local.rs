@@ -1,5 +1,6 @@
 //! This node's own health, as its heartbeats carry it: its program's version,
-//! uptime, links with their backlog, the store's size and the free disk, and at an
+//! uptime, its links (counted; listed with their backlog when to its parent, down or
+//! behind), the store's size and the free disk, and at an
 //! enterprise the rule set's version and checksum and the enforcement points' state.
 //!
 //! Must not: write anything; the checksum of the rule set is recomputed only when its
@@ -28,6 +29,8 @@ pub struct Collector {
 struct Cache {
     rules: Option<(u64, Vec<u8>)>,
     failing_since_ms: i64,
+    /// The last health collected, and when.
+    last: Option<(i64, Health)>,
 }
 
 impl Collector {
@@ -40,9 +43,32 @@ impl Collector {
         }
     }
 
+    /// The last health collected if it is younger than one interval, else a new one: what
+    /// an operator's view and the automatic faults read, so they add no reads of the store
+    /// on a busy node.
+    pub fn recent(&self, shared: &Shared) -> Result<Health, NodeError> {
+        let now = shared.now_ms();
+        let cached = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .last
+            .clone();
+        match cached {
+            Some((at, h)) if (0..self.interval_ms).contains(&(now - at)) => Ok(h),
+            _ => self.collect(shared),
+        }
+    }
+
+    /// This node's health now (each heartbeat's).
     pub fn collect(&self, shared: &Shared) -> Result<Health, NodeError> {
-        let links = isms_core::peer_statuses(shared)?
+        let peers = isms_core::peer_statuses(shared)?;
+        let links_total = u32::try_from(peers.len()).unwrap_or(u32::MAX);
+        let links_up = u32::try_from(peers.iter().filter(|p| p.up).count()).unwrap_or(u32::MAX);
+        // The parent's link, and a child's only when it needs a look.
+        let links = peers
             .into_iter()
+            .filter(|p| p.role == "parent" || !p.up || p.backlog > 0)
             .map(|p| LinkHealth {
                 peer: p.peer,
                 up: p.up,
@@ -54,6 +80,8 @@ impl Collector {
             version: self.version.clone(),
             started_at_ms: shared.started_at_ms,
             links,
+            links_total,
+            links_up,
             store_bytes: shared.store.size_on_disk(),
             disk_free_bytes: fs4::available_space(&self.data_dir).unwrap_or(0),
             disk_total_bytes: fs4::total_space(&self.data_dir).unwrap_or(0),
@@ -82,6 +110,8 @@ impl Collector {
             health.enforcement_error = state.error;
             health.enforcement_failing_since_ms = cache.failing_since_ms;
         }
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).last =
+            Some((shared.now_ms(), health.clone()));
         Ok(health)
     }
 }

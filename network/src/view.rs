@@ -154,6 +154,13 @@ impl NetworkView {
         let stale_after = 3 * self.interval_ms;
         let down_after = 6 * self.interval_ms;
         let mut inner = self.lock();
+        // A clock stepped back (NTP, an operator) leaves heartbeats heard "in the future":
+        // silence is measured from now on, not from then.
+        for e in inner.entries.values_mut() {
+            if e.direct && e.health.heard_at_ms > now_ms {
+                e.health.heard_at_ms = now_ms;
+            }
+        }
         let judged: Vec<(String, Liveness)> = inner
             .entries
             .values()
@@ -320,6 +327,8 @@ fn significant(old: &Health, new: &Health) -> bool {
         || coarse(old.store_bytes) != coarse(new.store_bytes)
         || coarse(old.disk_free_bytes) != coarse(new.disk_free_bytes)
         || (old.clock_offset_ms - new.clock_offset_ms).abs() > 1_000
+        || old.links_up != new.links_up
+        || old.links_total != new.links_total
         || old.links.len() != new.links.len()
         || old.links.iter().zip(&new.links).any(|(a, b)| {
             a.peer != b.peer

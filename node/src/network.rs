@@ -150,3 +150,45 @@ async fn raise_automatic_faults(
     }
     Ok(())
 }
+
+/// Where a node that stopped on a failure of its store leaves word of it, beside the
+/// store's files: the store itself may be what failed.
+fn failure_marker(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("isms-failure.txt")
+}
+
+/// Leaves word that the node stopped on a failure of its core (store or bug), for the next
+/// start to report. Best effort: a disk that failed may not take it either.
+pub fn mark_failure(data_dir: &std::path::Path, now_ms: i64) {
+    let text = format!(
+        "the node stopped on a failure of its store or core at {now_ms} (Unix ms); its log \
+         says why"
+    );
+    if let Err(e) = std::fs::write(failure_marker(data_dir), text) {
+        tracing::error!(error = %e, "could not leave word of the failure");
+    }
+}
+
+/// At start: a failure the last run left word of is reported as a fault (R-10.2, R-14.2),
+/// and the word removed once the fault is durable.
+pub async fn report_last_failure(data_dir: &std::path::Path, core: &CoreHandle) {
+    let marker = failure_marker(data_dir);
+    let Ok(detail) = std::fs::read_to_string(&marker) else {
+        return;
+    };
+    let action = isms_core::ReportAction::Fault {
+        severity: "critical".into(),
+        summary: "the node stopped on a store failure".into(),
+        detail,
+        automatic: Some("store".into()),
+    };
+    match core.report(action, isms_core::Caller::node()).await {
+        Ok(reply) => {
+            tracing::error!(fault = %reply.id, "the last run's store failure reported as a fault");
+            if let Err(e) = std::fs::remove_file(&marker) {
+                tracing::warn!(error = %e, "word of the failure not removed; reported again next start");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "the last run's store failure not reported"),
+    }
+}

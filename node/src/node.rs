@@ -133,6 +133,7 @@ pub async fn run_with_clock(
     };
     let (heartbeats, network_ticker) =
         crate::network::start(&config, &shared, core.clone(), fatal.clone())?;
+    crate::network::report_last_failure(&config.data_dir, &core).await;
     let links = LinkContext::new(
         shared.clone(),
         core.clone(),
@@ -216,6 +217,8 @@ pub async fn run_with_clock(
     }
     store.sync()?;
     if shared.failed.load(std::sync::atomic::Ordering::SeqCst) {
+        // Said as a fault once the node runs again: the store cannot say it now.
+        crate::network::mark_failure(&config.data_dir, shared.now_ms());
         anyhow::bail!("stopped after a failure of the core (store or bug; see the log above)");
     }
     tracing::info!(node = %config.node_id, "stopped");

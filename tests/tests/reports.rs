@@ -398,3 +398,62 @@ fn upgrades_are_late_on_the_calendar_and_their_window_is_maintenance_and_contact
         "not an address",
     );
 }
+
+#[test]
+fn a_node_raises_faults_itself_for_failing_enforcement_and_a_failed_store_once_each() {
+    let options = Options {
+        health: isms_config::Health {
+            interval: Duration::from_millis(200),
+            enforcement_fault_after: Duration::from_secs(1),
+            ..Default::default()
+        },
+        ..Options::default()
+    };
+    let net = TestNet::generate(&Topology::uniform(&["44"], 1, 0), &options);
+    // A directory where the rules file should be: the enforcement point fails.
+    let rules = net.node(E).rules_path().expect("enterprise");
+    std::fs::create_dir_all(&rules).expect("mkdir");
+    for n in net.net.nodes.clone() {
+        net.spawn(n.id.as_str());
+    }
+    net.wait_linked();
+    net.issue(&["--to", "all", "--block-domain", "x.example"]);
+    let automatic = |node: &str| -> Vec<Value> {
+        net.cli_json(node, &["fault", "list", "--json"])
+            .and_then(|v| v["faults"].as_array().cloned())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|f| f["automatic"] == true)
+            .collect()
+    };
+    let raised = eventually(T, "an enforcement fault at the ministry", || {
+        let list = automatic("ministry");
+        (!list.is_empty()).then_some(list)
+    });
+    assert_eq!(raised[0]["summary"], "enforcement points failing");
+    assert_eq!(raised[0]["reporter"], E);
+    assert!(
+        raised[0]["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not written"),
+        "{}",
+        raised[0]
+    );
+    // Still failing a while later: still one.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(automatic(E).len(), 1);
+
+    // A run that stopped on a store failure leaves word of it; the next start reports it.
+    net.stop(E);
+    let marker = net.node(E).dir.join("store").join("isms-failure.txt");
+    std::fs::write(&marker, "the node stopped on a failure of its store").expect("marker");
+    net.spawn(E);
+    eventually(T, "the store failure at the ministry", || {
+        automatic("ministry")
+            .iter()
+            .any(|f| f["summary"] == "the node stopped on a store failure")
+            .then_some(())
+    });
+    assert!(!marker.exists(), "reported once, the word is removed");
+}

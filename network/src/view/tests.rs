@@ -182,3 +182,17 @@ fn what_was_recorded_before_a_restart_is_where_it_starts_with_a_grace_period() {
     view.heard(&e, beat(52_500, 1, vec![]), 52_500);
     assert_eq!(changes(&view), [(e, Liveness::Down, Liveness::Up)]);
 }
+
+#[test]
+fn a_clock_stepped_back_measures_silence_from_now() {
+    let e = "enterprise/e4401".to_string();
+    let view = NetworkView::new("province/44", std::slice::from_ref(&e), I, vec![], 0);
+    view.heard(&e, beat(0, 1, vec![]), 100_000);
+    view.take_changes();
+    // The clock goes back 90 s: the heartbeat was heard "in the future".
+    view.tick(10_000);
+    view.tick(12_000);
+    assert!(changes(&view).is_empty(), "not silent yet from the new now");
+    view.tick(13_000);
+    assert_eq!(changes(&view), [(e, Liveness::Up, Liveness::Stale)]);
+}
