@@ -49,7 +49,7 @@ pub use issue::{
 };
 pub use network::{NetworkCommand, NetworkNodeArgs, NetworkStatusArgs};
 pub use node::{ClockCommand, NodeCommand, NodeStatusArgs, node_status};
-pub use reports::{ContactCommand, FaultCommand, UpgradeCommand};
+pub use reports::{ContactCommand, FaultCommand, ReportingCommand, UpgradeCommand};
 pub use view::{DirectiveQuery, ListArgs, StatusArgs, WatchArgs, list, status, view_json, watch};
 
 /// Exit codes of `directive issue --wait`, so scripts can tell outcomes apart.

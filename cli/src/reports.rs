@@ -9,6 +9,30 @@ use isms_proto::v1::{
     SetContactRequest, UpgradeNotice,
 };
 
+/// What every node's operators report upward, flattened into each program's commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum ReportingCommand {
+    /// Faults reported here or below: report, acknowledge, resolve, list (R-10.2, O-2).
+    #[command(subcommand)]
+    Fault(FaultCommand),
+    /// Planned upgrades announced 5 working days ahead.
+    #[command(subcommand)]
+    Upgrade(UpgradeCommand),
+    /// The responsible department and contact, reported upward.
+    #[command(subcommand)]
+    Contact(ContactCommand),
+}
+
+impl ReportingCommand {
+    pub fn run(self) -> i32 {
+        match self {
+            ReportingCommand::Fault(c) => c.run(),
+            ReportingCommand::Upgrade(c) => c.run(),
+            ReportingCommand::Contact(c) => c.run(),
+        }
+    }
+}
+
 #[derive(Debug, clap::Subcommand)]
 pub enum FaultCommand {
     /// Report a fault of this node to the authority above it (and on to the ministry).

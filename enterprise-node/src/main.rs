@@ -27,15 +27,8 @@ enum Command {
     /// The versioned blacklists held here: show them, verify them.
     #[command(subcommand)]
     Blacklist(cli::HeldBlacklistCommand),
-    /// Faults reported here or below: report, acknowledge, resolve, list (R-10.2, O-2).
-    #[command(subcommand)]
-    Fault(cli::FaultCommand),
-    /// Planned upgrades announced 5 working days ahead.
-    #[command(subcommand)]
-    Upgrade(cli::UpgradeCommand),
-    /// The responsible department and contact, reported upward.
-    #[command(subcommand)]
-    Contact(cli::ContactCommand),
+    #[command(flatten)]
+    Reporting(cli::ReportingCommand),
 }
 
 fn main() {
@@ -43,9 +36,7 @@ fn main() {
         Command::Node(c) => c.run("enterprise-node", Tier::Enterprise),
         Command::Directive(c) => c.run(),
         Command::Blacklist(c) => c.run(),
-        Command::Fault(c) => c.run(),
-        Command::Upgrade(c) => c.run(),
-        Command::Contact(c) => c.run(),
+        Command::Reporting(c) => c.run(),
     };
     std::process::exit(code);
 }

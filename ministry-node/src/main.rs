@@ -34,15 +34,8 @@ enum Command {
     /// The whole network in one view (O-1): every node's state and health.
     #[command(subcommand)]
     Network(cli::NetworkCommand),
-    /// Faults reported here or below: report, acknowledge, resolve, list (R-10.2, O-2).
-    #[command(subcommand)]
-    Fault(cli::FaultCommand),
-    /// Planned upgrades announced 5 working days ahead.
-    #[command(subcommand)]
-    Upgrade(cli::UpgradeCommand),
-    /// The responsible department and contact, reported upward.
-    #[command(subcommand)]
-    Contact(cli::ContactCommand),
+    #[command(flatten)]
+    Reporting(cli::ReportingCommand),
 }
 
 #[derive(Subcommand)]
@@ -73,9 +66,7 @@ fn main() {
             DirectiveCommand::View(q) => q.run(),
         },
         Command::Blacklist(c) => c.run(),
-        Command::Fault(c) => c.run(),
-        Command::Upgrade(c) => c.run(),
-        Command::Contact(c) => c.run(),
+        Command::Reporting(c) => c.run(),
         Command::Network(c) => c.run(),
     };
     std::process::exit(code);
