@@ -23,7 +23,7 @@ pub struct Health {
     #[serde(with = "humantime_serde")]
     pub enforcement_fault_after: Duration,
     /// Free disk under this share of the store's file system raises a fault. Default 5
-    /// (%).
+    /// (%); 0: never.
     pub disk_free_min_percent: u8,
 }
 

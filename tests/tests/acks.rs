@@ -51,6 +51,13 @@ async fn acknowledgments_ride_on_batches_and_go_alone_only_after_the_delay() {
         0,
     )))
     .await;
+    // Once the ministry has applied it (it says so as it ignores the report), the
+    // acknowledgment is owed.
+    eventually(Duration::from_secs(15), "the report applied", || {
+        net.log("ministry")
+            .contains("status for an unknown directive ignored")
+            .then_some(())
+    });
     let second = net.issue(&["--to", "province/44", "--block-domain", "second.example"]);
     let Body::Batch(batch) = next_frame(&mut s).await else {
         panic!("expected the directive's batch first");

@@ -1,3 +1,5 @@
+//! The checks and lateness rules of what nodes report upward, on the shipped calendar.
+
 use super::*;
 use std::path::Path;
 

@@ -1,3 +1,5 @@
+//! The network view's unit tests: silence judged, changes raised once, deltas up.
+
 use super::*;
 
 const I: i64 = 1_000;
