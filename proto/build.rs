@@ -4,6 +4,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "proto/isms.proto",
         "proto/network.proto",
+        "proto/data.proto",
         "proto/record.proto",
     ];
     for p in protos {
