@@ -28,6 +28,7 @@ use isms_transport::tls;
 
 mod audit;
 mod blacklist;
+mod data;
 mod decide;
 mod issue;
 mod network;
@@ -39,6 +40,7 @@ pub use audit::{AuditCommand, AuditExportArgs, AuditListArgs, AuditVerifyArgs};
 pub use blacklist::{
     BlacklistLagArgs, BlacklistShowArgs, HeldBlacklistCommand, IssuedBlacklistCommand,
 };
+pub use data::{DataCommand, DataSubmitArgs};
 pub use decide::{
     ApprovalCommand, CorrectedArgs, CorrectionCommand, DecideArgs, DecisionCommand, PendingArgs,
     ReasonArgs,
@@ -51,6 +53,16 @@ pub use network::{NetworkCommand, NetworkNodeArgs, NetworkStatusArgs};
 pub use node::{ClockCommand, NodeCommand, NodeStatusArgs, node_status};
 pub use reports::{ContactCommand, FaultCommand, ReportingCommand, UpgradeCommand};
 pub use view::{DirectiveQuery, ListArgs, StatusArgs, WatchArgs, list, status, view_json, watch};
+
+/// A listing's arguments: the node, and JSON instead of a table.
+#[derive(Debug, Clone, clap::Args)]
+pub struct JsonArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// Exit codes of `directive issue --wait`, so scripts can tell outcomes apart.
 pub mod exit {

@@ -21,6 +21,9 @@ pub enum ReportingCommand {
     /// The responsible department and contact, reported upward.
     #[command(subcommand)]
     Contact(ContactCommand),
+    /// Enterprises' basic and active-resource data and its validation.
+    #[command(subcommand)]
+    Data(crate::data::DataCommand),
 }
 
 impl ReportingCommand {
@@ -29,6 +32,7 @@ impl ReportingCommand {
             ReportingCommand::Fault(c) => c.run(),
             ReportingCommand::Upgrade(c) => c.run(),
             ReportingCommand::Contact(c) => c.run(),
+            ReportingCommand::Data(c) => c.run(),
         }
     }
 }
@@ -126,14 +130,6 @@ pub struct ContactSetArgs {
     /// The day the contact changed, YYYY-MM-DD.
     #[arg(long)]
     pub changed_on: String,
-}
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct JsonArgs {
-    #[command(flatten)]
-    pub client: ClientArgs,
-    #[arg(long)]
-    pub json: bool,
 }
 
 impl FaultCommand {

@@ -234,6 +234,10 @@ pub fn view_json(view: &DirectiveView) -> serde_json::Value {
             "to_version": b.to_version,
             "sha256": isms_domain::blacklist::hex(&b.sha256),
         })),
+        "correction": d.correction.as_ref().map(|c| json!({
+            "subject": c.subject, "reason_code": c.reason_code, "detail": c.detail,
+        })),
+        "query": d.query.as_ref().map(|q| json!({ "from_ms": q.from_ms, "until_ms": q.until_ms })),
         "rules": d.rules.iter().map(|r| json!({
             "kind": directive::rule_kind_name(r.kind),
             "op": if r.op == RuleOp::Delete as i32 { "delete" } else { "add" },

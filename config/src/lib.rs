@@ -103,6 +103,12 @@ pub struct Config {
     /// Heartbeats and the network view (O-1, R-10.1).
     #[serde(default)]
     pub health: Health,
+    /// Province: the rules its enterprises' data is validated by: `required`
+    /// (fields that must not be empty), `overlap`, `filing`, `active_within_ranges`.
+    /// Default: every check, the operator's name and licence, houses and their ranges
+    /// required.
+    #[serde(default)]
+    pub data_validation: isms_data::Rules,
     /// Facilities for testing; never set in production.
     #[serde(default)]
     pub testing: Testing,

@@ -81,6 +81,7 @@ impl Core {
             tamper: options.tamper,
             availability_retention_ms: options.availability_retention_ms,
             availability_pruned_at: 0,
+            data_rules: options.data_rules.clone(),
         };
         for (id, peer) in &shared.peers {
             let (applied, marked_next) = match store.get(&records::marks(id))? {

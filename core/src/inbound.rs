@@ -105,6 +105,21 @@ impl Core {
                     ),
                     Role::Child,
                 ) => self.check_report(peer_id, p)?,
+                (Some(Payload::DataReport(r)), Role::Child)
+                    if self.speaks_for(peer_id, &r.enterprise)
+                        && r.enterprise
+                            .parse::<NodeId>()
+                            .is_ok_and(|e| e.tier() == Tier::Enterprise) => {}
+                (Some(Payload::DataStatus(s)), Role::Child)
+                    if peer_id.tier() == Tier::Province
+                        && self.speaks_for(peer_id, &s.enterprise)
+                        && s.enterprise != peer_id.as_str() => {}
+                (Some(Payload::DataReport(_) | Payload::DataStatus(_)), _) => {
+                    return Err(NodeError::Forbidden(format!(
+                        "{peer_id} may not send that data: an enterprise's goes up from it, and \
+                         its validation from its province"
+                    )));
+                }
                 (Some(Payload::FaultUpdate(u)), Role::Parent) => {
                     self.check_decision_from_parent(u)?;
                 }
@@ -209,6 +224,8 @@ impl Core {
             Some(Payload::FaultUpdate(u)) => self.receive_fault_update(g, peer, u),
             Some(Payload::UpgradeNotice(n)) => self.receive_upgrade(g, n),
             Some(Payload::Contact(c)) => self.receive_contact(g, c),
+            Some(Payload::DataReport(r)) => self.receive_data(g, peer, r),
+            Some(Payload::DataStatus(s)) => self.receive_data_status(g, s),
             // Refused by check_inbound.
             Some(Payload::CompressedDirective(_)) => Ok(()),
             None => Ok(()), // refused by check_inbound

@@ -56,6 +56,7 @@ mod approval;
 mod audit;
 mod audit_keeping;
 mod blacklist;
+mod data;
 mod delivery;
 mod event_loop;
 mod handle;
@@ -86,6 +87,7 @@ use recent::Recent;
 pub use approval::FourEyesPolicy;
 pub use audit_keeping::{AuditKeeping, verify_chain};
 pub use blacklist::{blacklist_lag, stored_blacklists};
+pub use data::stored_data;
 pub use enterprise::{EnforcementState, active_rules, enforcement_state, rules_checksum};
 pub use fanout::stored_outbox;
 pub use handle::{Caller, CoreHandle, Decision, Event};
@@ -131,6 +133,8 @@ pub struct CoreOptions {
     pub tamper: Option<signing::Tamper>,
     /// How long nodes' availability history is kept (`health.retention_days`).
     pub availability_retention_ms: i64,
+    /// Province: the rules its enterprises' data is validated by (`[data_validation]`).
+    pub data_rules: isms_data::Rules,
 }
 
 pub struct Core {
@@ -173,6 +177,7 @@ pub struct Core {
     availability_retention_ms: i64,
     /// When the availability history was last pruned (`liveness`).
     availability_pruned_at: i64,
+    data_rules: isms_data::Rules,
 }
 
 /// Directives whose metadata stays decoded; it never changes once written.

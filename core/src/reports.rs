@@ -42,6 +42,8 @@ pub enum ReportAction {
     },
     /// This node's responsible department and contact.
     Contact(Contact),
+    /// Enterprise: a new version of its data.
+    Data(Box<isms_proto::v1::ResourceReport>),
 }
 
 impl ReportAction {
@@ -55,6 +57,7 @@ impl ReportAction {
             ReportAction::DecideFault { .. } => "fault.acknowledge",
             ReportAction::Upgrade { .. } => "upgrade.announce",
             ReportAction::Contact(_) => "contact.set",
+            ReportAction::Data(_) => "data.submit",
         }
     }
 }
@@ -82,6 +85,13 @@ impl Core {
                 summary,
             } => self.announce_upgrade(g, caller, at_ms, duration_ms, summary),
             ReportAction::Contact(c) => self.set_contact(g, caller, c),
+            ReportAction::Data(report) => {
+                let reply = self.submit_data(g, caller, *report)?;
+                Ok(ReportFaultReply {
+                    id: reply.version.to_string(),
+                    note: String::new(),
+                })
+            }
         }
     }
 

@@ -360,6 +360,7 @@ pub fn generate(root: &Path, topology: &Topology, options: &Options) -> anyhow::
             },
             audit: Default::default(),
             health: options.health.clone(),
+            data_validation: Default::default(),
             testing: Testing {
                 clock_file: options.clock_files.then(|| "clock".into()),
                 hold_issue_answers: false,

@@ -538,6 +538,22 @@ pub fn contact(node: &str) -> Vec<u8> {
     key("ct/", &[node.as_bytes()])
 }
 
+/// An enterprise's latest data (`ResourceReport`), `dr/<enterprise>`: at the enterprise and
+/// every node above it.
+pub const DATA_REPORT_PREFIX: &[u8] = b"dr/";
+
+pub fn data_report(enterprise: &str) -> Vec<u8> {
+    key("dr/", &[enterprise.as_bytes()])
+}
+
+/// What validation found in an enterprise's latest data (`DataStatus`), `ds/<enterprise>`:
+/// at its province and above.
+pub const DATA_STATUS_PREFIX: &[u8] = b"ds/";
+
+pub fn data_status(enterprise: &str) -> Vec<u8> {
+    key("ds/", &[enterprise.as_bytes()])
+}
+
 /// Total rules ever added to the active set, counted in the same batch as the addition.
 pub const RULES_APPLIED_COUNTER: &[u8] = b"c/rules_applied";
 

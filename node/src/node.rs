@@ -107,6 +107,7 @@ pub async fn run_with_clock(
         keeping: audit_keeping(&config)?,
         trust: Some(trust.clone()),
         availability_retention_ms: i64::from(config.health.retention_days) * 86_400_000,
+        data_rules: config.data_validation.clone(),
         tamper: config.testing.tamper.map(|t| match t {
             isms_config::Tamper::AlterRule => isms_core::Tamper::AlterRule,
             isms_config::Tamper::DropSignature => isms_core::Tamper::DropSignature,

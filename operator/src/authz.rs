@@ -98,6 +98,8 @@ pub const PERMISSIONS: &[(&str, Role)] = &[
     ("ListUpgrades", Role::Viewer),
     ("SetContact", Role::Operator),
     ("ListContacts", Role::Viewer),
+    ("SubmitData", Role::Operator),
+    ("ListData", Role::Viewer),
 ];
 
 /// The role `method` (an RPC name of the `Operator` service) needs; none if it has no entry.

@@ -23,6 +23,7 @@ use isms_proto::v1::{
     NetworkStatusRequest, NodeStatusReply, NodeStatusRequest, PendingList, TargetState,
     VerifyAuditRequest,
 };
+use isms_proto::v1::{DataStatusList, ListDataRequest, SubmitDataReply, SubmitDataRequest};
 use tonic::{Request, Response, Status};
 
 use isms_core::error::NodeError;
@@ -651,6 +652,33 @@ impl Operator for OperatorService {
             .map_err(Status::from);
         self.answer(caller, "ListContacts", "", contacts, |l| {
             format!("ok: {} contacts", l.contacts.len())
+        })
+        .await
+    }
+
+    async fn submit_data(
+        &self,
+        request: Request<SubmitDataRequest>,
+    ) -> Result<Response<SubmitDataReply>, Status> {
+        let caller = self.authorize(&request, "SubmitData").await?;
+        let report = request.into_inner().report.unwrap_or_default();
+        let action = ReportAction::Data(Box::new(report));
+        let reply = self.core.report(action, caller).await?;
+        let version = reply.id.parse().unwrap_or_default();
+        Ok(Response::new(SubmitDataReply { version }))
+    }
+
+    async fn list_data(
+        &self,
+        request: Request<ListDataRequest>,
+    ) -> Result<Response<DataStatusList>, Status> {
+        let caller = self.authorize(&request, "ListData").await?;
+        let only = request.into_inner().anomalies_only;
+        let list = isms_core::stored_data(&self.shared.store, only)
+            .map(|enterprises| DataStatusList { enterprises })
+            .map_err(Status::from);
+        self.answer(caller, "ListData", "", list, |l| {
+            format!("ok: {} enterprises", l.enterprises.len())
         })
         .await
     }

@@ -49,6 +49,14 @@ fn wait_states(net: &TestNet, at: &str, want: &[(&str, &str)]) -> HashMap<String
     })
 }
 
+/// Waits until `at`'s audit trail holds exactly `want` for `subject` (recorded once the
+/// view's ticker hands the change to the core).
+fn wait_changes(net: &TestNet, at: &str, subject: &str, want: &[&str]) {
+    eventually(T, &format!("{want:?} for {subject} at {at}"), || {
+        (changes(net, at, subject) == want).then_some(())
+    });
+}
+
 /// The liveness changes of `subject` in `at`'s audit trail, oldest first.
 fn changes(net: &TestNet, at: &str, subject: &str) -> Vec<String> {
     let v = net
@@ -107,10 +115,11 @@ fn silence_is_stale_then_down_a_down_province_hides_its_enterprises_and_each_cha
     wait_states(&net, "ministry", &[("enterprise/e4401", "down")]);
     wait_states(&net, "province/44", &[("enterprise/e4401", "down")]);
     for at in ["province/44", "ministry"] {
-        assert_eq!(
-            changes(&net, at, "enterprise/e4401"),
-            ["not yet heard → up", "up → stale", "stale → down"],
-            "at {at}"
+        wait_changes(
+            &net,
+            at,
+            "enterprise/e4401",
+            &["not yet heard → up", "up → stale", "stale → down"],
         );
     }
     // One under the ministry itself, judged there.
@@ -130,9 +139,11 @@ fn silence_is_stale_then_down_a_down_province_hides_its_enterprises_and_each_cha
         ],
     );
     assert_eq!(s["enterprise/e4402"], "up");
-    assert_eq!(
-        changes(&net, "ministry", "province/11"),
-        ["not yet heard → up", "up → stale", "stale → down"]
+    wait_changes(
+        &net,
+        "ministry",
+        "province/11",
+        &["not yet heard → up", "up → stale", "stale → down"],
     );
     assert_eq!(
         changes(&net, "ministry", "enterprise/e1101"),
@@ -169,19 +180,18 @@ fn silence_is_stale_then_down_a_down_province_hides_its_enterprises_and_each_cha
     );
 
     // One node's history and availability.
-    let v = net
-        .cli_json(
+    let v = eventually(T, "the history recorded", || {
+        let v = net.cli_json(
             "ministry",
             &["network", "node", "enterprise/e4401", "--json"],
-        )
-        .expect("node");
-    let history: Vec<&str> = v["history"]
-        .as_array()
-        .expect("history")
-        .iter()
-        .map(|s| s["state"].as_str().unwrap_or_default())
-        .collect();
-    assert_eq!(history, ["up", "stale", "down", "up"], "{v}");
+        )?;
+        let history: Vec<&str> = v["history"]
+            .as_array()?
+            .iter()
+            .map(|s| s["state"].as_str().unwrap_or_default())
+            .collect();
+        (history == ["up", "stale", "down", "up"]).then_some(v.clone())
+    });
     let today = v["available_today_permille"].as_i64().expect("permille");
     assert!(
         (0..1000).contains(&today),

@@ -57,10 +57,11 @@ fn needs(method: &str) -> Option<&'static str> {
         | "NetworkNode"
         | "ListFaults"
         | "ListUpgrades"
-        | "ListContacts" => None,
+        | "ListContacts"
+        | "ListData" => None,
         "IssueDirective" | "ConfirmDirective" | "ReturnDirective" | "ReportCorrected"
         | "VerifyBlacklist" | "ReportFault" | "AcknowledgeFault" | "ResolveFault"
-        | "AnnounceUpgrade" | "SetContact" => Some("operator"),
+        | "AnnounceUpgrade" | "SetContact" | "SubmitData" => Some("operator"),
         "ListAudit" | "VerifyAudit" | "ListAuditHeads" | "AuditExported" => Some("auditor"),
         "ApproveDirective" | "RejectDirective" => Some("approver"),
         other => panic!("RPC {other} has no cell in this test: give it one, and a table entry"),
@@ -229,6 +230,15 @@ async fn call(
             .map(drop),
         "ListContacts" => client
             .list_contacts(isms_proto::v1::ListContactsRequest {})
+            .await
+            .map(drop),
+        // A province submits no data: refused for its tier, not for the role.
+        "SubmitData" => client
+            .submit_data(isms_proto::v1::SubmitDataRequest::default())
+            .await
+            .map(drop),
+        "ListData" => client
+            .list_data(isms_proto::v1::ListDataRequest::default())
             .await
             .map(drop),
         other => panic!("RPC {other} has no cell in this test: give it one, and a table entry"),

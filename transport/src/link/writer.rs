@@ -339,6 +339,14 @@ pub(super) fn envelope(
             envelope.payload = Some(Payload::Contact(c));
             Ok(Pieces::encode(&envelope))
         }
+        (Some(outbox_entry::Body::DataReport(r)), _) => {
+            envelope.payload = Some(Payload::DataReport(r));
+            Ok(Pieces::encode(&envelope))
+        }
+        (Some(outbox_entry::Body::DataStatus(s)), _) => {
+            envelope.payload = Some(Payload::DataStatus(s));
+            Ok(Pieces::encode(&envelope))
+        }
         (Some(outbox_entry::Body::Directive(r)), Some(cached)) => Ok(match &cached.zstd {
             Some(z) if compress => isms_proto::compressed_directive_envelope(
                 &envelope,
