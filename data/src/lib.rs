@@ -4,8 +4,10 @@
 //!
 //! Must not: store, send or schedule anything (the core does), or read files.
 
+pub mod access_logs;
 pub mod submission;
 pub mod validate;
 
+pub use access_logs::{AccessLogStore, LogStoreError};
 pub use submission::{SubmissionError, parse};
 pub use validate::{Rules, validate};

@@ -157,6 +157,21 @@ fn matches(q: &AccessLogQuery, at: i64, line: &Line) -> bool {
         && (q.url_contains.is_empty() || line.url.contains(&q.url_contains))
 }
 
+/// Whether a stored record answers `q` (its time in range, its addresses in the prefixes,
+/// its port, protocol and URL as asked).
+pub fn record_matches(q: &AccessLogQuery, r: &AccessLogRecord) -> bool {
+    let (Ok(src), Ok(dst)) = (r.src.parse::<IpAddr>(), r.dst.parse::<IpAddr>()) else {
+        return false;
+    };
+    r.at_ms >= q.from_ms
+        && r.at_ms < q.until_ms
+        && (q.src.is_empty() || q.src.iter().any(|p| in_prefix(src, p)))
+        && (q.dst.is_empty() || q.dst.iter().any(|p| in_prefix(dst, p)))
+        && (q.ports.is_empty() || q.ports.contains(&r.dst_port))
+        && (q.protocol.is_empty() || r.protocol.eq_ignore_ascii_case(&q.protocol))
+        && (q.url_contains.is_empty() || r.url.contains(&q.url_contains))
+}
+
 /// Answers `q` from the log at `log` (none configured: an empty answer that says so).
 pub fn answer(log: Option<&Path>, q: &AccessLogQuery) -> Result<QueryResult, String> {
     let Some(path) = log else {
