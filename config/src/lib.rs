@@ -14,10 +14,12 @@ use serde::{Deserialize, Serialize};
 
 use isms_domain::identity::{NodeId, NodeMap, Tier};
 
+mod access_logs;
 mod accountability;
 mod enforcement;
 mod health;
 
+pub use access_logs::AccessLogs;
 pub use accountability::{AuditRetention, FourEyes, MIN_AUDIT_RETENTION_DAYS};
 pub use enforcement::{Enforcement, RULE_KIND_NAMES};
 pub use health::Health;
@@ -56,6 +58,11 @@ pub struct Config {
     /// . Default: none; queries are answered with no records, saying so.
     #[serde(default)]
     pub access_log: Option<PathBuf>,
+    /// Enterprise: keep the access logs as Parquet partitions fed from
+    /// `access_log`, which queries are then answered from (`[access_logs]`). Default: none;
+    /// queries read the `access_log` file itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_logs: Option<AccessLogs>,
     /// Ministry and province, required there: the directory of the working-day calendar
     /// (`YYYY.toml` per year) the regulation's clocks run on. Enterprise, optional: its
     /// upgrade notices and contact changes are marked late or on time with it (R-11.2,
@@ -370,6 +377,9 @@ impl Config {
         if let Some(c) = &mut self.calendar_dir {
             fix(c);
         }
+        if let Some(a) = &mut self.access_logs {
+            fix(&mut a.dir);
+        }
         if let Some(a) = &mut self.access_log {
             fix(a);
         }
@@ -445,6 +455,15 @@ impl Config {
         enforcement::check(&self.enforcement, tier)?;
         accountability::check(&self.four_eyes, &self.audit)?;
         health::check(&self.health)?;
+        if let Some(a) = &self.access_logs {
+            if tier != Tier::Enterprise {
+                return Err(invalid(
+                    "access_logs",
+                    "only an enterprise keeps access logs",
+                ));
+            }
+            access_logs::check(a)?;
+        }
         let mut seen = std::collections::BTreeSet::new();
         for (i, child) in self.children.iter().enumerate() {
             let field = format!("children[{i}].id");

@@ -34,7 +34,12 @@ impl Core {
         if kind == DirectiveKind::AccessLogQuery {
             // Answered at once from what this enterprise has.
             let q = d.query.clone().unwrap_or_default();
-            let update = match isms_domain::access_log::answer(self.access_log.as_deref(), &q) {
+            // From the Parquet partitions when it keeps them, else the feed file.
+            let answer = match &self.access_log_store {
+                Some(store) => store.query(&q).map(|(r, _)| r).map_err(|e| e.to_string()),
+                None => isms_domain::access_log::answer(self.access_log.as_deref(), &q),
+            };
+            let update = match answer {
                 Ok(result) => {
                     tracing::info!(directive = %d.id, matched = result.matched, "access-log query answered");
                     TargetStatus {

@@ -55,6 +55,7 @@ impl Core {
             calendar: options.calendar,
             auto_confirm: options.auto_confirm,
             access_log: options.access_log,
+            access_log_store: options.access_log_store,
             next_seq: NodeMap::default(),
             applied: NodeMap::default(),
             acked: NodeMap::default(),

@@ -112,8 +112,11 @@ pub struct CoreOptions {
     pub calendar: Option<Arc<Calendar>>,
     /// Province: kinds confirmed on receipt without an operator.
     pub auto_confirm: Vec<DirectiveKind>,
-    /// Enterprise: the access log queries are answered from.
+    /// Enterprise: the access log (its feed) queries are answered from.
     pub access_log: Option<PathBuf>,
+    /// Enterprise: the access logs kept as Parquet partitions; when set, queries
+    /// are answered from them instead.
+    pub access_log_store: Option<isms_data::AccessLogStore>,
     /// How long a small group waits, from its first event, for more to share its commit
     /// (`link.group_linger`). Zero commits at once.
     pub linger: std::time::Duration,
@@ -144,6 +147,7 @@ pub struct Core {
     calendar: Option<Arc<Calendar>>,
     auto_confirm: Vec<DirectiveKind>,
     access_log: Option<PathBuf>,
+    access_log_store: Option<isms_data::AccessLogStore>,
     next_seq: NodeMap<u64>,
     applied: NodeMap<u64>,
     acked: NodeMap<u64>,

@@ -157,6 +157,17 @@ impl AccessLogStore {
     /// Appends `records` (any order), a part file per hour they fall in, each durable
     /// (written, synced, renamed) before this returns.
     pub fn append(&self, records: &[AccessLogRecord]) -> Result<usize, LogStoreError> {
+        self.append_marked(records, 0)
+    }
+
+    /// As `append`, the part files named with `mark` (how far the feed was read with
+    /// them), so an ingest that stopped between writing them and recording how far it got
+    /// does not take them twice (`last_mark`).
+    pub fn append_marked(
+        &self,
+        records: &[AccessLogRecord],
+        mark: u64,
+    ) -> Result<usize, LogStoreError> {
         let mut by_hour: std::collections::BTreeMap<i64, Vec<&AccessLogRecord>> =
             std::collections::BTreeMap::new();
         for r in records {
@@ -167,7 +178,7 @@ impl AccessLogStore {
             let dir = self.hour_dir(hour);
             std::fs::create_dir_all(&dir).map_err(io(&dir))?;
             let name = format!(
-                "part-{}-{}.parquet",
+                "part-{}-m{mark}-{}.parquet",
                 rs[0].at_ms,
                 uuid::Uuid::now_v7().simple()
             );
@@ -271,6 +282,23 @@ impl AccessLogStore {
             }
         }
         Ok(dropped)
+    }
+
+    /// The highest mark of the part files not yet compacted (0: none).
+    pub fn last_mark(&self) -> Result<u64, LogStoreError> {
+        let mut mark = 0;
+        for (_, dir) in self.hours()? {
+            for p in parts_of(&dir)? {
+                let m = p
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.split('-').find_map(|s| s.strip_prefix('m')))
+                    .and_then(|m| m.parse::<u64>().ok())
+                    .unwrap_or(0);
+                mark = mark.max(m);
+            }
+        }
+        Ok(mark)
     }
 
     /// Bytes the store takes.

@@ -335,6 +335,7 @@ pub fn generate(root: &Path, topology: &Topology, options: &Options) -> anyhow::
             // time; the others run the regulation's clocks on it.
             calendar_dir: Some("../calendar".into()),
             access_log: None,
+            access_logs: None,
             auto_confirm: match id.as_str().strip_prefix("province/") {
                 Some(code) if !options.manual_confirm.iter().any(|m| m == code) => {
                     KindName::ALL.to_vec()

@@ -6,6 +6,7 @@
 //! Must not hold domain logic: each piece it starts lives in the crate of its concern
 //! (`isms-core`, `isms-transport`, `isms-operator`).
 
+pub mod access_logs;
 pub mod network;
 pub mod node;
 pub mod scheduling;

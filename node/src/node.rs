@@ -93,6 +93,18 @@ pub async fn run_with_clock(
         None => None,
     };
     let trust = trust_following(&config, &revocations, fatal.clone())?;
+    let (access_log_store, access_log_ingest) = match &config.access_logs {
+        Some(keep) => {
+            let (store, task) = crate::access_logs::start(
+                keep,
+                config.access_log.clone(),
+                shared.clone(),
+                fatal.clone(),
+            )?;
+            (Some(store), Some(task))
+        }
+        None => (None, None),
+    };
     let options = CoreOptions {
         parent: config.parent.as_ref().map(|p| p.id.clone()),
         points: (config.tier() == isms_domain::identity::Tier::Enterprise).then(|| {
@@ -101,6 +113,7 @@ pub async fn run_with_clock(
         calendar,
         auto_confirm: config.auto_confirm.iter().map(|k| k.kind()).collect(),
         access_log: config.access_log.clone(),
+        access_log_store,
         linger: config.link.group_linger,
         hold_issue_answers: config.testing.hold_issue_answers,
         four_eyes: four_eyes(&config.four_eyes),
@@ -201,6 +214,9 @@ pub async fn run_with_clock(
     let drain = async {
         let _ = ticker.await;
         let _ = network_ticker.await;
+        if let Some(t) = access_log_ingest {
+            let _ = t.await;
+        }
         if let Some(d) = dialer {
             let _ = d.await;
         }

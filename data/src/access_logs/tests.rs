@@ -151,3 +151,14 @@ fn a_compaction_cut_short_is_finished_and_nothing_is_lost_or_doubled() {
     assert_eq!(store.query(&q).expect("query").0.matched, 5_000);
     assert_eq!(parts_of(&hour).expect("parts").len(), 1);
 }
+
+#[test]
+fn part_files_carry_the_feed_mark_they_were_read_to() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = AccessLogStore::open(dir.path()).expect("open");
+    assert_eq!(store.last_mark().expect("mark"), 0);
+    let all = records(100, 2);
+    store.append_marked(&all[..50], 4_096).expect("append");
+    store.append_marked(&all[50..], 9_000).expect("append");
+    assert_eq!(store.last_mark().expect("mark"), 9_000);
+}
