@@ -56,16 +56,7 @@ impl Core {
             self.corrected(g, &id, caller, &note)?;
         }
         let version = report.version;
-        if let Some(parent) = self.parent.clone() {
-            let mid = uuid::Uuid::now_v7().to_string();
-            self.enqueue(
-                g,
-                &parent,
-                mid,
-                HashMap::new(),
-                outbox_entry::Body::DataReport(report),
-            );
-        }
+        self.send_up(g, outbox_entry::Body::DataReport(report));
         Ok(SubmitDataReply { version })
     }
 
@@ -87,16 +78,7 @@ impl Core {
         if validating {
             self.validate_data(g, &report)?;
         }
-        if let Some(parent) = self.parent.clone() {
-            let mid = uuid::Uuid::now_v7().to_string();
-            self.enqueue(
-                g,
-                &parent,
-                mid,
-                HashMap::new(),
-                outbox_entry::Body::DataReport(report),
-            );
-        }
+        self.send_up(g, outbox_entry::Body::DataReport(report));
         Ok(())
     }
 
@@ -121,16 +103,7 @@ impl Core {
         status.version = report.version;
         status.submitted_at_ms = report.submitted_at_ms;
         status.validated_at_ms = g.now;
-        status.houses = u32::try_from(report.houses.len()).unwrap_or(u32::MAX);
-        status.customers = u32::try_from(report.customers.len()).unwrap_or(u32::MAX);
-        status.domains = u32::try_from(
-            report
-                .customers
-                .iter()
-                .map(|c| c.domains.len())
-                .sum::<usize>(),
-        )
-        .unwrap_or(u32::MAX);
+        (status.houses, status.customers, status.domains) = counts(report);
         status.anomalies = anomalies;
         // The version before was re-reported: its demand is answered.
         status.correction_open = false;
@@ -153,16 +126,7 @@ impl Core {
             status.correction_open = true;
         }
         g.txn.put(key, encode(&status));
-        if let Some(parent) = self.parent.clone() {
-            let mid = uuid::Uuid::now_v7().to_string();
-            self.enqueue(
-                g,
-                &parent,
-                mid,
-                HashMap::new(),
-                outbox_entry::Body::DataStatus(status),
-            );
-        }
+        self.send_up(g, outbox_entry::Body::DataStatus(status));
         Ok(())
     }
 
@@ -224,16 +188,7 @@ impl Core {
             return Ok(());
         }
         g.txn.put(key, encode(&status));
-        if let Some(parent) = self.parent.clone() {
-            let mid = uuid::Uuid::now_v7().to_string();
-            self.enqueue(
-                g,
-                &parent,
-                mid,
-                HashMap::new(),
-                outbox_entry::Body::DataStatus(status),
-            );
-        }
+        self.send_up(g, outbox_entry::Body::DataStatus(status));
         Ok(())
     }
 }
@@ -245,16 +200,16 @@ pub fn stored_data(store: &Store, anomalies_only: bool) -> Result<Vec<DataStatus
     for entry in store.scan_prefix(records::DATA_REPORT_PREFIX) {
         let (k, v) = entry?;
         let r: ResourceReport = decode(&k, &v)?;
+        let (houses, customers, domains) = counts(&r);
         out.insert(
             r.enterprise.clone(),
             DataStatus {
                 enterprise: r.enterprise.clone(),
                 version: r.version,
                 submitted_at_ms: r.submitted_at_ms,
-                houses: u32::try_from(r.houses.len()).unwrap_or(u32::MAX),
-                customers: u32::try_from(r.customers.len()).unwrap_or(u32::MAX),
-                domains: u32::try_from(r.customers.iter().map(|c| c.domains.len()).sum::<usize>())
-                    .unwrap_or(u32::MAX),
+                houses,
+                customers,
+                domains,
                 ..Default::default()
             },
         );
@@ -268,4 +223,14 @@ pub fn stored_data(store: &Store, anomalies_only: bool) -> Result<Vec<DataStatus
         .into_values()
         .filter(|s| !anomalies_only || !s.anomalies.is_empty())
         .collect())
+}
+
+/// How many houses, customers and served domains a report holds.
+fn counts(r: &ResourceReport) -> (u32, u32, u32) {
+    let n = |x: usize| u32::try_from(x).unwrap_or(u32::MAX);
+    (
+        n(r.houses.len()),
+        n(r.customers.len()),
+        n(r.customers.iter().map(|c| c.domains.len()).sum()),
+    )
 }

@@ -95,7 +95,8 @@ impl Core {
         }
     }
 
-    fn send_up(&mut self, g: &mut Group<'_>, body: outbox_entry::Body) {
+    /// Queues `body` to the parent, if this node has one.
+    pub(super) fn send_up(&mut self, g: &mut Group<'_>, body: outbox_entry::Body) {
         if let Some(parent) = self.parent.clone() {
             let id = uuid::Uuid::now_v7().to_string();
             self.enqueue(g, &parent, id, HashMap::new(), body);
