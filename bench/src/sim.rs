@@ -224,6 +224,7 @@ impl Sim {
         out.send(body(frame::Body::Hello(Hello {
             applied: hello_applied,
             accepts_zstd: true,
+            resume_from: 0,
         })))
         .await?;
         // The link's own transport, as enterprise-node's.

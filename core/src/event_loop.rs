@@ -393,6 +393,14 @@ impl Core {
                 };
                 g.replies.push(Reply::Inbound(reply, result));
             }
+            Event::Lost {
+                peer,
+                through,
+                reply,
+            } => {
+                self.take_loss(g, &peer, through)?;
+                g.replies.push(Reply::Audited(reply));
+            }
             Event::Acked { peer, up_to } => {
                 g.touched.insert(peer.clone());
                 self.apply_ack(g, &peer, up_to)?;

@@ -92,6 +92,13 @@ pub enum Event {
         caller: Caller,
         reply: oneshot::Sender<Result<isms_proto::v1::ReportFaultReply, NodeError>>,
     },
+    /// The peer no longer holds envelopes up to `through` that this node had acknowledged
+    /// and lost (its store restored from an older copy): taken as applied, and reported.
+    Lost {
+        peer: NodeId,
+        through: u64,
+        reply: oneshot::Sender<Result<(), NodeError>>,
+    },
     /// Time passed: check the running clocks.
     Tick,
     /// An operator action the core does not perform itself (a refused call), recorded in
@@ -173,6 +180,16 @@ impl CoreHandle {
             peer,
             envelopes,
             ack,
+            reply,
+        })
+        .await
+    }
+
+    /// Takes the loss of what `peer` no longer holds, through `through` (see `Event::Lost`).
+    pub async fn lost(&self, peer: NodeId, through: u64) -> Result<(), NodeError> {
+        self.ask(|reply| Event::Lost {
+            peer,
+            through,
             reply,
         })
         .await

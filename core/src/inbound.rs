@@ -185,6 +185,39 @@ impl Core {
         Ok(())
     }
 
+    /// What `peer` sent through `through` was acknowledged by this node and lost with its
+    /// store: the sequence goes on after it, and the loss is audited and reported (R-14.2).
+    pub(super) fn take_loss(
+        &mut self,
+        g: &mut Group<'_>,
+        peer: &NodeId,
+        through: u64,
+    ) -> Result<(), NodeError> {
+        let applied = self.applied.get(peer).copied().unwrap_or(0);
+        if through <= applied || self.shared.peer(peer).is_none() {
+            return Ok(());
+        }
+        let lost = through - applied;
+        tracing::error!(%peer, applied, through, "messages acknowledged here were lost (store restored from an older copy?); going on after them");
+        self.applied.insert(peer.clone(), through);
+        g.marks.insert(peer.clone());
+        let outcome = format!("envelopes {} to {through} lost", applied + 1);
+        audit(g, &Caller::node(), "link.loss", peer.as_str(), &outcome);
+        self.report_fault(
+            g,
+            &Caller::node(),
+            "critical",
+            format!("{lost} messages from {peer} lost here"),
+            format!(
+                "acknowledged {} to {through} and lost them: the store was restored from an \
+                 older copy; {peer} no longer holds them",
+                applied + 1
+            ),
+            Some("data-loss".into()),
+        )?;
+        Ok(())
+    }
+
     pub(super) fn apply_inbound(
         &mut self,
         g: &mut Group<'_>,

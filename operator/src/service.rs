@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use isms_proto::record::StoredDirective;
 use isms_proto::v1::operator_server::Operator;
 use isms_proto::v1::{
     AnnounceUpgradeRequest, Contact, ContactList, DecideFaultRequest, FaultList, FaultState,
@@ -20,26 +19,21 @@ use isms_proto::v1::{
     DirectiveList, DirectiveSummary, DirectiveView, GetBlacklistRequest, GetDirectiveRequest,
     IssueReply, IssueRequest, ListAuditHeadsRequest, ListAuditRequest, ListDirectivesRequest,
     ListPendingRequest, NetworkNodeReply, NetworkNodeRequest, NetworkStatusReply,
-    NetworkStatusRequest, NodeStatusReply, NodeStatusRequest, PendingList, TargetState,
-    VerifyAuditRequest,
+    NetworkStatusRequest, NodeStatusReply, NodeStatusRequest, PendingList, VerifyAuditRequest,
 };
 use isms_proto::v1::{DataStatusList, ListDataRequest, SubmitDataReply, SubmitDataRequest};
 use tonic::{Request, Response, Status};
 
-use isms_core::error::NodeError;
 use isms_core::{Caller, CoreHandle, Decision, ReportAction, Shared, verify_chain};
 use isms_domain::audit_chain;
-use isms_domain::directive::state_name;
-use isms_domain::four_eyes::{APPROVAL_STATE_NAMES, approval_state_name};
 use isms_domain::identity::{Identity, Tier};
-use isms_domain::records::{self, decode};
 use isms_transport::tls;
 use prost::Message;
 
 use crate::authz::RosterHandle;
 use crate::views::{
-    Tally, audit_heads, audit_list, directive_summary, directive_view, node_status, pending,
-    with_approval, with_result_signatures,
+    audit_heads, audit_list, directive_summary, directive_view, list_directives, node_status,
+    pending, with_result_signatures,
 };
 
 #[derive(Debug, Clone)]
@@ -166,80 +160,6 @@ impl OperatorService {
             .await?;
         result.map(Response::new)
     }
-
-    fn list_directives_now(
-        &self,
-        request: &ListDirectivesRequest,
-    ) -> Result<DirectiveList, Status> {
-        let limit = match request.limit {
-            0 => 50,
-            n => n as usize,
-        };
-        let wanted = request.state.trim().to_string();
-        let kind = request.kind.trim().to_string();
-        if !kind.is_empty() && !isms_domain::directive::KIND_NAMES.contains(&kind.as_str()) {
-            return Err(Status::invalid_argument(format!(
-                "unknown kind {kind:?}: expected one of {}",
-                isms_domain::directive::KIND_NAMES.join(", ")
-            )));
-        }
-        let approval_state = APPROVAL_STATE_NAMES.contains(&wanted.as_str());
-        if !wanted.is_empty()
-            && wanted != "overdue"
-            && !approval_state
-            && !isms_domain::directive::STATE_NAMES.contains(&wanted.as_str())
-        {
-            return Err(Status::invalid_argument(format!(
-                "unknown state {wanted:?}: expected overdue, one of {}, or one of {}",
-                isms_domain::directive::STATE_NAMES.join(", "),
-                APPROVAL_STATE_NAMES.join(", ")
-            )));
-        }
-        let mut directives = Vec::new();
-        // UUIDv7 IDs sort by time: newest first.
-        for entry in self
-            .shared
-            .store
-            .scan_prefix(records::DIRECTIVE_PREFIX)
-            .rev()
-        {
-            if directives.len() >= limit {
-                break;
-            }
-            let (k, v) = entry.map_err(NodeError::from)?;
-            let stored: StoredDirective = decode(&k, &v).map_err(NodeError::from)?;
-            let d = stored.directive.unwrap_or_default();
-            if !kind.is_empty() && isms_domain::directive::kind_name(d.kind) != kind {
-                continue;
-            }
-            let view = directive_view(&self.shared, &d.id)?;
-            let all = || view.targets.iter().chain(view.hops.iter());
-            let tally = Tally::of_view(&view.targets, &view.hops);
-            let matches = match wanted.as_str() {
-                "" => true,
-                "overdue" => tally.overdue > 0,
-                name if approval_state => view
-                    .approval
-                    .as_ref()
-                    .is_some_and(|a| approval_state_name(a.state()) == name),
-                name => all().any(|t| {
-                    state_name(TargetState::try_from(t.state).unwrap_or_default()) == name
-                }),
-            };
-            if matches {
-                let mut summary = tally.summary(&d);
-                with_approval(&mut summary, &d, view.approval.clone());
-                summary.hits = view
-                    .targets
-                    .iter()
-                    .filter_map(|t| t.hits.as_ref())
-                    .map(|h| h.total)
-                    .sum();
-                directives.push(summary);
-            }
-        }
-        Ok(DirectiveList { directives })
-    }
 }
 
 #[tonic::async_trait]
@@ -304,7 +224,7 @@ impl Operator for OperatorService {
     ) -> Result<Response<DirectiveList>, Status> {
         let caller = self.authorize(&request, "ListDirectives").await?;
         let request = request.into_inner();
-        let list = self.list_directives_now(&request);
+        let list = list_directives(&self.shared, &request);
         let subject = format!("state={} kind={}", request.state, request.kind);
         self.answer(caller, "ListDirectives", &subject, list, |l| {
             format!("ok: {} directives", l.directives.len())

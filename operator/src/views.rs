@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use isms_core::Shared;
 use isms_core::error::NodeError;
 use isms_domain::directive::{is_final, state_name};
+use isms_domain::four_eyes::{APPROVAL_STATE_NAMES, approval_state_name};
 use isms_domain::identity::{Tier, is_province};
 use isms_domain::records::{self, decode};
 use isms_proto::record::{ActiveRules, AuditRecord, QueuedTargets, StoredDirective, TargetRecord};
@@ -17,6 +18,8 @@ use isms_proto::v1::{
     DirectiveSummary, DirectiveView, ListAuditRequest, NodeStatusReply, PendingDirective,
     PendingList, TargetState, TargetView,
 };
+use isms_proto::v1::{DirectiveList, ListDirectivesRequest};
+use tonic::Status;
 
 /// Reads a directive and its per-target states.
 pub fn directive_view(shared: &Shared, id: &str) -> Result<DirectiveView, NodeError> {
@@ -106,6 +109,76 @@ pub fn with_result_signatures(
         };
     }
     Ok(())
+}
+
+/// `directive list`: the newest directives first, filtered by state (or approval state,
+/// or `overdue`) and kind, each with its counts.
+pub fn list_directives(
+    shared: &Shared,
+    request: &ListDirectivesRequest,
+) -> Result<DirectiveList, Status> {
+    let limit = match request.limit {
+        0 => 50,
+        n => n as usize,
+    };
+    let wanted = request.state.trim().to_string();
+    let kind = request.kind.trim().to_string();
+    if !kind.is_empty() && !isms_domain::directive::KIND_NAMES.contains(&kind.as_str()) {
+        return Err(Status::invalid_argument(format!(
+            "unknown kind {kind:?}: expected one of {}",
+            isms_domain::directive::KIND_NAMES.join(", ")
+        )));
+    }
+    let approval_state = APPROVAL_STATE_NAMES.contains(&wanted.as_str());
+    if !wanted.is_empty()
+        && wanted != "overdue"
+        && !approval_state
+        && !isms_domain::directive::STATE_NAMES.contains(&wanted.as_str())
+    {
+        return Err(Status::invalid_argument(format!(
+            "unknown state {wanted:?}: expected overdue, one of {}, or one of {}",
+            isms_domain::directive::STATE_NAMES.join(", "),
+            APPROVAL_STATE_NAMES.join(", ")
+        )));
+    }
+    let mut directives = Vec::new();
+    // UUIDv7 IDs sort by time: newest first.
+    for entry in shared.store.scan_prefix(records::DIRECTIVE_PREFIX).rev() {
+        if directives.len() >= limit {
+            break;
+        }
+        let (k, v) = entry.map_err(NodeError::from)?;
+        let stored: StoredDirective = decode(&k, &v).map_err(NodeError::from)?;
+        let d = stored.directive.unwrap_or_default();
+        if !kind.is_empty() && isms_domain::directive::kind_name(d.kind) != kind {
+            continue;
+        }
+        let view = directive_view(shared, &d.id)?;
+        let all = || view.targets.iter().chain(view.hops.iter());
+        let tally = Tally::of_view(&view.targets, &view.hops);
+        let matches = match wanted.as_str() {
+            "" => true,
+            "overdue" => tally.overdue > 0,
+            name if approval_state => view
+                .approval
+                .as_ref()
+                .is_some_and(|a| approval_state_name(a.state()) == name),
+            name => all()
+                .any(|t| state_name(TargetState::try_from(t.state).unwrap_or_default()) == name),
+        };
+        if matches {
+            let mut summary = tally.summary(&d);
+            with_approval(&mut summary, &d, view.approval.clone());
+            summary.hits = view
+                .targets
+                .iter()
+                .filter_map(|t| t.hits.as_ref())
+                .map(|h| h.total)
+                .sum();
+            directives.push(summary);
+        }
+    }
+    Ok(DirectiveList { directives })
 }
 
 /// A directive as this node stores it.

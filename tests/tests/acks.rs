@@ -41,6 +41,7 @@ async fn acknowledgments_ride_on_batches_and_go_alone_only_after_the_delay() {
     s.send(Body::Hello(Hello {
         applied: 0,
         accepts_zstd: false,
+        resume_from: 0,
     }))
     .await;
 

@@ -258,6 +258,7 @@ async fn a_province_cannot_reach_another_provinces_enterprise_any_other_way() {
     s.send(Body::Hello(Hello {
         applied: 0,
         accepts_zstd: false,
+        resume_from: 0,
     }))
     .await;
     let forged = Directive {

@@ -104,6 +104,7 @@ async fn session_as_province(net: &TestNet, hello: bool) -> (RawSession, u64) {
         s.send(Body::Hello(Hello {
             applied: 0,
             accepts_zstd: false,
+            resume_from: 0,
         }))
         .await;
     }

@@ -132,6 +132,7 @@ async fn an_enterprise_cannot_send_a_directive_up_down_or_sideways() {
         .send(Body::Hello(Hello {
             applied: 0,
             accepts_zstd: false,
+            resume_from: 0,
         }))
         .await;
     let directive = Directive {

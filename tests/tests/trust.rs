@@ -152,6 +152,7 @@ fn a_tampering_province_cannot_make_an_enterprise_apply_what_the_ministry_did_no
             s.send(Body::Hello(Hello {
                 applied: 0,
                 accepts_zstd: false,
+                resume_from: 0,
             }))
             .await;
             let envelope = Envelope {

@@ -198,10 +198,12 @@ async fn run_session(
     let hello_applied = peer
         .durable_applied
         .load(std::sync::atomic::Ordering::SeqCst);
+    let resume_from = peer.acked.load(std::sync::atomic::Ordering::SeqCst) + 1;
     let hello = Pieces::encode(&Frame {
         body: Some(frame::Body::Hello(Hello {
             applied: hello_applied,
             accepts_zstd: true,
+            resume_from,
         })),
     });
     let result = async {
@@ -218,7 +220,15 @@ async fn run_session(
             Ok(Some(Err(status))) => return SessionEnd::Transport(status),
             Ok(Some(Ok(Frame {
                 body: Some(frame::Body::Hello(h)),
-            }))) => (h.applied, h.accepts_zstd),
+            }))) => {
+                // What the peer acknowledged before and no longer holds: this side lost it.
+                if h.resume_from > hello_applied + 1 {
+                    if let Err(e) = ctx.core.lost(peer.id.clone(), h.resume_from - 1).await {
+                        return SessionEnd::Node(e);
+                    }
+                }
+                (h.applied, h.accepts_zstd)
+            }
             Ok(Some(Ok(_))) => {
                 let e = NodeError::Protocol("the first frame must be Hello".into());
                 let _ = out.send(Err(e.into())).await;
