@@ -222,10 +222,10 @@ async fn run_session(
                 body: Some(frame::Body::Hello(h)),
             }))) => {
                 // What the peer acknowledged before and no longer holds: this side lost it.
-                if h.resume_from > hello_applied + 1 {
-                    if let Err(e) = ctx.core.lost(peer.id.clone(), h.resume_from - 1).await {
-                        return SessionEnd::Node(e);
-                    }
+                if h.resume_from > hello_applied + 1
+                    && let Err(e) = ctx.core.lost(peer.id.clone(), h.resume_from - 1).await
+                {
+                    return SessionEnd::Node(e);
                 }
                 (h.applied, h.accepts_zstd)
             }
