@@ -311,6 +311,20 @@ impl TestNet {
 /// `[{node, state}]` → map.
 /// A command's standard output, trimmed, after checking it succeeded (else a panic with
 /// what it printed).
+/// Copies a directory tree (a node's store, say: a backup, or a restore).
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}
+
 pub fn ok(out: Output) -> String {
     assert!(
         out.status.success(),

@@ -6,7 +6,7 @@
 //! are recorded too, with the caller's address and a digest of the arguments.
 
 use isms_deploy::Topology;
-use isms_e2e::TestNet;
+use isms_e2e::{TestNet, copy_dir};
 
 fn as_auditor(node_dir: &std::path::Path, args: &[&str]) -> Vec<String> {
     let mut full: Vec<String> = args.iter().map(|a| a.to_string()).collect();
@@ -188,19 +188,6 @@ fn an_auditor_lists_and_verifies_the_trail_and_a_changed_byte_is_named() {
             "{case}: {said}"
         );
         net.stop("ministry");
-    }
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read_dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).expect("copy");
-        }
     }
 }
 

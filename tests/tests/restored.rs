@@ -5,23 +5,10 @@
 use std::time::Duration;
 
 use isms_deploy::{Options, Topology};
-use isms_e2e::{TestNet, eventually, ok};
+use isms_e2e::{TestNet, copy_dir, eventually, ok};
 
 const T: Duration = Duration::from_secs(30);
 const P: &str = "province/44";
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read_dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).expect("copy");
-        }
-    }
-}
 
 fn faults_at(net: &TestNet, node: &str) -> Vec<serde_json::Value> {
     net.cli_json(node, &["fault", "list", "--json"])
