@@ -22,5 +22,3 @@ pub use view::{Known, NetworkView, Window, liveness_of};
 /// Most nodes one heartbeat carries of what changed below its sender; the rest go with the
 /// next ones.
 pub const MAX_BELOW_PER_HEARTBEAT: usize = 2_000;
-
-pub use isms_domain::liveness::{liveness_name, parse_liveness};

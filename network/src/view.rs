@@ -44,7 +44,6 @@ struct Inner {
 /// operator API.
 #[derive(Debug)]
 pub struct NetworkView {
-    me: String,
     interval_ms: i64,
     inner: Mutex<Inner>,
 }
@@ -103,7 +102,6 @@ impl NetworkView {
             });
         }
         NetworkView {
-            me: me.to_string(),
             interval_ms: interval_ms.max(1),
             inner: Mutex::new(inner),
         }
@@ -235,10 +233,6 @@ impl NetworkView {
             .collect();
         out.sort_by(|a, b| a.node.cmp(&b.node));
         out
-    }
-
-    pub fn me(&self) -> &str {
-        &self.me
     }
 }
 

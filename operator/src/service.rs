@@ -1,6 +1,6 @@
 //! The node's operator API: only operators of this node (certificate `<node>/operator/<name>`)
 //! may call it, each call only with the role the permission table (`authz`) gives it, and
-//! and every call, refused, failed or done, is recorded in the audit trail (who, the RPC,
+//! every call, refused, failed or done, is recorded in the audit trail (who, the RPC,
 //! a digest of its arguments, its outcome, the caller's address) before it is answered
 //! . Issuing and decisions go through the core, which records them; views are
 //! read from the store, and recorded through the core.
