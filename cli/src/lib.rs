@@ -33,6 +33,7 @@ mod decide;
 mod issue;
 mod network;
 mod node;
+mod operation_report;
 mod reports;
 mod view;
 
@@ -51,6 +52,7 @@ pub use issue::{
 };
 pub use network::{NetworkCommand, NetworkNodeArgs, NetworkStatusArgs};
 pub use node::{ClockCommand, NodeCommand, NodeStatusArgs, node_status};
+pub use operation_report::{Format, MonthlyArgs, OutputArgs, ReportCommand, YearArgs};
 pub use reports::{ContactCommand, FaultCommand, ReportingCommand, UpgradeCommand};
 pub use view::{DirectiveQuery, ListArgs, StatusArgs, WatchArgs, list, status, view_json, watch};
 

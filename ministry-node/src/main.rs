@@ -34,6 +34,9 @@ enum Command {
     /// The whole network in one view (O-1): every node's state and health.
     #[command(subcommand)]
     Network(cli::NetworkCommand),
+    /// Operation reports (O-5, O-3, R-17.1) as Markdown, HTML with charts, JSON or CSV.
+    #[command(subcommand)]
+    Report(cli::ReportCommand),
     #[command(flatten)]
     Reporting(cli::ReportingCommand),
 }
@@ -68,6 +71,7 @@ fn main() {
         Command::Blacklist(c) => c.run(),
         Command::Reporting(c) => c.run(),
         Command::Network(c) => c.run(),
+        Command::Report(c) => c.run(),
     };
     std::process::exit(code);
 }

@@ -100,6 +100,7 @@ pub const PERMISSIONS: &[(&str, Role)] = &[
     ("ListContacts", Role::Viewer),
     ("SubmitData", Role::Operator),
     ("ListData", Role::Viewer),
+    ("OperationReport", Role::Viewer),
 ];
 
 /// The role `method` (an RPC name of the `Operator` service) needs; none if it has no entry.

@@ -10,5 +10,6 @@
 
 pub mod authz;
 pub mod network;
+pub mod operation_report;
 pub mod service;
 pub mod views;

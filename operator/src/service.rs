@@ -22,6 +22,7 @@ use isms_proto::v1::{
     NetworkStatusRequest, NodeStatusReply, NodeStatusRequest, PendingList, VerifyAuditRequest,
 };
 use isms_proto::v1::{DataStatusList, ListDataRequest, SubmitDataReply, SubmitDataRequest};
+use isms_proto::v1::{OperationReportReply, OperationReportRequest};
 use tonic::{Request, Response, Status};
 
 use isms_core::{Caller, CoreHandle, Decision, ReportAction, Shared, verify_chain};
@@ -599,6 +600,32 @@ impl Operator for OperatorService {
             .map_err(Status::from);
         self.answer(caller, "ListData", "", list, |l| {
             format!("ok: {} enterprises", l.enterprises.len())
+        })
+        .await
+    }
+
+    async fn operation_report(
+        &self,
+        request: Request<OperationReportRequest>,
+    ) -> Result<Response<OperationReportReply>, Status> {
+        let caller = self.authorize(&request, "OperationReport").await?;
+        let r = request.into_inner();
+        let subject = format!("{} {}", r.kind, r.period);
+        let (shared, beats) = (self.shared.clone(), self.heartbeats.clone());
+        // A year of directives is read whole: off the runtime's threads.
+        let report = tokio::task::spawn_blocking(move || {
+            crate::operation_report::operation_report(&shared, &beats, &r)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("the report's task failed: {e}")))?
+        .map_err(Status::from)
+        .and_then(|report| {
+            serde_json::to_vec(&report)
+                .map(|report_json| OperationReportReply { report_json })
+                .map_err(|e| Status::internal(format!("cannot encode the report: {e}")))
+        });
+        self.answer(caller, "OperationReport", &subject, report, |r| {
+            format!("ok: {} bytes", r.report_json.len())
         })
         .await
     }

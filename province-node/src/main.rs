@@ -35,6 +35,9 @@ enum Command {
     /// This province's network in one view: its enterprises' state and health.
     #[command(subcommand)]
     Network(cli::NetworkCommand),
+    /// Operation reports (O-5, O-3, R-17.1) as Markdown, HTML with charts, JSON or CSV.
+    #[command(subcommand)]
+    Report(cli::ReportCommand),
     #[command(flatten)]
     Reporting(cli::ReportingCommand),
 }
@@ -73,6 +76,7 @@ fn main() {
         Command::Blacklist(c) => c.run(),
         Command::Reporting(c) => c.run(),
         Command::Network(c) => c.run(),
+        Command::Report(c) => c.run(),
     };
     std::process::exit(code);
 }

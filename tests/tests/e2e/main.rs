@@ -21,6 +21,7 @@ mod lifecycle;
 mod malformed;
 mod monitoring;
 mod network_view;
+mod operation_reports;
 mod outcomes;
 mod queries;
 mod reports;

@@ -58,7 +58,8 @@ fn needs(method: &str) -> Option<&'static str> {
         | "ListFaults"
         | "ListUpgrades"
         | "ListContacts"
-        | "ListData" => None,
+        | "ListData"
+        | "OperationReport" => None,
         "IssueDirective" | "ConfirmDirective" | "ReturnDirective" | "ReportCorrected"
         | "VerifyBlacklist" | "ReportFault" | "AcknowledgeFault" | "ResolveFault"
         | "AnnounceUpgrade" | "SetContact" | "SubmitData" => Some("operator"),
@@ -239,6 +240,13 @@ async fn call(
             .map(drop),
         "ListData" => client
             .list_data(isms_proto::v1::ListDataRequest::default())
+            .await
+            .map(drop),
+        "OperationReport" => client
+            .operation_report(isms_proto::v1::OperationReportRequest {
+                kind: "monthly".into(),
+                period: "2026-01".into(),
+            })
             .await
             .map(drop),
         other => panic!("RPC {other} has no cell in this test: give it one, and a table entry"),
