@@ -8,7 +8,7 @@ use isms_proto::v1::{DataStatus, ListDataRequest, SubmitDataRequest};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum DataCommand {
-    /// Submit this enterprise's data (JSON; the shape is in `isms_data::submission`): a new
+    /// Submit this enterprise's data (JSON or CSV, as `isms_data::submission` says): a new
     /// version, sent up to its province for validation.
     Submit(DataSubmitArgs),
     /// The data held here, per enterprise: version, counts, anomalies, correction demand.
@@ -21,7 +21,7 @@ pub enum DataCommand {
 pub struct DataSubmitArgs {
     #[command(flatten)]
     pub client: ClientArgs,
-    /// The data, as JSON.
+    /// The data, as JSON or CSV (the shapes are in `isms_data::submission`).
     #[arg(long)]
     pub file: PathBuf,
 }

@@ -1,6 +1,7 @@
 //! Reading an enterprise's data as it exports it from its own systems (R-5.1): one JSON
-//! document (the shape below), every field checked for its type, unknown fields refused,
-//! and the whole bounded in size. Well-formedness of the values (addresses, domains) is
+//! document (the shape below) or the same as CSV rows (`csv`; a file is JSON when it opens
+//! with `{`), every field checked for its type, unknown fields refused, and the whole
+//! bounded in size. Well-formedness of the values (addresses, domains) is
 //! the validation's business (`validate`), since a province flags it as an anomaly.
 //!
 //! ```json
@@ -35,6 +36,8 @@ pub enum SubmissionError {
     Time { field: &'static str, value: String },
     #[error("`active`: `from` must come before `until`")]
     Period,
+    #[error("CSV line {line}: {why}")]
+    Csv { line: u64, why: String },
 }
 
 #[derive(Deserialize)]
@@ -112,14 +115,22 @@ fn time(field: &'static str, value: &str) -> Result<i64, SubmissionError> {
         })
 }
 
-/// The report a JSON submission holds (its enterprise, version and time are the node's to
-/// set).
+/// The report a submission holds, JSON or CSV (its enterprise, version and time are the
+/// node's to set).
 pub fn parse(bytes: &[u8]) -> Result<ResourceReport, SubmissionError> {
     if bytes.len() > MAX_SUBMISSION_BYTES {
         return Err(SubmissionError::TooLarge(bytes.len()));
     }
-    let file: File =
-        serde_json::from_slice(bytes).map_err(|e| SubmissionError::Shape(e.to_string()))?;
+    let text = bytes.strip_prefix("\u{feff}".as_bytes()).unwrap_or(bytes);
+    let is_json = matches!(
+        text.iter().find(|b| !b.is_ascii_whitespace()),
+        Some(b'{' | b'[')
+    );
+    let file: File = if is_json {
+        serde_json::from_slice(text).map_err(|e| SubmissionError::Shape(e.to_string()))?
+    } else {
+        csv::read(text)?
+    };
     let active = match file.active {
         None => None,
         Some(a) => {
@@ -174,5 +185,6 @@ pub fn parse(bytes: &[u8]) -> Result<ResourceReport, SubmissionError> {
     })
 }
 
+mod csv;
 #[cfg(test)]
 mod tests;

@@ -23,6 +23,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("roster", roster),
     ("calendar", calendar),
     ("audit", audit),
+    ("submission", submission),
 ];
 
 /// The link's frame decoder: a frame from a peer, and a batch's envelopes (compressed
@@ -103,6 +104,14 @@ pub fn config(data: &[u8]) {
 pub fn roster(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = isms_operator::authz::Roster::parse(text, "fuzz");
+    }
+}
+
+/// An enterprise's data as it submits it, JSON or CSV; what reads is validated as
+/// a province would.
+pub fn submission(data: &[u8]) {
+    if let Ok(report) = isms_data::parse(data) {
+        let _ = isms_data::validate(&report, &[], &isms_data::Rules::default());
     }
 }
 
