@@ -16,11 +16,13 @@ use isms_domain::identity::{NodeId, NodeMap, Tier};
 
 mod access_logs;
 mod accountability;
+mod data_export;
 mod enforcement;
 mod health;
 
 pub use access_logs::AccessLogs;
 pub use accountability::{AuditRetention, FourEyes, MIN_AUDIT_RETENTION_DAYS};
+pub use data_export::DataExport;
 pub use enforcement::{Enforcement, RULE_KIND_NAMES};
 pub use health::Health;
 
@@ -63,6 +65,11 @@ pub struct Config {
     /// queries read the `access_log` file itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_logs: Option<AccessLogs>,
+    /// Enterprise: read the data its own systems export (JSON or CSV) on a schedule and
+    /// submit each version that differs from the last (`[data_export]`, R-5.1). Default:
+    /// none; data is submitted with `data submit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_export: Option<DataExport>,
     /// Ministry and province, required there: the directory of the working-day calendar
     /// (`YYYY.toml` per year) the regulation's clocks run on. Enterprise, optional: its
     /// upgrade notices and contact changes are marked late or on time with it (R-11.2,
@@ -383,6 +390,9 @@ impl Config {
         if let Some(a) = &mut self.access_log {
             fix(a);
         }
+        if let Some(d) = &mut self.data_export {
+            fix(&mut d.file);
+        }
         if let Some(r) = &mut self.roster {
             fix(r);
         }
@@ -463,6 +473,15 @@ impl Config {
                 ));
             }
             access_logs::check(a)?;
+        }
+        if let Some(d) = &self.data_export {
+            if tier != Tier::Enterprise {
+                return Err(invalid(
+                    "data_export",
+                    "only an enterprise submits its data (R-5.1)",
+                ));
+            }
+            data_export::check(d)?;
         }
         let mut seen = std::collections::BTreeSet::new();
         for (i, child) in self.children.iter().enumerate() {

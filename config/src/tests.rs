@@ -59,6 +59,14 @@ fn errors_name_the_field() {
             "audit.retention_days",
         ),
         (
+            "node_id = \"ministry\"\n[data_export]\nfile = \"x.csv\"\n",
+            "data_export",
+        ),
+        (
+            "node_id = \"enterprise/e1\"\n[parent]\nid = \"province/44\"\naddress = \"x:1\"\n[data_export]\nfile = \"x.csv\"\nevery = \"10ms\"\n",
+            "data_export.every",
+        ),
+        (
             "node_id = \"ministry\"\n[four_eyes]\nexpires_after = \"0s\"\n",
             "four_eyes.expires_after",
         ),

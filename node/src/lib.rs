@@ -7,6 +7,7 @@
 //! (`isms-core`, `isms-transport`, `isms-operator`).
 
 pub mod access_logs;
+pub mod data_export;
 pub mod network;
 pub mod node;
 pub mod scheduling;

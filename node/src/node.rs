@@ -148,6 +148,9 @@ pub async fn run_with_clock(
     let (heartbeats, network_ticker) =
         crate::network::start(&config, &shared, core.clone(), fatal.clone())?;
     crate::network::report_last_failure(&config.data_dir, &core).await;
+    let data_export = config.data_export.as_ref().map(|export| {
+        crate::data_export::start(export, shared.clone(), core.clone(), fatal.clone())
+    });
     let links = LinkContext::new(
         shared.clone(),
         core.clone(),
@@ -215,6 +218,9 @@ pub async fn run_with_clock(
         let _ = ticker.await;
         let _ = network_ticker.await;
         if let Some(t) = access_log_ingest {
+            let _ = t.await;
+        }
+        if let Some(t) = data_export {
             let _ = t.await;
         }
         if let Some(d) = dialer {

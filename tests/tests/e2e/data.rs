@@ -219,3 +219,79 @@ fn bad_data_files_get_a_clear_error_and_nothing_is_stored() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("only an enterprise submits"));
 }
+
+/// Writes the export whole and renames it into place, as an exporter should.
+fn export(path: &std::path::Path, rows: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, rows).expect("write");
+    std::fs::rename(&tmp, path).expect("rename");
+}
+
+#[test]
+fn a_scheduled_reading_submits_each_changed_export_once() {
+    let net = TestNet::generate(&Topology::uniform(&["44"], 1, 0), &Options::default());
+    let node = net.node(E1);
+    let file = node.dir.join("export.csv");
+    export(&file, "operator,Pearl River IDC\nhouses,gz-1\n");
+    let text = std::fs::read_to_string(&node.config_path).expect("config");
+    std::fs::write(
+        &node.config_path,
+        format!("{text}\n[data_export]\nfile = \"export.csv\"\nevery = \"1s\"\n"),
+    )
+    .expect("config");
+    for n in net.net.nodes.clone() {
+        net.spawn(n.id.as_str());
+    }
+    net.wait_linked();
+    // A bad export: said in the log, nothing stored.
+    eventually(T, "the bad export to be refused in the log", || {
+        let log = net.log(E1);
+        (log.contains("exported data not submitted") && log.contains("line 1")).then_some(())
+    });
+    let held = net
+        .cli_json(E1, &["data", "status", "--json"])
+        .expect("status");
+    assert_eq!(held["enterprises"], json!([]), "nothing stored");
+
+    let rows = "operator,Pearl River IDC,B1-20190001,idc\n\
+                house,gz-1,Guangzhou 1,44,203.0.113.0/24,10000\n\
+                domain,c1,Shop,shop.example,粤ICP备12345678号\n";
+    export(&file, &format!("{rows}domain,c1,Shop,blog.example,\n"));
+    let v1 = status(&net, P, E1, 1);
+    let rules: Vec<&str> = v1["anomalies"]
+        .as_array()
+        .expect("anomalies")
+        .iter()
+        .filter_map(|a| a["rule"].as_str())
+        .collect();
+    assert_eq!(rules, ["no-filing"], "{v1}");
+    export(
+        &file,
+        &format!("{rows}domain,c1,Shop,blog.example,粤ICP备2号\n"),
+    );
+    let v2 = status(&net, P, E1, 2);
+    assert_eq!(v2["anomalies"], json!([]), "{v2}");
+    let by = net
+        .cli_json(E1, &["data", "status", "--json"])
+        .expect("status");
+    assert_eq!(by["enterprises"][0]["version"], 2);
+
+    // A restart reads the same export again and submits nothing: the next change is
+    // version 3, with what changed.
+    net.stop(E1);
+    net.spawn(E1);
+    eventually(T, "the restarted enterprise to read the export", || {
+        net.log(E1)
+            .contains("exported data read: unchanged")
+            .then_some(())
+    });
+    export(
+        &file,
+        &format!(
+            "{rows}domain,c1,Shop,blog.example,粤ICP备2号\ndomain,c2,Books,books.example,粤ICP备3号\n"
+        ),
+    );
+    let v3 = status(&net, P, E1, 3);
+    assert_eq!(v3["customers"], 2, "{v3}");
+    assert_eq!(v3["domains"], 3, "{v3}");
+}
