@@ -1,8 +1,11 @@
 //! Where an enterprise keeps its access logs (`[access_logs]`, R-9.1): the directory of the
 //! Parquet partitions, fed from the `access_log` file the node tails, and how long and how
-//! much is kept. Must not act on it: the node ingests and the store answers.
+//! much is kept; or the command that queries the store the enterprise already has
+//! (`[access_log_query]`, R-9.2). Must not act on it: the node ingests and the store or the
+//! command answers.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +42,39 @@ pub(crate) fn check(a: &AccessLogs) -> Result<(), ConfigError> {
     }
     if a.dir.as_os_str().is_empty() {
         return Err(invalid("access_logs.dir", "must name a directory"));
+    }
+    Ok(())
+}
+
+/// The query adapter for an enterprise whose access logs live in a store of its own
+/// (ClickHouse, a data lake): `command` is given each query as JSON on its standard input
+/// (`from_ms`, `until_ms`, `src`, `dst`, `ports`, `protocol`, `url_contains`, `limit`)
+/// and prints the matching records as JSON lines in the feed's shape; the node keeps those
+/// that answer the query, up to its limit.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct QueryCommand {
+    /// The program and its arguments.
+    pub command: Vec<String>,
+    /// Killed after this long and the query answered `failed`. Default 10min; at most 1h
+    /// (the answer is due within 2 hours).
+    #[serde(with = "humantime_serde", default = "ten_minutes")]
+    pub timeout: Duration,
+}
+
+fn ten_minutes() -> Duration {
+    Duration::from_secs(600)
+}
+
+pub(crate) fn check_command(q: &QueryCommand) -> Result<(), ConfigError> {
+    if q.command.first().is_none_or(|p| p.trim().is_empty()) {
+        return Err(invalid("access_log_query.command", "must name a program"));
+    }
+    if q.timeout.is_zero() || q.timeout > Duration::from_secs(3600) {
+        return Err(invalid(
+            "access_log_query.timeout",
+            "must be more than 0 and at most 1h (the answer is due within 2 hours)",
+        ));
     }
     Ok(())
 }

@@ -20,7 +20,7 @@ mod data_export;
 mod enforcement;
 mod health;
 
-pub use access_logs::AccessLogs;
+pub use access_logs::{AccessLogs, QueryCommand};
 pub use accountability::{AuditRetention, FourEyes, MIN_AUDIT_RETENTION_DAYS};
 pub use data_export::DataExport;
 pub use enforcement::{Enforcement, RULE_KIND_NAMES};
@@ -70,6 +70,11 @@ pub struct Config {
     /// none; data is submitted with `data submit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_export: Option<DataExport>,
+    /// Enterprise: answer access-log queries with this command against the enterprise's
+    /// own store instead of the Parquet partitions (`[access_log_query]`, R-9.2). Default:
+    /// none; queries read `[access_logs]`, or the `access_log` feed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_log_query: Option<QueryCommand>,
     /// Ministry and province, required there: the directory of the working-day calendar
     /// (`YYYY.toml` per year) the regulation's clocks run on. Enterprise, optional: its
     /// upgrade notices and contact changes are marked late or on time with it (R-11.2,
@@ -482,6 +487,15 @@ impl Config {
                 ));
             }
             data_export::check(d)?;
+        }
+        if let Some(q) = &self.access_log_query {
+            if tier != Tier::Enterprise {
+                return Err(invalid(
+                    "access_log_query",
+                    "only an enterprise answers access-log queries",
+                ));
+            }
+            access_logs::check_command(q)?;
         }
         let mut seen = std::collections::BTreeSet::new();
         for (i, child) in self.children.iter().enumerate() {

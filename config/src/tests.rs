@@ -67,6 +67,18 @@ fn errors_name_the_field() {
             "data_export.every",
         ),
         (
+            "node_id = \"ministry\"\n[access_log_query]\ncommand = [\"q\"]\n",
+            "access_log_query",
+        ),
+        (
+            "node_id = \"enterprise/e1\"\n[parent]\nid = \"province/44\"\naddress = \"x:1\"\n[access_log_query]\ncommand = []\n",
+            "access_log_query.command",
+        ),
+        (
+            "node_id = \"enterprise/e1\"\n[parent]\nid = \"province/44\"\naddress = \"x:1\"\n[access_log_query]\ncommand = [\"q\"]\ntimeout = \"3h\"\n",
+            "access_log_query.timeout",
+        ),
+        (
             "node_id = \"ministry\"\n[four_eyes]\nexpires_after = \"0s\"\n",
             "four_eyes.expires_after",
         ),

@@ -32,41 +32,11 @@ impl Core {
             return self.blacklist_arrived(g, d);
         }
         if kind == DirectiveKind::AccessLogQuery {
-            // Answered at once from what this enterprise has.
-            let q = d.query.clone().unwrap_or_default();
-            // From the Parquet partitions when it keeps them, else the feed file.
-            let answer = match &self.access_log_store {
-                Some(store) => store.query(&q).map(|(r, _)| r).map_err(|e| e.to_string()),
-                None => isms_domain::access_log::answer(self.access_log.as_deref(), &q),
-            };
-            let update = match answer {
-                Ok(result) => {
-                    tracing::info!(directive = %d.id, matched = result.matched, "access-log query answered");
-                    TargetStatus {
-                        node: me.clone(),
-                        state: TargetState::Executed as i32,
-                        at_ms: g.now,
-                        detail: format!("{} records matched", result.matched),
-                        overdue_at_ms: 0,
-                        result: Some(result),
-                        hits: None,
-                        blacklist: None,
-                        signed: None,
-                    }
-                }
-                Err(why) => TargetStatus {
-                    node: me.clone(),
-                    state: TargetState::Failed as i32,
-                    at_ms: g.now,
-                    detail: why,
-                    overdue_at_ms: 0,
-                    result: None,
-                    hits: None,
-                    blacklist: None,
-                    signed: None,
-                },
-            };
-            self.report(g, &d.id, &update, trace);
+            // Answered by the querier, off this thread; pending until then.
+            g.txn.put(records::query_pending(&d.id), Vec::new());
+            if let Some(querier) = &self.querier {
+                querier.ask(&d.id, d.query.clone().unwrap_or_default());
+            }
             return Ok(());
         }
         if kind == DirectiveKind::DataCorrection {
@@ -318,6 +288,68 @@ impl Core {
                 }
                 Err(_) => {}
             }
+        }
+        Ok(())
+    }
+
+    /// The querier's answer to an access-log query: reported `executed` with the records,
+    /// or `failed` with why, once (a second answer, after a restart asked again, is
+    /// dropped).
+    pub(super) fn query_answered(
+        &mut self,
+        g: &mut Group<'_>,
+        directive_id: &str,
+        answer: Result<isms_proto::v1::QueryResult, String>,
+    ) -> Result<(), NodeError> {
+        let key = records::query_pending(directive_id);
+        if g.txn.get(&key)?.is_none() {
+            return Ok(());
+        }
+        g.txn.delete(key);
+        let me = self.shared.node_id.to_string();
+        let (state, detail, result) = match answer {
+            Ok(result) => {
+                tracing::info!(directive = %directive_id, matched = result.matched, "access-log query answered");
+                let detail = format!("{} records matched", result.matched);
+                (TargetState::Executed, detail, Some(result))
+            }
+            Err(why) => {
+                tracing::warn!(directive = %directive_id, error = %why, "access-log query not answered");
+                (TargetState::Failed, why, None)
+            }
+        };
+        let update = TargetStatus {
+            node: me,
+            state: state as i32,
+            at_ms: g.now,
+            detail,
+            overdue_at_ms: 0,
+            result,
+            hits: None,
+            blacklist: None,
+            signed: None,
+        };
+        let trace = self.stored_trace(g, directive_id)?;
+        self.report(g, directive_id, &update, &trace);
+        Ok(())
+    }
+
+    /// At start: the queries received and not answered before a stop are asked again.
+    pub(super) fn ask_pending_queries(&self) -> Result<(), NodeError> {
+        let Some(querier) = &self.querier else {
+            return Ok(());
+        };
+        for entry in self.shared.store.scan_prefix(records::QUERY_PENDING_PREFIX) {
+            let (k, _) = entry?;
+            let id =
+                String::from_utf8_lossy(&k[records::QUERY_PENDING_PREFIX.len()..]).into_owned();
+            let key = records::directive(&id);
+            let Some(v) = self.shared.store.get(&key)? else {
+                continue;
+            };
+            let stored: isms_proto::record::StoredDirective = decode(&key, &v)?;
+            let q = stored.directive.and_then(|d| d.query).unwrap_or_default();
+            querier.ask(&id, q);
         }
         Ok(())
     }

@@ -55,7 +55,8 @@ impl Core {
             calendar: options.calendar,
             auto_confirm: options.auto_confirm,
             access_log: options.access_log,
-            access_log_store: options.access_log_store,
+            querier: None,
+            query_adapter: options.query_adapter,
             next_seq: NodeMap::default(),
             applied: NodeMap::default(),
             acked: NodeMap::default(),
@@ -153,6 +154,26 @@ impl Core {
             })?;
             core.enforcer = Some(enforcer);
             core.converge_at_start()?;
+        }
+        if core.tier == Tier::Enterprise {
+            let adapter = core
+                .query_adapter
+                .take()
+                .unwrap_or_else(|| QueryAdapter::Feed(core.access_log.clone()));
+            let to_core = tx.downgrade();
+            let querier = querier::Querier::spawn(adapter, move |directive, answer| {
+                if let Some(tx) = to_core.upgrade() {
+                    let _ = tx.blocking_send(Event::QueryAnswered { directive, answer });
+                }
+            })
+            .map_err(|e| {
+                NodeError::Store(isms_store::StoreError::Io {
+                    path: PathBuf::from("<querier thread>"),
+                    source: e,
+                })
+            })?;
+            core.querier = Some(querier);
+            core.ask_pending_queries()?;
         }
         let thread = std::thread::Builder::new()
             .name("isms-core".into())
@@ -439,6 +460,9 @@ impl Core {
                 g.replies.push(Reply::Decide(reply, result));
             }
             Event::Enforced { version, outcome } => self.enforced(g, version, outcome)?,
+            Event::QueryAnswered { directive, answer } => {
+                self.query_answered(g, &directive, answer)?
+            }
             Event::AuditExported {
                 caller,
                 through_seq,

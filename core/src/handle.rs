@@ -73,6 +73,12 @@ pub enum Event {
         version: u64,
         outcome: Result<(), String>,
     },
+    /// Enterprise: the querier's answer to an access-log query, or why there is
+    /// none.
+    QueryAnswered {
+        directive: String,
+        answer: Result<isms_proto::v1::QueryResult, String>,
+    },
     /// Enterprise: recompute each blacklist from the stored rules; a mismatch asks the
     /// parent for the whole list.
     VerifyBlacklist {

@@ -73,6 +73,7 @@ mod fanout;
 mod inbox;
 mod monitoring;
 mod province;
+mod querier;
 mod recent;
 mod reports;
 mod results;
@@ -96,6 +97,7 @@ pub use isms_domain::audit_chain::ChainBreak;
 pub use isms_enforce::{Rule as RuleFileEntry, RuleFile};
 pub use liveness::{LivenessChange, availability_history, stored_liveness};
 pub use peers::{LinkStatus, OutboxTail, PeerState, Role, Shared, peer_statuses};
+pub use querier::QueryAdapter;
 pub use reports::{ReportAction, stored_contacts, stored_faults, stored_upgrades};
 pub use results::result_verdicts;
 pub use signing::{Tamper, TrustHandle};
@@ -114,9 +116,9 @@ pub struct CoreOptions {
     pub auto_confirm: Vec<DirectiveKind>,
     /// Enterprise: the access log (its feed) queries are answered from.
     pub access_log: Option<PathBuf>,
-    /// Enterprise: the access logs kept as Parquet partitions; when set, queries
-    /// are answered from them instead.
-    pub access_log_store: Option<isms_data::AccessLogStore>,
+    /// Enterprise: where access-log queries are answered from, off the
+    /// core's thread; none: the `access_log` feed itself.
+    pub query_adapter: Option<QueryAdapter>,
     /// How long a small group waits, from its first event, for more to share its commit
     /// (`link.group_linger`). Zero commits at once.
     pub linger: std::time::Duration,
@@ -147,7 +149,10 @@ pub struct Core {
     calendar: Option<Arc<Calendar>>,
     auto_confirm: Vec<DirectiveKind>,
     access_log: Option<PathBuf>,
-    access_log_store: Option<isms_data::AccessLogStore>,
+    /// Enterprise: answers access-log queries on a thread of its own
+    /// (`Event::QueryAnswered`); started with the core.
+    querier: Option<querier::Querier>,
+    query_adapter: Option<QueryAdapter>,
     next_seq: NodeMap<u64>,
     applied: NodeMap<u64>,
     acked: NodeMap<u64>,

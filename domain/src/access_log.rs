@@ -219,6 +219,16 @@ pub fn answer(log: Option<&Path>, q: &AccessLogQuery) -> Result<QueryResult, Str
     Ok(result)
 }
 
+/// One record as a line of the feed gives it (JSON: `at` RFC 3339 or `at_ms`, `src`,
+/// `src_port`, `dst`, `dst_port`, `protocol`, `url`).
+pub fn parse_line(line: &str) -> Result<AccessLogRecord, String> {
+    let parsed = serde_json::from_str::<Line>(line).map_err(|e| e.to_string())?;
+    let at = parsed
+        .at_ms()
+        .ok_or("no time: `at` (RFC 3339) or `at_ms`")?;
+    Ok(parsed.into_record(at))
+}
+
 /// Monitoring: the access-log records appended since byte `offset`, and the
 /// offset after the last whole line read. A log shorter than `offset` was rotated: it is
 /// read from its start. Lines that do not parse are skipped.

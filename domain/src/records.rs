@@ -369,6 +369,14 @@ pub fn audit_head(node: &str, seq: u64) -> Vec<u8> {
 /// was reported `failed`, and is reported `executed` when a retry makes them take effect.
 pub const ENFORCE_PENDING_PREFIX: &[u8] = b"pe/";
 
+/// Enterprise: an access-log query received and not yet answered (the querier has it);
+/// asked again at start.
+pub const QUERY_PENDING_PREFIX: &[u8] = b"pq/";
+
+pub fn query_pending(directive_id: &str) -> Vec<u8> {
+    key("pq/", &[directive_id.as_bytes()])
+}
+
 pub fn enforce_pending(directive_id: &str) -> Vec<u8> {
     key("pe/", &[directive_id.as_bytes()])
 }

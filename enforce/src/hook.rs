@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::{Change, Point, run};
+use crate::{Change, Point, run_command};
 
 pub(crate) struct HookPoint {
     command: Vec<String>,
@@ -54,7 +54,7 @@ impl Point for HookPoint {
             "removed": as_json(before.difference(&now).collect()),
             "rules": as_json(now.iter().collect()),
         });
-        run(
+        run_command(
             &self.command,
             Some(input.to_string().into_bytes()),
             self.timeout,

@@ -223,7 +223,7 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()>
 
 /// Runs `argv` to completion (at most `timeout`), with `input` on its standard input; the
 /// error carries its exit status and the end of what it printed.
-pub(crate) fn run(
+pub fn run_command(
     argv: &[String],
     input: Option<Vec<u8>>,
     timeout: std::time::Duration,

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::{Change, Point, run};
+use crate::{Change, Point, run_command};
 
 pub(crate) struct NftPoint {
     pub(crate) family: String,
@@ -93,7 +93,7 @@ impl Point for NftPoint {
         let file = tempfile_path();
         std::fs::write(&file, script).map_err(|e| format!("{}: {e}", file.display()))?;
         let nft = self.nft.display().to_string();
-        let loaded = run(
+        let loaded = run_command(
             &[nft.clone(), "-f".into(), file.display().to_string()],
             None,
             NFT_TIMEOUT,
@@ -101,7 +101,7 @@ impl Point for NftPoint {
         let _ = std::fs::remove_file(&file);
         loaded?;
         for (set, elems) in [(&self.set_v4, &v4), (&self.set_v6, &v6)] {
-            let listed = run(
+            let listed = run_command(
                 &[
                     nft.clone(),
                     "-j".into(),

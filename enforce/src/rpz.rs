@@ -12,7 +12,7 @@ use std::time::Duration;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 
-use crate::{Change, Point, run, write_atomically};
+use crate::{Change, Point, run_command, write_atomically};
 
 pub(crate) struct RpzPoint {
     pub(crate) zone: String,
@@ -49,7 +49,7 @@ impl Point for RpzPoint {
         );
         write_atomically(&self.zone_file, text.as_bytes())
             .map_err(|e| format!("zone file {} not written: {e}", self.zone_file.display()))?;
-        run(&self.reload, None, RELOAD_TIMEOUT).map_err(|e| format!("reload: {e}"))?;
+        run_command(&self.reload, None, RELOAD_TIMEOUT).map_err(|e| format!("reload: {e}"))?;
         if let (Some(resolver), Some(name)) = (self.verify_with, domains.first()) {
             self.check_blocked(resolver, name)?;
         }

@@ -113,7 +113,16 @@ pub async fn run_with_clock(
         calendar,
         auto_confirm: config.auto_confirm.iter().map(|k| k.kind()).collect(),
         access_log: config.access_log.clone(),
-        access_log_store,
+        // The enterprise's own store's command first, then the Parquet partitions; neither:
+        // the feed (the core's default).
+        query_adapter: match (&config.access_log_query, access_log_store) {
+            (Some(q), _) => Some(isms_core::QueryAdapter::Command {
+                argv: q.command.clone(),
+                timeout: q.timeout,
+            }),
+            (None, Some(store)) => Some(isms_core::QueryAdapter::Parquet(store)),
+            (None, None) => None,
+        },
         linger: config.link.group_linger,
         hold_issue_answers: config.testing.hold_issue_answers,
         four_eyes: four_eyes(&config.four_eyes),

@@ -249,3 +249,123 @@ fn a_data_correction_waits_for_the_enterprise_on_a_five_working_day_clock() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("reason code"));
 }
+
+/// `count` records a minute apart from 2026-11-20T10:00+08:00, ports alternating 443 and 80.
+fn store_lines(count: i64) -> (String, Vec<(i64, u32)>) {
+    let start = chrono::DateTime::parse_from_rfc3339("2026-11-20T10:00:00+08:00")
+        .expect("time")
+        .timestamp_millis();
+    let mut text = String::new();
+    let mut kept = Vec::new();
+    for i in 0..count {
+        let (at, port) = (start + i * 60_000, if i % 2 == 0 { 443 } else { 80 });
+        text.push_str(&format!(
+            "{{\"at_ms\": {at}, \"src\": \"198.51.100.{}\", \"dst\": \"203.0.113.5\", \"dst_port\": {port}, \"protocol\": \"tcp\", \"url\": \"https://shop.example/{i}\"}}\n",
+            i % 200
+        ));
+        kept.push((at, port));
+    }
+    (text, kept)
+}
+
+#[test]
+fn a_query_command_answers_off_the_core_thread_and_a_crash_asks_it_again() {
+    let net = TestNet::generate(&Topology::uniform(&["44"], 1, 0), &Options::default());
+    const E: &str = "enterprise/e4401";
+    let node = net.node(E);
+    let (lines, kept) = store_lines(120);
+    std::fs::write(node.dir.join("store.jsonl"), lines).expect("store");
+    std::fs::write(node.dir.join("slow"), "").expect("flag");
+    // The enterprise's own store, as a command: it returns every record it has (the node
+    // keeps those that answer the query), after 30 s while the flag file is there.
+    let script = format!(
+        "cat >/dev/null; if [ -f {dir}/slow ]; then sleep 30; fi; cat {dir}/store.jsonl",
+        dir = node.dir.display()
+    );
+    let text = std::fs::read_to_string(&node.config_path).expect("config");
+    std::fs::write(
+        &node.config_path,
+        format!(
+            "{text}\n[access_log_query]\ncommand = [\"sh\", \"-c\", {script:?}]\ntimeout = \"1m\"\n"
+        ),
+    )
+    .expect("config");
+    for n in net.net.nodes.clone() {
+        net.spawn(n.id.as_str());
+    }
+    net.wait_linked();
+
+    let q = net.cli(
+        "ministry",
+        &[
+            "directive",
+            "query",
+            "--to",
+            E,
+            "--from",
+            "2026-11-20T10:30:00+08:00",
+            "--until",
+            "2026-11-20T11:00:00+08:00",
+            "--port",
+            "443",
+        ],
+    );
+    assert!(q.status.success(), "{}", String::from_utf8_lossy(&q.stderr));
+    let q = String::from_utf8_lossy(&q.stdout).trim().to_string();
+    eventually(T, "the query acknowledged", || {
+        let v = net.directive("ministry", &q)?;
+        (target(&v, E)["state"] == "acknowledged").then_some(())
+    });
+    // The core is not held by the query: a takedown executes while it runs.
+    let d = net.issue(&["--to", E, "--block-domain", "meanwhile.example"]);
+    net.wait_all(&d, "executed", T);
+    let v = net.directive("ministry", &q).expect("view");
+    assert_eq!(target(&v, E)["state"], "acknowledged", "still running");
+
+    // A crash while it runs: the restarted enterprise asks the command again, once.
+    net.kill(E);
+    std::fs::remove_file(node.dir.join("slow")).expect("flag");
+    net.spawn(E);
+    let v = net.wait_all(&q, "executed", T);
+    let from = chrono::DateTime::parse_from_rfc3339("2026-11-20T10:30:00+08:00")
+        .expect("time")
+        .timestamp_millis();
+    let scan = kept
+        .iter()
+        .filter(|(at, port)| *at >= from && *at < from + 1_800_000 && *port == 443)
+        .count();
+    assert_eq!(scan, 15);
+    assert_eq!(target(&v, E)["result"]["matched"], scan as u64);
+    assert!(
+        target(&v, E)["result"]["source"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("query command sh"),
+        "{v}"
+    );
+
+    // A command that fails: `failed`, with what it said.
+    std::fs::write(node.dir.join("store.jsonl"), "not json\n").expect("store");
+    let bad = net.cli(
+        "ministry",
+        &[
+            "directive",
+            "query",
+            "--to",
+            E,
+            "--from",
+            "2026-11-20T10:30:00+08:00",
+            "--until",
+            "2026-11-20T11:00:00+08:00",
+        ],
+    );
+    let bad = String::from_utf8_lossy(&bad.stdout).trim().to_string();
+    let v = net.wait_all(&bad, "failed", T);
+    assert!(
+        target(&v, E)["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("line 1"),
+        "{v}"
+    );
+}
