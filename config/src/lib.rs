@@ -65,6 +65,11 @@ pub struct Config {
     /// queries read the `access_log` file itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_logs: Option<AccessLogs>,
+    /// Enterprise, with `[access_logs]`: a Unix socket senders write records to as JSON
+    /// lines (the feed's shape); each batch is stored before the node answers `ok N`.
+    /// Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_log_socket: Option<PathBuf>,
     /// Enterprise: read the data its own systems export (JSON or CSV) on a schedule and
     /// submit each version that differs from the last (`[data_export]`, R-5.1). Default:
     /// none; data is submitted with `data submit`.
@@ -395,6 +400,9 @@ impl Config {
         if let Some(a) = &mut self.access_log {
             fix(a);
         }
+        if let Some(s) = &mut self.access_log_socket {
+            fix(s);
+        }
         if let Some(d) = &mut self.data_export {
             fix(&mut d.file);
         }
@@ -478,6 +486,12 @@ impl Config {
                 ));
             }
             access_logs::check(a)?;
+        }
+        if self.access_log_socket.is_some() && self.access_logs.is_none() {
+            return Err(invalid(
+                "access_log_socket",
+                "needs `[access_logs]`, where what it takes is kept",
+            ));
         }
         if let Some(d) = &self.data_export {
             if tier != Tier::Enterprise {

@@ -79,6 +79,10 @@ fn errors_name_the_field() {
             "access_log_query.timeout",
         ),
         (
+            "node_id = \"enterprise/e1\"\naccess_log_socket = \"a.sock\"\n[parent]\nid = \"province/44\"\naddress = \"x:1\"\n",
+            "access_log_socket",
+        ),
+        (
             "node_id = \"ministry\"\n[four_eyes]\nexpires_after = \"0s\"\n",
             "four_eyes.expires_after",
         ),

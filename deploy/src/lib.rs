@@ -337,6 +337,7 @@ pub fn generate(root: &Path, topology: &Topology, options: &Options) -> anyhow::
             access_log: None,
             access_logs: None,
             data_export: None,
+            access_log_socket: None,
             access_log_query: None,
             auto_confirm: match id.as_str().strip_prefix("province/") {
                 Some(code) if !options.manual_confirm.iter().any(|m| m == code) => {

@@ -102,3 +102,125 @@ pub fn start(
     });
     Ok((store, task))
 }
+
+/// Longest line the socket takes: a record is a few hundred bytes.
+const MAX_LINE: u64 = 64 * 1024;
+/// Most records one socket batch stores before it answers.
+const BATCH: usize = 10_000;
+
+/// The socket ingest (`access_log_socket`): senders connect to a Unix socket and write
+/// records as JSON lines (the feed's shape). Each batch is stored durably in the partitions
+/// before the node answers `ok N` (N records stored); a line that is not a record is
+/// answered `error line L: why` and not stored; a line over 64 KiB ends the connection.
+pub fn start_socket(
+    path: &Path,
+    store: AccessLogStore,
+    stop: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    // A socket file left by a node that stopped is in the way of the new one.
+    let _ = std::fs::remove_file(path);
+    let listener = tokio::net::UnixListener::bind(path).map_err(|e| {
+        anyhow::anyhow!("config field `access_log_socket` ({}): {e}", path.display())
+    })?;
+    tracing::info!(socket = %path.display(), "access-log socket listening");
+    Ok(tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        tokio::spawn(serve_sender(stream, store.clone(), stop.clone()));
+                    }
+                    Err(e) => tracing::warn!(error = %e, "access-log socket: accept failed"),
+                },
+            }
+        }
+    }))
+}
+
+async fn serve_sender(
+    stream: tokio::net::UnixStream,
+    store: AccessLogStore,
+    stop: CancellationToken,
+) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    let mut line_no = 0u64;
+    let mut ended = false;
+    while !ended && !stop.is_cancelled() {
+        let mut batch = Vec::new();
+        let mut replies = String::new();
+        // The first line waits; the batch then takes what has already arrived.
+        let mut wait = true;
+        while batch.len() < BATCH {
+            let mut buf = Vec::new();
+            let read = if wait {
+                (&mut reader)
+                    .take(MAX_LINE + 1)
+                    .read_until(b'\n', &mut buf)
+                    .await
+            } else {
+                match tokio::time::timeout(
+                    Duration::from_millis(5),
+                    (&mut reader).take(MAX_LINE + 1).read_until(b'\n', &mut buf),
+                )
+                .await
+                {
+                    Ok(r) => r,
+                    Err(_) if buf.is_empty() => break,
+                    // A line half-read when the pause ran out: finish it.
+                    Err(_) => {
+                        (&mut reader)
+                            .take(MAX_LINE + 1)
+                            .read_until(b'\n', &mut buf)
+                            .await
+                    }
+                }
+            };
+            wait = false;
+            match read {
+                Ok(0) => {
+                    ended = true;
+                    break;
+                }
+                Ok(_) if buf.len() as u64 > MAX_LINE => {
+                    line_no += 1;
+                    replies.push_str(&format!(
+                        "error line {line_no}: longer than {MAX_LINE} bytes; connection closed\n"
+                    ));
+                    ended = true;
+                    break;
+                }
+                Ok(_) => {
+                    line_no += 1;
+                    let text = String::from_utf8_lossy(&buf);
+                    if text.trim().is_empty() {
+                        continue;
+                    }
+                    match isms_domain::access_log::parse_line(text.trim()) {
+                        Ok(record) => batch.push(record),
+                        Err(why) => replies.push_str(&format!("error line {line_no}: {why}\n")),
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "access-log socket: read failed");
+                    ended = true;
+                    break;
+                }
+            }
+        }
+        if !batch.is_empty() {
+            let store = store.clone();
+            let stored = tokio::task::spawn_blocking(move || store.append(&batch)).await;
+            match stored {
+                Ok(Ok(n)) => replies.push_str(&format!("ok {n}\n")),
+                Ok(Err(e)) => replies.push_str(&format!("error: not stored, send again: {e}\n")),
+                Err(e) => replies.push_str(&format!("error: not stored, send again: {e}\n")),
+            }
+        }
+        if !replies.is_empty() && write.write_all(replies.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}

@@ -105,6 +105,14 @@ pub async fn run_with_clock(
         }
         None => (None, None),
     };
+    let access_log_socket = match (&config.access_log_socket, &access_log_store) {
+        (Some(path), Some(store)) => Some(crate::access_logs::start_socket(
+            path,
+            store.clone(),
+            fatal.clone(),
+        )?),
+        _ => None,
+    };
     let options = CoreOptions {
         parent: config.parent.as_ref().map(|p| p.id.clone()),
         points: (config.tier() == isms_domain::identity::Tier::Enterprise).then(|| {
@@ -230,6 +238,9 @@ pub async fn run_with_clock(
             let _ = t.await;
         }
         if let Some(t) = data_export {
+            let _ = t.await;
+        }
+        if let Some(t) = access_log_socket {
             let _ = t.await;
         }
         if let Some(d) = dialer {

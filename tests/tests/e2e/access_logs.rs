@@ -140,3 +140,74 @@ fn a_query_reads_the_partitions_and_answers_what_a_scan_of_the_feed_finds() {
         scan(&all, DAY, DAY + 24 * H)
     );
 }
+
+#[test]
+fn records_written_to_the_socket_are_stored_before_ok_and_bad_lines_are_refused() {
+    use std::io::{BufRead, BufReader};
+    let net = TestNet::generate(&Topology::uniform(&["44"], 1, 0), &Options::default());
+    let node = net.node(E);
+    let socket = node.dir.join("access.sock");
+    let text = std::fs::read_to_string(&node.config_path).expect("config");
+    let (comment, rest) = text.split_once('\n').expect("header");
+    std::fs::write(
+        &node.config_path,
+        format!(
+            "{comment}\naccess_log_socket = \"access.sock\"\n{rest}\n[access_logs]\ndir = \"access-logs\"\nretention_days = 3650\n"
+        ),
+    )
+    .expect("config");
+    for n in net.net.nodes.clone() {
+        net.spawn(n.id.as_str());
+    }
+    net.wait_linked();
+    let stream = eventually(T, "the socket to listen", || {
+        std::os::unix::net::UnixStream::connect(&socket).ok()
+    });
+    let (good, all) = lines(0, 5_000);
+    let mut body: Vec<String> = good.lines().map(str::to_string).collect();
+    body.insert(2_500, "{\"src\": \"not an address\"}".to_string());
+    let mut writer = stream.try_clone().expect("clone");
+    let sent = std::thread::spawn(move || {
+        for line in body {
+            writer.write_all(line.as_bytes()).expect("write");
+            writer.write_all(b"\n").expect("write");
+        }
+        writer
+            .shutdown(std::net::Shutdown::Write)
+            .expect("shutdown");
+    });
+    let replies: Vec<String> = BufReader::new(stream)
+        .lines()
+        .map(|l| l.expect("reply"))
+        .collect();
+    sent.join().expect("sender");
+    let stored: u64 = replies
+        .iter()
+        .filter_map(|r| r.strip_prefix("ok "))
+        .map(|n| n.parse::<u64>().expect("count"))
+        .sum();
+    assert_eq!(stored, 5_000, "{replies:?}");
+    let errors: Vec<&String> = replies.iter().filter(|r| r.starts_with("error")).collect();
+    assert_eq!(errors.len(), 1, "{replies:?}");
+    assert!(errors[0].starts_with("error line 2501:"), "{errors:?}");
+    // Stored before `ok`: a query finds every one of them at once.
+    let (from, until) = (DAY + 10 * H, DAY + 11 * H);
+    let want = all
+        .iter()
+        .filter(|(at, port)| *at >= from && *at < until && *port == 443)
+        .count() as u64;
+    assert!(want > 0);
+    assert_eq!(matched(&net, from, until), want);
+
+    // A line past 64 KiB ends the connection, saying so; nothing of it is stored.
+    let mut long = std::os::unix::net::UnixStream::connect(&socket).expect("connect");
+    long.write_all(&vec![b'x'; 70_000]).expect("write");
+    long.write_all(b"\n").expect("write");
+    let reply = BufReader::new(long)
+        .lines()
+        .next()
+        .expect("a reply")
+        .expect("reply");
+    assert!(reply.contains("longer than 65536 bytes"), "{reply}");
+    assert_eq!(matched(&net, from, until), want);
+}
