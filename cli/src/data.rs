@@ -15,6 +15,27 @@ pub enum DataCommand {
     Status(JsonArgs),
     /// Only the enterprises whose latest data has anomalies.
     Anomalies(JsonArgs),
+    /// Order an enterprise below this node to correct and re-report its data,
+    /// naming its latest version and, unless `--detail` says otherwise, what its
+    /// validation found; within 5 working days.
+    Correct(DataCorrectArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DataCorrectArgs {
+    /// The enterprise, e.g. enterprise/e4401.
+    #[arg(long)]
+    pub enterprise: String,
+    /// `missing`, `wrong` or `inconsistent`.
+    #[arg(long, default_value = "wrong")]
+    pub reason: String,
+    /// What is wrong, in words; default: the anomalies held for its latest version.
+    #[arg(long)]
+    pub detail: Option<String>,
+    #[command(flatten)]
+    pub follow: FollowArgs,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -32,6 +53,7 @@ impl DataCommand {
             DataCommand::Submit(a) => run_command(submit(a)),
             DataCommand::Status(a) => run_command(list(a, false)),
             DataCommand::Anomalies(a) => run_command(list(a, true)),
+            DataCommand::Correct(a) => run_command(order_correction(a)),
         }
     }
 }
@@ -60,6 +82,50 @@ async fn submit(a: DataSubmitArgs) -> anyhow::Result<i32> {
         .into_inner();
     println!("{}", reply.version);
     Ok(exit::OK)
+}
+
+/// Most characters of findings put in a demand's detail.
+const MOST_DETAIL: usize = 1000;
+
+/// `data correct`: a data-correction directive to one enterprise about its latest data.
+async fn order_correction(a: DataCorrectArgs) -> anyhow::Result<i32> {
+    let mut client = connect(&a.client).await?;
+    let held = client
+        .list_data(ListDataRequest {
+            anomalies_only: false,
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .into_inner()
+        .enterprises;
+    let status = held
+        .iter()
+        .find(|s| s.enterprise == a.enterprise)
+        .with_context(|| format!("no data of {} is held here", a.enterprise))?;
+    let detail = a.detail.clone().unwrap_or_else(|| {
+        let found: Vec<String> = status
+            .anomalies
+            .iter()
+            .map(|an| format!("{}: {}: {}", an.rule, an.subject, an.detail))
+            .collect();
+        let text = if found.is_empty() {
+            "ordered by the authority (R-5.3)".to_string()
+        } else {
+            found.join("; ")
+        };
+        text.chars().take(MOST_DETAIL).collect()
+    });
+    drop(client);
+    crate::issue::correct(CorrectArgs {
+        client: a.client,
+        to: vec![a.enterprise.clone()],
+        subject: format!("data version {}", status.version),
+        reason: a.reason,
+        detail,
+        urgency: UrgencyArg::General,
+        follow: a.follow,
+    })
+    .await
 }
 
 fn status_json(s: &DataStatus) -> serde_json::Value {

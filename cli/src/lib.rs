@@ -41,7 +41,7 @@ pub use audit::{AuditCommand, AuditExportArgs, AuditListArgs, AuditVerifyArgs};
 pub use blacklist::{
     BlacklistLagArgs, BlacklistShowArgs, HeldBlacklistCommand, IssuedBlacklistCommand,
 };
-pub use data::{DataCommand, DataSubmitArgs};
+pub use data::{DataCommand, DataCorrectArgs, DataSubmitArgs};
 pub use decide::{
     ApprovalCommand, CorrectedArgs, CorrectionCommand, DecideArgs, DecisionCommand, PendingArgs,
     ReasonArgs,

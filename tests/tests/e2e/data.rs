@@ -183,6 +183,41 @@ fn planted_faults_are_flagged_demanded_corrected_or_overdue() {
         .map(|s| s["enterprise"].as_str().unwrap_or(""))
         .collect();
     assert_eq!(listed, [E2]);
+
+    // The ministry orders the correction itself from what it holds: the demand
+    // names the version and carries the findings.
+    let ordered = ok(net.cli(
+        "ministry",
+        &[
+            "data",
+            "correct",
+            "--enterprise",
+            E2,
+            "--reason",
+            "inconsistent",
+        ],
+    ))
+    .trim()
+    .to_string();
+    let waiting = eventually(T, "the ministry's demand at the enterprise", || {
+        let v = net.cli_json(E2, &["directive", "corrections", "--json"])?;
+        v["corrections"]
+            .as_array()?
+            .iter()
+            .find(|p| p["id"] == ordered.as_str())
+            .cloned()
+    });
+    let text = waiting.to_string();
+    assert!(
+        text.contains("data version 2") && text.contains("no-filing"),
+        "{text}"
+    );
+    let out = net.cli(
+        "ministry",
+        &["data", "correct", "--enterprise", "enterprise/e9999"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no data of enterprise/e9999"));
 }
 
 #[test]
