@@ -198,9 +198,35 @@ pub async fn run_with_clock(
     ))
     .max_decoding_message_size(max)
     .max_encoding_message_size(max);
+    // The standard health service (grpc.health.v1): SERVING from here, when the store is
+    // open and the core runs, until the node stops (or fails), when it says NOT_SERVING
+    // before the listener closes.
+    let (mut health, health_service) = tonic_health::server::health_reporter();
+    for service in HEALTH_SERVICES {
+        health
+            .set_service_status(service, tonic_health::ServingStatus::Serving)
+            .await;
+    }
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(isms_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| anyhow::anyhow!("gRPC reflection: {e}"))?;
     let local = listener.local_addr()?;
     let incoming = tls::incoming(listener, server_tls, revocations.clone(), fatal.clone());
     let stop_serving = fatal.clone();
+    let stopping = async move {
+        stop_serving.cancelled().await;
+        for service in HEALTH_SERVICES {
+            health
+                .set_service_status(service, tonic_health::ServingStatus::NotServing)
+                .await;
+        }
+        // Watchers have NOT_SERVING; ending their streams lets the listener close now
+        // rather than at the drain deadline.
+        for service in HEALTH_SERVICES {
+            health.clear_service_status(service).await;
+        }
+    };
     let server = tokio::spawn(
         tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(10)))
@@ -209,7 +235,9 @@ pub async fn run_with_clock(
             .initial_connection_window_size(Some(8 << 20))
             .add_service(link_service)
             .add_service(operator_service)
-            .serve_with_incoming_shutdown(incoming, stop_serving.cancelled_owned()),
+            .add_service(health_service)
+            .add_service(reflection)
+            .serve_with_incoming_shutdown(incoming, stopping),
     );
     tracing::info!(node = %config.node_id, listen = %local, "node started");
 
@@ -267,6 +295,9 @@ pub async fn run_with_clock(
     tracing::info!(node = %config.node_id, "stopped");
     Ok(())
 }
+
+/// The names the health service answers for: the whole node (`""`) and each service.
+const HEALTH_SERVICES: [&str; 3] = ["", "isms.v1.Operator", "isms.v1.Link"];
 
 /// What the core needs to sign this node's audit heads with its node key, check its
 /// children's, and keep records for the retention.

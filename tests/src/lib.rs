@@ -181,6 +181,15 @@ impl TestNet {
         self.procs.lock().expect("procs lock").contains_key(id)
     }
 
+    /// Whether the node's process has ended (by itself, or by a signal the test sent), and
+    /// how: its exit status.
+    pub fn exited(&self, id: &str) -> Option<std::process::ExitStatus> {
+        let mut procs = self.procs.lock().expect("procs lock");
+        let status = procs.get_mut(id)?.try_wait().ok().flatten()?;
+        procs.remove(id);
+        Some(status)
+    }
+
     /// Runs `<binary of node> <args…>`, adding `--config` of that node.
     pub fn cli(&self, id: &str, args: &[&str]) -> Output {
         let node = self.node(id);
@@ -410,6 +419,13 @@ impl TestNet {
         key: &Path,
         to: &str,
     ) -> isms_proto::v1::link_client::LinkClient<tonic::transport::Channel> {
+        isms_proto::v1::link_client::LinkClient::new(self.channel(cert, key, to))
+            .max_encoding_message_size(256 << 20)
+    }
+
+    /// An mTLS channel to `to`'s port, presenting `cert`/`key` (any service on it: link,
+    /// operator, health, reflection).
+    pub fn channel(&self, cert: &Path, key: &Path, to: &str) -> tonic::transport::Channel {
         isms_transport::tls::install_crypto_provider();
         let target = self.node(to);
         let paths = isms_transport::tls::TlsPaths {
@@ -423,9 +439,7 @@ impl TestNet {
             &target.config.trust_domain,
         )
         .expect("client TLS config");
-        let channel =
-            isms_transport::tls::channel(&target.listen().to_string(), config).expect("channel");
-        isms_proto::v1::link_client::LinkClient::new(channel).max_encoding_message_size(256 << 20)
+        isms_transport::tls::channel(&target.listen().to_string(), config).expect("channel")
     }
 
     /// The certificate and key files of a node.

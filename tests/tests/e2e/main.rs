@@ -22,6 +22,7 @@ mod malformed;
 mod monitoring;
 mod network_view;
 mod operation_reports;
+mod operators_tools;
 mod outcomes;
 mod queries;
 mod reports;
