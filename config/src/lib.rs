@@ -24,7 +24,7 @@ pub use access_logs::{AccessLogs, QueryCommand};
 pub use accountability::{AuditRetention, FourEyes, MIN_AUDIT_RETENTION_DAYS};
 pub use data_export::DataExport;
 pub use enforcement::{Enforcement, RULE_KIND_NAMES};
-pub use health::Health;
+pub use health::{Health, Metrics};
 
 /// Configuration of one node (`NAME serve --config FILE`). Relative paths are resolved
 /// against the directory of the configuration file.
@@ -70,6 +70,9 @@ pub struct Config {
     /// Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_log_socket: Option<PathBuf>,
+    /// Serve Prometheus metrics (`[metrics] listen`, O-1). Default: none (not served).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<Metrics>,
     /// Enterprise: read the data its own systems export (JSON or CSV) on a schedule and
     /// submit each version that differs from the last (`[data_export]`, R-5.1). Default:
     /// none; data is submitted with `data submit`.

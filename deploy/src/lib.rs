@@ -95,6 +95,8 @@ pub struct Options {
     pub four_eyes: bool,
     /// `[health]` of every node (heartbeat interval and the rest).
     pub health: isms_config::Health,
+    /// Give every node `[metrics]` on a free loopback port (Prometheus text on `/metrics`).
+    pub metrics: bool,
 }
 
 impl Default for Options {
@@ -111,6 +113,7 @@ impl Default for Options {
             role_operators: false,
             four_eyes: false,
             health: isms_config::Health::default(),
+            metrics: false,
         }
     }
 }
@@ -278,6 +281,11 @@ pub fn generate(root: &Path, topology: &Topology, options: &Options) -> anyhow::
     plan.insert(0, (ministry, None, ministry_children));
 
     let ports = free_ports(plan.len())?;
+    let metrics_ports = if options.metrics {
+        free_ports(plan.len())?
+    } else {
+        Vec::new()
+    };
     let address_of = |id: &NodeId| -> Option<SocketAddr> {
         plan.iter().position(|(n, _, _)| n == id).map(|i| ports[i])
     };
@@ -339,6 +347,9 @@ pub fn generate(root: &Path, topology: &Topology, options: &Options) -> anyhow::
             data_export: None,
             access_log_socket: None,
             access_log_query: None,
+            metrics: metrics_ports
+                .get(i)
+                .map(|&listen| isms_config::Metrics { listen }),
             auto_confirm: match id.as_str().strip_prefix("province/") {
                 Some(code) if !options.manual_confirm.iter().any(|m| m == code) => {
                     KindName::ALL.to_vec()

@@ -89,6 +89,7 @@ fn main() {
                 manual_confirm,
                 role_operators: true,
                 four_eyes: true,
+                metrics: true,
                 ..Options::default()
             };
             up(&dir, bin_dir, &options)
@@ -338,8 +339,14 @@ fn print_summary(net: &Network, bin_dir: &Path) {
     println!("Local ISMS network running under {}", net.root.display());
     for n in &net.nodes {
         let pid = read_pid(&n.pid_path()).map_or(0, Pid::as_raw);
+        let metrics = n
+            .config
+            .metrics
+            .as_ref()
+            .map(|m| format!("  metrics http://{}/metrics", m.listen))
+            .unwrap_or_default();
         println!(
-            "  {:<24} {:<16} pid {:<7} log {}",
+            "  {:<24} {:<16} pid {:<7} log {}{metrics}",
             n.id.as_str(),
             n.listen(),
             pid,

@@ -8,6 +8,7 @@
 
 pub mod access_logs;
 pub mod data_export;
+pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod scheduling;

@@ -186,6 +186,15 @@ pub async fn run_with_clock(
         }
         None => tracing::warn!("config field `roster` is not set: every operator call is refused"),
     }
+    let (grpc_metrics, metrics_server) = match &config.metrics {
+        Some(m) => {
+            let (layer, task) =
+                crate::metrics::start(m.listen, shared.clone(), heartbeats.clone(), fatal.clone())
+                    .await?;
+            (Some(layer), Some(task))
+        }
+        None => (None, None),
+    };
     let max = config.link.max_frame_bytes;
     let link_service = LinkServer::new(LinkService::new(links.clone()), max);
     let operator_service = OperatorServer::new(OperatorService::new(
@@ -233,6 +242,7 @@ pub async fn run_with_clock(
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))
             .initial_stream_window_size(Some(4 << 20))
             .initial_connection_window_size(Some(8 << 20))
+            .layer(tower::util::option_layer(grpc_metrics))
             .add_service(link_service)
             .add_service(operator_service)
             .add_service(health_service)
@@ -269,6 +279,9 @@ pub async fn run_with_clock(
             let _ = t.await;
         }
         if let Some(t) = access_log_socket {
+            let _ = t.await;
+        }
+        if let Some(t) = metrics_server {
             let _ = t.await;
         }
         if let Some(d) = dialer {

@@ -66,7 +66,9 @@ fn health_goes_from_serving_to_not_serving_on_sigterm() {
         assert_eq!(next.status(), ServingStatus::NotServing);
         // The stream ends with the node, which stops at once rather than at its drain
         // deadline.
-        let end = tokio::time::timeout(T, watch.message()).await.expect("in time");
+        let end = tokio::time::timeout(T, watch.message())
+            .await
+            .expect("in time");
         assert!(!matches!(end, Ok(Some(_))), "{end:?}");
     });
     let status = isms_e2e::eventually(Duration::from_secs(5), "province/44 to stop", || {
@@ -131,4 +133,134 @@ fn reflection_lists_the_services_and_describes_the_operator_api() {
             assert!(methods.contains(&want), "{methods:?}");
         }
     });
+}
+
+/// A plain HTTP/1.0 GET on loopback: the body, if the answer is 200.
+fn http_get(port: u16, path_and_query: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "GET {path_and_query} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
+    )
+    .ok()?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).ok()?;
+    let (head, body) = answer.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200")
+        .then(|| body.to_string())
+        .or_else(|| head.starts_with("HTTP/1.0 200").then(|| body.to_string()))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+#[test]
+fn a_real_prometheus_scrapes_the_nodes_metrics() {
+    isms_e2e::need("prometheus");
+    let options = isms_e2e::isms_deploy::Options {
+        metrics: true,
+        ..Default::default()
+    };
+    let net = TestNet::start_with(&Topology::uniform(&["44"], 1, 0), &options);
+    let metrics = |id: &str| {
+        net.node(id)
+            .config
+            .metrics
+            .as_ref()
+            .expect("metrics")
+            .listen
+    };
+    // The text itself: Prometheus' conventions, no directive in a label.
+    let id = net.issue(&["--to", "all", "--block-domain", "scraped.example"]);
+    net.wait_all(&id, "executed", T);
+    let text = isms_e2e::eventually(T, "the ministry's metrics", || {
+        http_get(metrics("ministry").port(), "/metrics")
+    });
+    for want in [
+        "# TYPE isms_link_up gauge",
+        "isms_link_up{peer=\"province/44\",role=\"child\"} 1",
+        "# TYPE isms_grpc_requests_total counter",
+        "isms_grpc_requests_total{service=\"isms.v1.Operator\",method=\"IssueDirective\",code=\"Ok\"}",
+        "# TYPE isms_grpc_request_duration_seconds histogram",
+        "isms_store_bytes ",
+        "isms_outbox_oldest_age_seconds{",
+    ] {
+        assert!(text.contains(want), "{want} not in\n{text}");
+    }
+    assert!(!text.contains(&id), "a directive ID in a label");
+    let counted = isms_e2e::eventually(T, "the directives counted", || {
+        let t = http_get(metrics("ministry").port(), "/metrics")?;
+        t.contains("isms_directive_targets{kind=\"disposal\",state=\"executed\"} 1")
+            .then_some(t)
+    });
+    assert!(
+        counted.contains("isms_directives{kind=\"disposal\"} 1"),
+        "{counted}"
+    );
+
+    // A real Prometheus, on loopback, scraping every node each second.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let targets: Vec<String> = net
+        .net
+        .nodes
+        .iter()
+        .map(|n| format!("'{}'", n.config.metrics.as_ref().expect("metrics").listen))
+        .collect();
+    std::fs::write(
+        dir.path().join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: isms\n    static_configs:\n      - targets: [{}]\n",
+            targets.join(", ")
+        ),
+    )
+    .expect("config");
+    let port = free_port();
+    let prometheus = std::process::Command::new("prometheus")
+        .arg(format!(
+            "--config.file={}",
+            dir.path().join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("prometheus.log")).expect("log"))
+        .spawn()
+        .expect("prometheus");
+    let _stop = StopOnDrop(prometheus);
+    let up = isms_e2e::eventually(Duration::from_secs(60), "samples in Prometheus", || {
+        let body = http_get(port, "/api/v1/query?query=isms_link_up")?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let results = v["data"]["result"].as_array()?.clone();
+        // Each node's links: the ministry's child, the province's parent and child, the
+        // enterprise's parent.
+        (results.len() == 4).then_some(results)
+    });
+    assert!(up.iter().all(|r| r["value"][1] == "1"), "{up:?}");
+    let issued = http_get(
+        port,
+        "/api/v1/query?query=sum(isms_grpc_requests_total%7Bmethod%3D%22IssueDirective%22%7D)",
+    )
+    .expect("query");
+    let v: serde_json::Value = serde_json::from_str(&issued).expect("json");
+    assert_eq!(v["data"]["result"][0]["value"][1], "1", "{v}");
+}
+
+/// Stops a helper process by its PID when the test ends, however.
+struct StopOnDrop(std::process::Child);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.0.id()).unwrap_or(0));
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let _ = self.0.wait();
+    }
 }
