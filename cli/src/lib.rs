@@ -30,6 +30,7 @@ mod audit;
 mod blacklist;
 mod data;
 mod decide;
+mod docs;
 mod issue;
 mod network;
 mod node;
@@ -46,6 +47,7 @@ pub use decide::{
     ApprovalCommand, CorrectedArgs, CorrectionCommand, DecideArgs, DecisionCommand, PendingArgs,
     ReasonArgs,
 };
+pub use docs::DocsCommand;
 pub use issue::{
     CorrectArgs, FollowArgs, IssueArgs, KindArg, OpArg, QueryArgs, RevokeArgs, UrgencyArg, correct,
     issue, issue_request, query, revoke,

@@ -29,6 +29,8 @@ enum Command {
     Blacklist(cli::HeldBlacklistCommand),
     #[command(flatten)]
     Reporting(cli::ReportingCommand),
+    #[command(flatten)]
+    Docs(cli::DocsCommand),
 }
 
 fn main() {
@@ -37,6 +39,7 @@ fn main() {
         Command::Directive(c) => c.run(),
         Command::Blacklist(c) => c.run(),
         Command::Reporting(c) => c.run(),
+        Command::Docs(c) => c.run(<Args as clap::CommandFactory>::command()),
     };
     std::process::exit(code);
 }

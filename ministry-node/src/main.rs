@@ -39,6 +39,8 @@ enum Command {
     Report(cli::ReportCommand),
     #[command(flatten)]
     Reporting(cli::ReportingCommand),
+    #[command(flatten)]
+    Docs(cli::DocsCommand),
 }
 
 #[derive(Subcommand)]
@@ -70,6 +72,7 @@ fn main() {
         },
         Command::Blacklist(c) => c.run(),
         Command::Reporting(c) => c.run(),
+        Command::Docs(c) => c.run(<Args as clap::CommandFactory>::command()),
         Command::Network(c) => c.run(),
         Command::Report(c) => c.run(),
     };

@@ -250,6 +250,11 @@ pub async fn run_with_clock(
             .serve_with_incoming_shutdown(incoming, stopping),
     );
     tracing::info!(node = %config.node_id, listen = %local, "node started");
+    // Under systemd (`Type=notify`): ready now that it accepts work. Without
+    // NOTIFY_SOCKET this does nothing.
+    if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+        tracing::warn!(error = %e, "cannot tell the service manager the node is ready");
+    }
 
     let dialer = config.parent.as_ref().map(|p| {
         let client_tls = tls::client_config_checking(
@@ -269,6 +274,7 @@ pub async fn run_with_clock(
 
     fatal.cancelled().await;
     tracing::info!(node = %config.node_id, "shutting down: draining");
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     let drain = async {
         let _ = ticker.await;
         let _ = network_ticker.await;

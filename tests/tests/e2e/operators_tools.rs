@@ -264,3 +264,87 @@ impl Drop for StopOnDrop {
         let _ = self.0.wait();
     }
 }
+
+#[test]
+fn the_service_units_verify_clean_with_the_generated_man_pages() {
+    isms_e2e::need("systemd-analyze");
+    isms_e2e::need("man");
+    let units = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/systemd");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let man1 = dir.path().join("man/man1");
+    std::fs::create_dir_all(&man1).expect("man dir");
+    let bins = isms_e2e::bin_dir();
+    for tier in ["ministry", "province", "enterprise"] {
+        let program = format!("{tier}-node");
+        let unit =
+            std::fs::read_to_string(units.join(format!("isms-{program}.service"))).expect("unit");
+        for hardening in [
+            "Type=notify",
+            "User=isms",
+            "ProtectSystem=strict",
+            "NoNewPrivileges=yes",
+            "StateDirectory=isms",
+            "Restart=on-failure",
+        ] {
+            assert!(unit.contains(hardening), "{program}: {hardening}");
+        }
+        // The binaries where this build put them, so that verify finds them.
+        let here = unit.replace("/usr/local/bin/", &format!("{}/", bins.display()));
+        std::fs::write(dir.path().join(format!("isms-{program}.service")), here).expect("unit");
+        let man = std::process::Command::new(bins.join(&program))
+            .arg("man")
+            .output()
+            .expect("man page");
+        assert!(man.status.success());
+        let page = String::from_utf8_lossy(&man.stdout);
+        assert!(page.contains(&format!(".TH {program} 1")), "{page}");
+        std::fs::write(man1.join(format!("{program}.1")), &man.stdout).expect("page");
+        let bash = std::process::Command::new(bins.join(&program))
+            .args(["completions", "bash"])
+            .output()
+            .expect("completions");
+        assert!(String::from_utf8_lossy(&bash.stdout).contains("serve"));
+    }
+    let verify = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .args(
+            ["ministry", "province", "enterprise"]
+                .map(|t| dir.path().join(format!("isms-{t}-node.service"))),
+        )
+        .env("MANPATH", dir.path().join("man"))
+        .output()
+        .expect("systemd-analyze");
+    let said = String::from_utf8_lossy(&verify.stderr);
+    assert!(verify.status.success() && said.trim().is_empty(), "{said}");
+}
+
+#[test]
+fn a_node_tells_the_service_manager_it_is_ready_then_stopping() {
+    let net = TestNet::generate(
+        &Topology::uniform(&["44"], 1, 0),
+        &isms_e2e::isms_deploy::Options::default(),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket_path = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).expect("socket");
+    socket.set_read_timeout(Some(T)).expect("timeout");
+    let node = net.node("ministry");
+    let child = std::process::Command::new(isms_e2e::bin_dir().join("ministry-node"))
+        .args(["serve", "--config"])
+        .arg(&node.config_path)
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("ministry-node");
+    let mut child = StopOnDrop(child);
+    let mut buf = [0u8; 256];
+    let n = socket.recv(&mut buf).expect("a notification");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("READY=1"));
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.0.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let n = socket.recv(&mut buf).expect("a notification");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1"));
+    let status = child.0.wait().expect("exit");
+    assert!(status.success(), "{status}");
+}
