@@ -163,6 +163,27 @@ pub enum NodeCommand {
     /// The audit trail: list it, verify its hash chain (role `auditor`).
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The web console (`[console] listen`): `console open` prints a one-time sign-in link.
+    #[command(subcommand)]
+    Console(ConsoleCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ConsoleCommand {
+    /// Print a one-time link that signs you in to this node's web console as the operator
+    /// of your certificate; it lapses after two minutes.
+    Open(ClientArgs),
+}
+
+async fn open_console(a: ClientArgs) -> anyhow::Result<i32> {
+    let mut client = connect(&a).await?;
+    let reply = client
+        .open_console(isms_proto::v1::OpenConsoleRequest {})
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .into_inner();
+    println!("{}", reply.url);
+    Ok(exit::OK)
 }
 
 impl NodeCommand {
@@ -173,6 +194,7 @@ impl NodeCommand {
             NodeCommand::Status(a) => run_command(node_status(a)),
             NodeCommand::Clock(c) => run_command(async move { c.run() }),
             NodeCommand::Audit(c) => c.run(),
+            NodeCommand::Console(ConsoleCommand::Open(a)) => run_command(open_console(a)),
         }
     }
 }

@@ -27,14 +27,6 @@ pub struct Health {
     pub disk_free_min_percent: u8,
 }
 
-/// Prometheus metrics (`[metrics]`): where the node serves them as text on `/metrics`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct Metrics {
-    /// Address and port, e.g. `127.0.0.1:9464`; port 0 takes a free one (said in the log).
-    pub listen: std::net::SocketAddr,
-}
-
 impl Default for Health {
     fn default() -> Self {
         Health {

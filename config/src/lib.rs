@@ -19,12 +19,14 @@ mod accountability;
 mod data_export;
 mod enforcement;
 mod health;
+mod tools;
 
 pub use access_logs::{AccessLogs, QueryCommand};
 pub use accountability::{AuditRetention, FourEyes, MIN_AUDIT_RETENTION_DAYS};
 pub use data_export::DataExport;
 pub use enforcement::{Enforcement, RULE_KIND_NAMES};
-pub use health::{Health, Metrics};
+pub use health::Health;
+pub use tools::{Console, Metrics};
 
 /// Configuration of one node (`NAME serve --config FILE`). Relative paths are resolved
 /// against the directory of the configuration file.
@@ -73,6 +75,9 @@ pub struct Config {
     /// Serve Prometheus metrics (`[metrics] listen`, O-1). Default: none (not served).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<Metrics>,
+    /// Serve the web console (`[console] listen`). Default: none (not served).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console: Option<Console>,
     /// Enterprise: read the data its own systems export (JSON or CSV) on a schedule and
     /// submit each version that differs from the last (`[data_export]`, R-5.1). Default:
     /// none; data is submitted with `data submit`.

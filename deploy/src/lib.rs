@@ -97,6 +97,8 @@ pub struct Options {
     pub health: isms_config::Health,
     /// Give every node `[metrics]` on a free loopback port (Prometheus text on `/metrics`).
     pub metrics: bool,
+    /// Give every node `[console]` on a free loopback port (the web console).
+    pub console: bool,
 }
 
 impl Default for Options {
@@ -114,6 +116,7 @@ impl Default for Options {
             four_eyes: false,
             health: isms_config::Health::default(),
             metrics: false,
+            console: false,
         }
     }
 }
@@ -286,6 +289,11 @@ pub fn generate(root: &Path, topology: &Topology, options: &Options) -> anyhow::
     } else {
         Vec::new()
     };
+    let console_ports = if options.console {
+        free_ports(plan.len())?
+    } else {
+        Vec::new()
+    };
     let address_of = |id: &NodeId| -> Option<SocketAddr> {
         plan.iter().position(|(n, _, _)| n == id).map(|i| ports[i])
     };
@@ -350,6 +358,9 @@ pub fn generate(root: &Path, topology: &Topology, options: &Options) -> anyhow::
             metrics: metrics_ports
                 .get(i)
                 .map(|&listen| isms_config::Metrics { listen }),
+            console: console_ports
+                .get(i)
+                .map(|&listen| isms_config::Console { listen }),
             auto_confirm: match id.as_str().strip_prefix("province/") {
                 Some(code) if !options.manual_confirm.iter().any(|m| m == code) => {
                     KindName::ALL.to_vec()

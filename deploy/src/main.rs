@@ -90,6 +90,7 @@ fn main() {
                 role_operators: true,
                 four_eyes: true,
                 metrics: true,
+                console: true,
                 ..Options::default()
             };
             up(&dir, bin_dir, &options)
@@ -345,8 +346,14 @@ fn print_summary(net: &Network, bin_dir: &Path) {
             .as_ref()
             .map(|m| format!("  metrics http://{}/metrics", m.listen))
             .unwrap_or_default();
+        let console = n
+            .config
+            .console
+            .as_ref()
+            .map(|c| format!("  console http://{}", c.listen))
+            .unwrap_or_default();
         println!(
-            "  {:<24} {:<16} pid {:<7} log {}{metrics}",
+            "  {:<24} {:<16} pid {:<7} log {}{metrics}{console}",
             n.id.as_str(),
             n.listen(),
             pid,

@@ -197,16 +197,30 @@ pub async fn run_with_clock(
     };
     let max = config.link.max_frame_bytes;
     let link_service = LinkServer::new(LinkService::new(links.clone()), max);
-    let operator_service = OperatorServer::new(OperatorService::new(
+    let mut operators = OperatorService::new(
         shared.clone(),
         core.clone(),
         config.trust_domain.clone(),
         roster,
         Some(trust),
         heartbeats.clone(),
-    ))
-    .max_decoding_message_size(max)
-    .max_encoding_message_size(max);
+    );
+    let console_server = match &config.console {
+        Some(c) => {
+            let tokens = isms_operator::console_access::ConsoleTokens::default();
+            // The console calls the service as its session's operator; the service hands
+            // out the links the console redeems.
+            let (local, task) =
+                isms_console::serve(c.listen, operators.clone(), tokens.clone(), fatal.clone())
+                    .await?;
+            operators = operators.with_console(tokens, format!("http://{local}"));
+            Some(task)
+        }
+        None => None,
+    };
+    let operator_service = OperatorServer::new(operators)
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
     // The standard health service (grpc.health.v1): SERVING from here, when the store is
     // open and the core runs, until the node stops (or fails), when it says NOT_SERVING
     // before the listener closes.
@@ -288,6 +302,9 @@ pub async fn run_with_clock(
             let _ = t.await;
         }
         if let Some(t) = metrics_server {
+            let _ = t.await;
+        }
+        if let Some(t) = console_server {
             let _ = t.await;
         }
         if let Some(d) = dialer {

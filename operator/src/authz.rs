@@ -101,6 +101,7 @@ pub const PERMISSIONS: &[(&str, Role)] = &[
     ("SubmitData", Role::Operator),
     ("ListData", Role::Viewer),
     ("OperationReport", Role::Viewer),
+    ("OpenConsole", Role::Viewer),
 ];
 
 /// The role `method` (an RPC name of the `Operator` service) needs; none if it has no entry.

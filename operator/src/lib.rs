@@ -9,6 +9,7 @@
 //! core committed.
 
 pub mod authz;
+pub mod console_access;
 pub mod network;
 pub mod operation_report;
 pub mod service;

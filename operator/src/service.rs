@@ -22,7 +22,9 @@ use isms_proto::v1::{
     NetworkStatusRequest, NodeStatusReply, NodeStatusRequest, PendingList, VerifyAuditRequest,
 };
 use isms_proto::v1::{DataStatusList, ListDataRequest, SubmitDataReply, SubmitDataRequest};
-use isms_proto::v1::{OperationReportReply, OperationReportRequest};
+use isms_proto::v1::{
+    OpenConsoleReply, OpenConsoleRequest, OperationReportReply, OperationReportRequest,
+};
 use tonic::{Request, Response, Status};
 
 use isms_core::{Caller, CoreHandle, Decision, ReportAction, Shared, verify_chain};
@@ -32,6 +34,7 @@ use isms_transport::tls;
 use prost::Message;
 
 use crate::authz::RosterHandle;
+use crate::console_access::{ConsoleIdentity, ConsoleTokens};
 use crate::views::{
     audit_heads, audit_list, directive_summary, directive_view, list_directives, node_status,
     pending, with_result_signatures,
@@ -47,6 +50,8 @@ pub struct OperatorService {
     trust: Option<isms_core::TrustHandle>,
     /// The network below this node as its heartbeats say (O-1).
     heartbeats: Arc<isms_network::Heartbeats>,
+    /// The web console's sign-in tokens and its address; none: no console is served.
+    console: Option<(ConsoleTokens, String)>,
 }
 
 impl OperatorService {
@@ -65,7 +70,30 @@ impl OperatorService {
             roster,
             trust,
             heartbeats,
+            console: None,
         }
+    }
+
+    /// Serves console links to `base_url` (`http://host:port`), redeemed from `tokens`.
+    pub fn with_console(mut self, tokens: ConsoleTokens, base_url: String) -> Self {
+        self.console = Some((tokens, base_url));
+        self
+    }
+
+    /// Whether `operator` may make the call `method` (the console shows only what may be
+    /// done; the call itself is checked again).
+    pub fn may(&self, operator: &str, method: &str) -> bool {
+        self.roster.current().authorize(operator, method).is_ok()
+    }
+
+    pub fn node_id(&self) -> &isms_domain::identity::NodeId {
+        &self.shared.node_id
+    }
+
+    /// A directive as it stands now, unaudited: for a live view whose opening
+    /// `GetDirective` was authorized and audited (the console's progress stream).
+    pub fn directive_now(&self, id: &str) -> Result<DirectiveView, Status> {
+        directive_view(&self.shared, id).map_err(Status::from)
     }
 
     /// An authority's decision on a fault reported below it; the core audits it.
@@ -110,7 +138,18 @@ impl OperatorService {
             .remote_addr()
             .map_or_else(|| "unknown address".to_string(), |a| a.to_string());
         let args_digest = audit_chain::hash(&request.get_ref().encode_to_vec()).to_vec();
-        let refusal = match tls::peer_identity(request, &self.trust_domain) {
+        // The console, in this process, vouches for its session's operator.
+        let (identity, peer) = match request.extensions().get::<ConsoleIdentity>() {
+            Some(c) => (
+                Some(Identity::Operator {
+                    node: self.shared.node_id.clone(),
+                    name: c.operator.clone(),
+                }),
+                format!("console {}", c.peer),
+            ),
+            None => (tls::peer_identity(request, &self.trust_domain), peer),
+        };
+        let refusal = match identity {
             Some(Identity::Operator { node, name }) if node == self.shared.node_id => {
                 match self.roster.current().authorize(&name, method) {
                     Ok(_) => {
@@ -626,6 +665,29 @@ impl Operator for OperatorService {
         });
         self.answer(caller, "OperationReport", &subject, report, |r| {
             format!("ok: {} bytes", r.report_json.len())
+        })
+        .await
+    }
+
+    async fn open_console(
+        &self,
+        request: Request<OpenConsoleRequest>,
+    ) -> Result<Response<OpenConsoleReply>, Status> {
+        let caller = self.authorize(&request, "OpenConsole").await?;
+        let reply = match &self.console {
+            Some((tokens, base)) => Ok(OpenConsoleReply {
+                url: format!("{base}/signin?token={}", tokens.issue(&caller.operator)),
+                expires_at_ms: self.shared.now_ms()
+                    + i64::try_from(crate::console_access::LINK_LIFETIME.as_millis())
+                        .unwrap_or(i64::MAX),
+            }),
+            None => Err(Status::failed_precondition(
+                "this node serves no console: set `[console] listen` in its config",
+            )),
+        };
+        let subject = caller.operator.clone();
+        self.answer(caller, "OpenConsole", &subject, reply, |_| {
+            "ok: link issued".into()
         })
         .await
     }

@@ -9,6 +9,7 @@ mod audit;
 mod audit_keeping;
 mod backbone;
 mod blacklist_sync;
+mod console;
 mod crash;
 mod data;
 mod enforce_nftables;

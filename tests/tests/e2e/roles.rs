@@ -59,7 +59,8 @@ fn needs(method: &str) -> Option<&'static str> {
         | "ListUpgrades"
         | "ListContacts"
         | "ListData"
-        | "OperationReport" => None,
+        | "OperationReport"
+        | "OpenConsole" => None,
         "IssueDirective" | "ConfirmDirective" | "ReturnDirective" | "ReportCorrected"
         | "VerifyBlacklist" | "ReportFault" | "AcknowledgeFault" | "ResolveFault"
         | "AnnounceUpgrade" | "SetContact" | "SubmitData" => Some("operator"),
@@ -240,6 +241,10 @@ async fn call(
             .map(drop),
         "ListData" => client
             .list_data(isms_proto::v1::ListDataRequest::default())
+            .await
+            .map(drop),
+        "OpenConsole" => client
+            .open_console(isms_proto::v1::OpenConsoleRequest {})
             .await
             .map(drop),
         "OperationReport" => client
