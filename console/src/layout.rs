@@ -38,10 +38,11 @@ button { padding: .3em 1em; font: inherit; cursor: pointer; }
 "#;
 
 /// The sections, each with the operator-API call that tells whether it is shown.
-const NAV: [(&str, &str, &str); 8] = [
+const NAV: [(&str, &str, &str); 9] = [
     ("/", "网络 Network", "NetworkStatus"),
     ("/directives", "指令 Directives", "ListDirectives"),
     ("/issue", "下发 Issue", "IssueDirective"),
+    ("/approvals", "批准 Approvals", "ListDirectives"),
     ("/pending", "待确认 Pending", "ListPending"),
     ("/corrections", "整改 Corrections", "ListPending"),
     ("/faults", "故障 Faults", "ListFaults"),
@@ -62,7 +63,7 @@ pub(crate) fn page(
     let tier_has = |path: &str| match path {
         "/pending" => node.starts_with("province/"),
         "/corrections" => node.starts_with("enterprise/"),
-        "/issue" => !node.starts_with("enterprise/"),
+        "/issue" | "/approvals" => !node.starts_with("enterprise/"),
         "/reports" => !node.starts_with("enterprise/"),
         _ => true,
     };

@@ -48,10 +48,23 @@ fn target_state(t: &TargetView) -> &'static str {
 
 /// The network below this node, worst first, and this node's own links.
 pub(crate) async fn network(State(c): State<Console>, op: Operator) -> Response {
+    // Worst first: down, stale, unknown, in maintenance, up.
+    let rank = |l: Liveness| match l {
+        Liveness::Down => 0,
+        Liveness::Stale => 1,
+        Liveness::Unknown => 2,
+        Liveness::Maintenance => 3,
+        _ => 4,
+    };
     let status = c
         .service
         .network_status(op.request(NetworkStatusRequest::default()))
-        .await;
+        .await
+        .map(|r| {
+            let mut nodes = r.into_inner().nodes;
+            nodes.sort_by_key(|n| (rank(n.liveness()), n.node.clone()));
+            nodes
+        });
     let links = c
         .service
         .node_status(op.request(NodeStatusRequest {}))
@@ -59,10 +72,7 @@ pub(crate) async fn network(State(c): State<Console>, op: Operator) -> Response 
     let body = html! {
         @match status {
             Err(s) => (error(&s)),
-            Ok(r) => {
-                @let mut nodes = r.into_inner().nodes;
-                @let rank = |l: Liveness| match l { Liveness::Down => 0, Liveness::Stale => 1, Liveness::Unknown => 2, Liveness::Maintenance => 3, _ => 4 };
-                ({ nodes.sort_by_key(|n| (rank(n.liveness()), n.node.clone())); "" })
+            Ok(nodes) => {
                 p.counts {
                     @for l in [Liveness::Up, Liveness::Stale, Liveness::Down, Liveness::Unknown, Liveness::Maintenance] {
                         span { (state(liveness_name(l))) " " (nodes.iter().filter(|n| n.liveness() == l).count()) }
@@ -159,6 +169,9 @@ fn progress(v: &DirectiveView) -> Markup {
         .filter(|t| is_final(TargetState::try_from(t.state).unwrap_or_default()))
         .count();
     html! {
+        @if let Some(a) = &v.approval {
+            p { "四眼批准 Four-eyes (O-6): " (state(isms_domain::four_eyes::approval_state_name(a.state()))) " " (a.major_because.join("; ")) @if !a.decided_by.is_empty() { " · " (a.decided_by) } }
+        }
         p { "完成 Final: " strong.done { (done) " / " (v.targets.len()) } }
         @if !v.hops.is_empty() {
             h2 { "各省 Provinces" }
@@ -619,4 +632,96 @@ fn body_of(page: &str) -> &str {
     let start = page.find("<body>").map_or(0, |i| i + "<body>".len());
     let end = page.rfind("</body>").unwrap_or(page.len());
     page.get(start..end).unwrap_or_default()
+}
+
+/// Major directives issued here waiting for a second operator (four-eyes, O-6).
+pub(crate) async fn approvals(State(c): State<Console>, op: Operator) -> Response {
+    approvals_page(&c, &op, html! {}).await
+}
+
+async fn approvals_page(c: &Console, op: &Operator, outcome: Markup) -> Response {
+    let list = c
+        .service
+        .list_directives(op.request(ListDirectivesRequest {
+            limit: 200,
+            kind: String::new(),
+            state: "awaiting_approval".into(),
+        }))
+        .await;
+    let may_decide = op.may(c, "ApproveDirective");
+    let body = html! {
+        (outcome)
+        p.muted { "重大指令须另一名操作员批准后方可下发 A major directive leaves only once a second operator (role approver) approves it." }
+        @match list {
+            Err(s) => (error(&s)),
+            Ok(r) => table {
+                tr { th { "指令 Directive" } th { "类型 Kind" } th { "下发 Issued" } th { "目标 Targets" } th { "决定 Decide" } }
+                @for d in r.into_inner().directives {
+                    tr {
+                        td { a href={ "/directives/" (d.id) } { (d.id) } } td { (kind_name(d.kind)) }
+                        td { (time(d.issued_at_ms)) } td { (d.targets) }
+                        td {
+                            @if may_decide {
+                                form.inline method="post" action={ "/approvals/" (d.id) "/approve" } {
+                                    input type="hidden" name="form_token" value=(op.session.form_token);
+                                    button.approve { "批准 Approve" }
+                                }
+                                " "
+                                form.inline method="post" action={ "/approvals/" (d.id) "/reject" } {
+                                    input type="hidden" name="form_token" value=(op.session.form_token);
+                                    input type="text" name="reason" placeholder="驳回原因 Reason" style="width:14em";
+                                    " " button { "驳回 Reject" }
+                                }
+                            }
+                        }
+                    }
+                }
+            },
+        }
+    };
+    shell(c, op, "/approvals", "待批准 Approvals (four-eyes)", body)
+}
+
+pub(crate) async fn approve(
+    State(c): State<Console>,
+    op: Operator,
+    Path(id): Path<String>,
+    Form(f): Form<Decision>,
+) -> Response {
+    approval(c, op, id, f, true).await
+}
+
+pub(crate) async fn reject(
+    State(c): State<Console>,
+    op: Operator,
+    Path(id): Path<String>,
+    Form(f): Form<Decision>,
+) -> Response {
+    approval(c, op, id, f, false).await
+}
+
+async fn approval(c: Console, op: Operator, id: String, f: Decision, approve: bool) -> Response {
+    if f.form_token != op.session.form_token {
+        return (
+            axum::http::StatusCode::FORBIDDEN,
+            "the form is not this session's",
+        )
+            .into_response();
+    }
+    let request = op.request(DecisionRequest {
+        id: id.clone(),
+        reason: f.reason,
+    });
+    let outcome = if approve {
+        c.service.approve_directive(request).await
+    } else {
+        c.service.reject_directive(request).await
+    };
+    let shown = match outcome {
+        Ok(_) => {
+            html! { div.ok { (if approve { "已批准 Approved " } else { "已驳回 Rejected " }) (id) } }
+        }
+        Err(s) => error(&s),
+    };
+    approvals_page(&c, &op, shown).await
 }

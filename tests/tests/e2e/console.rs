@@ -143,6 +143,7 @@ fn operators_work_in_the_console_as_in_the_cli() {
     let options = Options {
         console: true,
         role_operators: true,
+        four_eyes: true,
         manual_confirm: vec!["44".into()],
         health: isms_config::Health {
             interval: Duration::from_millis(200),
@@ -210,9 +211,19 @@ fn operators_work_in_the_console_as_in_the_cli() {
         shot(&c, "directive-waiting").await;
         let ministry_window = c.window().await.expect("window");
 
-        let province = console_link(&net, "province/44", None);
+        // To all: a major directive, held until a second operator approves it (O-6).
+        wait_text(&c, "awaiting_approval").await;
+        let approver = console_link(&net, "ministry", Some("approver"));
         let w = c.new_window(true).await.expect("tab");
         c.switch_to_window(w.handle).await.expect("switch");
+        c.goto(&approver).await.expect("approver sign in");
+        c.goto(&format!("{}/approvals", base(&approver))).await.expect("approvals");
+        wait_text(&c, &id).await;
+        shot(&c, "approvals").await;
+        c.find(Locator::Css("button.approve")).await.expect("approve").click().await.expect("click");
+        wait_text(&c, "已批准 Approved").await;
+
+        let province = console_link(&net, "province/44", None);
         c.goto(&province).await.expect("province sign in");
         c.goto(&format!("{}/pending", base(&province))).await.expect("pending");
         wait_text(&c, &id).await;
@@ -229,7 +240,7 @@ fn operators_work_in_the_console_as_in_the_cli() {
         shot(&c, "directive-executed").await;
 
         // Returning with an empty reason: the CLI's error, nothing changes.
-        let second = net.issue(&["--to", "all", "--block-domain", "second.example"]);
+        let second = net.issue(&["--to", "province/44", "--block-domain", "second.example"]);
         let cli = net.cli("province/44", &["directive", "return", &second, "--reason", " "]);
         let cli_error = String::from_utf8_lossy(&cli.stderr)
             .trim()
@@ -257,6 +268,8 @@ fn operators_work_in_the_console_as_in_the_cli() {
 
         // The other pages, each at 1366×768.
         c.switch_to_window(ministry_window_of(&c).await).await.expect("ministry tab");
+        // The approver's sign-in replaced the admin's session in this browser: sign in again.
+        c.goto(&console_link(&net, "ministry", None)).await.expect("sign in again");
         for (path, name, says) in [
             ("/directives", "directives", id.as_str()),
             ("/audit", "audit", "The hash chain is intact"),
