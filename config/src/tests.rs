@@ -165,3 +165,19 @@ fn relative_paths_resolve_against_the_config_file() {
     let c = Config::load(&p).expect("valid");
     assert_eq!(c.data_dir, dir.path().join("store"));
 }
+
+#[test]
+fn bad_console_and_metrics_addresses_point_at_their_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for table in ["console", "metrics"] {
+        for bad in ["nowhere", "127.0.0.1", "127.0.0.1:99999"] {
+            let text = format!("node_id = \"ministry\"\n{HEAD}[{table}]\nlisten = \"{bad}\"\n");
+            let p = write(dir.path(), &text);
+            let err = Config::load(&p).expect_err(bad).to_string();
+            assert!(
+                err.contains("invalid socket address") && err.contains("line 11"),
+                "{err}"
+            );
+        }
+    }
+}

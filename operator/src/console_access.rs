@@ -25,19 +25,34 @@ pub struct ConsoleIdentity {
 
 /// One-time sign-in tokens, shared by the operator service (which issues them) and the
 /// console (which redeems them).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ConsoleTokens {
     pending: Arc<Mutex<HashMap<String, (String, Instant)>>>,
+    lifetime: Duration,
+}
+
+impl Default for ConsoleTokens {
+    fn default() -> Self {
+        ConsoleTokens::with_lifetime(LINK_LIFETIME)
+    }
 }
 
 impl ConsoleTokens {
+    /// Tokens that lapse `lifetime` after they are issued.
+    pub fn with_lifetime(lifetime: Duration) -> Self {
+        ConsoleTokens {
+            pending: Arc::default(),
+            lifetime,
+        }
+    }
+
     /// A fresh token for `operator`, valid once within `LINK_LIFETIME`.
     pub fn issue(&self, operator: &str) -> String {
         let token = random_hex();
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         pending.retain(|_, (_, expires)| *expires > now);
-        pending.insert(token.clone(), (operator.to_string(), now + LINK_LIFETIME));
+        pending.insert(token.clone(), (operator.to_string(), now + self.lifetime));
         token
     }
 
@@ -69,5 +84,12 @@ mod tests {
         assert_eq!(tokens.redeem(&t).as_deref(), Some("alice"));
         assert_eq!(tokens.redeem(&t), None, "used once");
         assert_ne!(tokens.issue("alice"), tokens.issue("alice"));
+    }
+
+    #[test]
+    fn a_token_lapses() {
+        let tokens = ConsoleTokens::with_lifetime(Duration::ZERO);
+        let t = tokens.issue("alice");
+        assert_eq!(tokens.redeem(&t), None, "lapsed at once");
     }
 }
