@@ -12,6 +12,7 @@
 //! Must not: read or write the store itself, or decide what an operator may do (the
 //! operator service does; the console only hides what would be refused).
 
+mod decisions;
 mod layout;
 mod pages;
 
@@ -205,12 +206,12 @@ pub async fn serve(
         .route("/directives/{id}", get(pages::directive))
         .route("/directives/{id}/events", get(pages::directive_events))
         .route("/issue", get(pages::issue_form).post(pages::issue))
-        .route("/pending", get(pages::pending))
-        .route("/pending/{id}/confirm", post(pages::confirm))
-        .route("/pending/{id}/return", post(pages::return_directive))
-        .route("/approvals", get(pages::approvals))
-        .route("/approvals/{id}/approve", post(pages::approve))
-        .route("/approvals/{id}/reject", post(pages::reject))
+        .route("/pending", get(decisions::pending))
+        .route("/pending/{id}/confirm", post(decisions::confirm))
+        .route("/pending/{id}/return", post(decisions::return_directive))
+        .route("/approvals", get(decisions::approvals))
+        .route("/approvals/{id}/approve", post(decisions::approve))
+        .route("/approvals/{id}/reject", post(decisions::reject))
         .route("/corrections", get(pages::corrections))
         .route("/faults", get(pages::faults))
         .route("/audit", get(pages::audit))

@@ -1,7 +1,7 @@
 //! The console's pages, each one or two calls of the operator service as the signed-in
-//! operator: the network, directives and a directive's live progress, the issue form, a
-//! province's pending decisions, an enterprise's corrections, faults, the audit trail and
-//! its verification, operation reports.
+//! operator: the network, directives and a directive's live progress, the issue form, an
+//! enterprise's corrections, faults, the audit trail and its verification, operation
+//! reports (the decisions on a directive are in `decisions`).
 //!
 //! Must not: decide anything the operator service decides (roles, validation): a refusal
 //! comes back from it and is shown as the CLI shows it.
@@ -19,10 +19,10 @@ use isms_domain::directive::{
 use isms_domain::liveness::liveness_name;
 use isms_proto::v1::operator_server::Operator as _;
 use isms_proto::v1::{
-    DecisionRequest, DirectiveKind, DirectiveView, GetDirectiveRequest, IssueRequest,
-    ListAuditRequest, ListDirectivesRequest, ListFaultsRequest, ListPendingRequest, Liveness,
-    NetworkStatusRequest, NodeStatusRequest, OperationReportRequest, Rule, RuleKind, RuleOp,
-    TargetState, TargetView, Urgency, VerifyAuditRequest,
+    DirectiveKind, DirectiveView, GetDirectiveRequest, IssueRequest, ListAuditRequest,
+    ListDirectivesRequest, ListFaultsRequest, ListPendingRequest, Liveness, NetworkStatusRequest,
+    NodeStatusRequest, OperationReportRequest, Rule, RuleKind, RuleOp, TargetState, TargetView,
+    Urgency, VerifyAuditRequest,
 };
 use maud::{Markup, PreEscaped, html};
 use serde::Deserialize;
@@ -30,7 +30,13 @@ use serde::Deserialize;
 use crate::layout::{error, page, state, time};
 use crate::{Console, Operator};
 
-fn shell(console: &Console, op: &Operator, here: &str, title: &str, body: Markup) -> Response {
+pub(crate) fn shell(
+    console: &Console,
+    op: &Operator,
+    here: &str,
+    title: &str,
+    body: Markup,
+) -> Response {
     page(
         console.service.node_id().as_str(),
         &op.session.operator,
@@ -413,101 +419,6 @@ pub(crate) async fn issue(
     }
 }
 
-pub(crate) async fn pending(State(c): State<Console>, op: Operator) -> Response {
-    pending_page(&c, &op, html! {}).await
-}
-
-async fn pending_page(c: &Console, op: &Operator, outcome: Markup) -> Response {
-    let list = c
-        .service
-        .list_pending(op.request(ListPendingRequest {}))
-        .await;
-    let may_decide = op.may(c, "ConfirmDirective");
-    let body = html! {
-        (outcome)
-        @match list {
-            Err(s) => (error(&s)),
-            Ok(r) => table {
-                tr { th { "指令 Directive" } th { "类型 Kind" } th { "收到 Received" } th { "时限 Deadline" } th { "决定 Decide" } }
-                @for p in r.into_inner().directives {
-                    @let d = p.directive.clone().unwrap_or_default();
-                    tr {
-                        td { a href={ "/directives/" (d.id) } { (d.id) } } td { (kind_name(d.kind)) }
-                        td { (time(p.received_at_ms)) } td { (time(p.deadline_ms)) }
-                        td {
-                            @if may_decide {
-                                form.inline method="post" action={ "/pending/" (d.id) "/confirm" } {
-                                    input type="hidden" name="form_token" value=(op.session.form_token);
-                                    button.confirm { "确认 Confirm" }
-                                }
-                                " "
-                                form.inline method="post" action={ "/pending/" (d.id) "/return" } {
-                                    input type="hidden" name="form_token" value=(op.session.form_token);
-                                    input type="text" name="reason" placeholder="退回原因 Reason" style="width:14em";
-                                    " " button { "退回 Return" }
-                                }
-                            }
-                        }
-                    }
-                }
-            },
-        }
-    };
-    shell(c, op, "/pending", "待确认 Pending decisions", body)
-}
-
-#[derive(Deserialize)]
-pub(crate) struct Decision {
-    #[serde(default)]
-    form_token: String,
-    #[serde(default)]
-    reason: String,
-}
-
-pub(crate) async fn confirm(
-    State(c): State<Console>,
-    op: Operator,
-    Path(id): Path<String>,
-    Form(f): Form<Decision>,
-) -> Response {
-    decide(c, op, id, f, true).await
-}
-
-pub(crate) async fn return_directive(
-    State(c): State<Console>,
-    op: Operator,
-    Path(id): Path<String>,
-    Form(f): Form<Decision>,
-) -> Response {
-    decide(c, op, id, f, false).await
-}
-
-async fn decide(c: Console, op: Operator, id: String, f: Decision, confirm: bool) -> Response {
-    if f.form_token != op.session.form_token {
-        return (
-            axum::http::StatusCode::FORBIDDEN,
-            "the form is not this session's",
-        )
-            .into_response();
-    }
-    let request = op.request(DecisionRequest {
-        id: id.clone(),
-        reason: f.reason,
-    });
-    let outcome = if confirm {
-        c.service.confirm_directive(request).await
-    } else {
-        c.service.return_directive(request).await
-    };
-    let shown = match outcome {
-        Ok(r) => {
-            html! { div.ok { (if confirm { "已确认 Confirmed " } else { "已退回 Returned " }) (id) ": " (r.into_inner().targets) " enterprises" } }
-        }
-        Err(s) => error(&s),
-    };
-    pending_page(&c, &op, shown).await
-}
-
 pub(crate) async fn corrections(State(c): State<Console>, op: Operator) -> Response {
     let list = c
         .service
@@ -632,96 +543,4 @@ fn body_of(page: &str) -> &str {
     let start = page.find("<body>").map_or(0, |i| i + "<body>".len());
     let end = page.rfind("</body>").unwrap_or(page.len());
     page.get(start..end).unwrap_or_default()
-}
-
-/// Major directives issued here waiting for a second operator (four-eyes, O-6).
-pub(crate) async fn approvals(State(c): State<Console>, op: Operator) -> Response {
-    approvals_page(&c, &op, html! {}).await
-}
-
-async fn approvals_page(c: &Console, op: &Operator, outcome: Markup) -> Response {
-    let list = c
-        .service
-        .list_directives(op.request(ListDirectivesRequest {
-            limit: 200,
-            kind: String::new(),
-            state: "awaiting_approval".into(),
-        }))
-        .await;
-    let may_decide = op.may(c, "ApproveDirective");
-    let body = html! {
-        (outcome)
-        p.muted { "重大指令须另一名操作员批准后方可下发 A major directive leaves only once a second operator (role approver) approves it." }
-        @match list {
-            Err(s) => (error(&s)),
-            Ok(r) => table {
-                tr { th { "指令 Directive" } th { "类型 Kind" } th { "下发 Issued" } th { "目标 Targets" } th { "决定 Decide" } }
-                @for d in r.into_inner().directives {
-                    tr {
-                        td { a href={ "/directives/" (d.id) } { (d.id) } } td { (kind_name(d.kind)) }
-                        td { (time(d.issued_at_ms)) } td { (d.targets) }
-                        td {
-                            @if may_decide {
-                                form.inline method="post" action={ "/approvals/" (d.id) "/approve" } {
-                                    input type="hidden" name="form_token" value=(op.session.form_token);
-                                    button.approve { "批准 Approve" }
-                                }
-                                " "
-                                form.inline method="post" action={ "/approvals/" (d.id) "/reject" } {
-                                    input type="hidden" name="form_token" value=(op.session.form_token);
-                                    input type="text" name="reason" placeholder="驳回原因 Reason" style="width:14em";
-                                    " " button { "驳回 Reject" }
-                                }
-                            }
-                        }
-                    }
-                }
-            },
-        }
-    };
-    shell(c, op, "/approvals", "待批准 Approvals (four-eyes)", body)
-}
-
-pub(crate) async fn approve(
-    State(c): State<Console>,
-    op: Operator,
-    Path(id): Path<String>,
-    Form(f): Form<Decision>,
-) -> Response {
-    approval(c, op, id, f, true).await
-}
-
-pub(crate) async fn reject(
-    State(c): State<Console>,
-    op: Operator,
-    Path(id): Path<String>,
-    Form(f): Form<Decision>,
-) -> Response {
-    approval(c, op, id, f, false).await
-}
-
-async fn approval(c: Console, op: Operator, id: String, f: Decision, approve: bool) -> Response {
-    if f.form_token != op.session.form_token {
-        return (
-            axum::http::StatusCode::FORBIDDEN,
-            "the form is not this session's",
-        )
-            .into_response();
-    }
-    let request = op.request(DecisionRequest {
-        id: id.clone(),
-        reason: f.reason,
-    });
-    let outcome = if approve {
-        c.service.approve_directive(request).await
-    } else {
-        c.service.reject_directive(request).await
-    };
-    let shown = match outcome {
-        Ok(_) => {
-            html! { div.ok { (if approve { "已批准 Approved " } else { "已驳回 Rejected " }) (id) } }
-        }
-        Err(s) => error(&s),
-    };
-    approvals_page(&c, &op, shown).await
 }

@@ -16,6 +16,20 @@ use serde_json::Value;
 
 pub use isms_deploy;
 
+pub mod browser;
+
+/// A helper process (chromedriver, Prometheus, a node started by hand) stopped by its PID
+/// with SIGTERM when the test ends, however it ends.
+pub struct StopOnDrop(pub Child);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let pid = Pid::from_raw(i32::try_from(self.0.id()).unwrap_or(0));
+        let _ = kill(pid, Signal::SIGTERM);
+        let _ = self.0.wait();
+    }
+}
+
 /// Where the node binaries are: `target/<profile>/`, the parent of the test executable's
 /// `deps/` directory. `cargo build --workspace --bins` puts them there.
 pub fn bin_dir() -> PathBuf {

@@ -5,22 +5,15 @@
 //! (the CLI's error), a viewer without the issue form whose forged post is refused and
 //! audited; a screenshot of each page at 1366×768 under `target/tmp/artifacts/console/`.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, Locator};
+use isms_e2e::browser::Browser;
 use isms_e2e::isms_deploy::{Options, Topology};
-use isms_e2e::{TestNet, need, ok};
+use isms_e2e::{TestNet, ok};
 use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(30);
-
-fn artifacts() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("artifacts/console");
-    std::fs::create_dir_all(&dir).expect("artifacts dir");
-    dir
-}
 
 /// Saves a screenshot of the page and checks it fits 1366 pixels across.
 async fn shot(c: &Client, name: &str) {
@@ -34,7 +27,11 @@ async fn shot(c: &Client, name: &str) {
     );
     let png = c.screenshot().await.expect("screenshot");
     assert!(png.starts_with(b"\x89PNG"), "{name}");
-    std::fs::write(artifacts().join(format!("{name}.png")), png).expect("keep it");
+    std::fs::write(
+        isms_e2e::browser::artifacts("console").join(format!("{name}.png")),
+        png,
+    )
+    .expect("keep it");
 }
 
 /// The page's visible text (read by script: an element found before a navigation would be
@@ -50,27 +47,14 @@ async fn text(c: &Client) -> String {
     .unwrap_or_default()
 }
 
-/// Loads `url` again until its text holds `want` (bounded): for pages that are not live.
-async fn wait_page(c: &Client, url: &str, want: &str) -> String {
+/// Waits until the page's text holds `want` (bounded), loading `reload` again each time
+/// for a page that is not live; the text.
+async fn wait_for(c: &Client, reload: Option<&str>, want: &str) -> String {
     let deadline = Instant::now() + T;
     loop {
-        c.goto(url).await.expect("page");
-        let t = text(c).await;
-        if t.contains(want) {
-            return t;
+        if let Some(url) = reload {
+            c.goto(url).await.expect("page");
         }
-        assert!(
-            Instant::now() < deadline,
-            "{want:?} never showed; the page says:\n{t}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Polls the page's text until it holds `want` (bounded).
-async fn wait_text(c: &Client, want: &str) -> String {
-    let deadline = Instant::now() + T;
-    loop {
         let t = text(c).await;
         if t.contains(want) {
             return t;
@@ -81,6 +65,10 @@ async fn wait_text(c: &Client, want: &str) -> String {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+async fn wait_text(c: &Client, want: &str) -> String {
+    wait_for(c, None, want).await
 }
 
 fn console_link(net: &TestNet, node: &str, role: Option<&str>) -> String {
@@ -95,51 +83,8 @@ fn console_link(net: &TestNet, node: &str, role: Option<&str>) -> String {
     ok(net.cli(node, &args)).trim().to_string()
 }
 
-struct StopOnDrop(Child);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.0.id()).unwrap_or(0));
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let _ = self.0.wait();
-    }
-}
-
-async fn browser(port: u16) -> Client {
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": "/usr/bin/chromium",
-            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--disable-quic", "--no-first-run", "--disable-background-networking",
-                     "--disable-component-update", "--disable-sync", "--lang=zh-CN"],
-        }),
-    );
-    let deadline = Instant::now() + T;
-    loop {
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        match fantoccini::ClientBuilder::new(connector)
-            .capabilities(caps.clone())
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-        {
-            Ok(c) => {
-                c.set_window_size(1366, 768).await.expect("window size");
-                return c;
-            }
-            Err(e) => {
-                assert!(Instant::now() < deadline, "chromedriver: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-}
-
 #[test]
 fn operators_work_in_the_console_as_in_the_cli() {
-    need("chromedriver");
-    need("chromium");
     let options = Options {
         console: true,
         role_operators: true,
@@ -152,27 +97,17 @@ fn operators_work_in_the_console_as_in_the_cli() {
         ..Options::default()
     };
     let net = TestNet::start_with(&Topology::uniform(&["44"], 1, 0), &options);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
-    let driver = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver");
-    let _driver = StopOnDrop(driver);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let c = browser(port).await;
+        let browser = Browser::open(1366, 768).await;
+        let c = browser.client.clone();
         // Sign in: the link works once.
         let link = console_link(&net, "ministry", None);
         c.goto(&link).await.expect("sign in");
-        let page = wait_page(&c, &format!("{}/", base(&link)), "enterprise/e4401").await;
+        let page = wait_for(&c, Some(&format!("{}/", base(&link))), "enterprise/e4401").await;
         assert!(page.contains("网络 Network") && page.contains("enterprise/e4401"), "{page}");
         shot(&c, "network").await;
         c.goto(&link).await.expect("again");

@@ -7,11 +7,10 @@
 //! report from the ministry.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use isms_e2e::isms_deploy::{Options, Topology};
-use isms_e2e::{TestNet, eventually, need, ok, states};
+use isms_e2e::{TestNet, eventually, ok, states};
 use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(30);
@@ -468,37 +467,20 @@ fn monthly_and_annual_reports_show_what_happened_and_render_in_chromium() {
     );
 }
 
-/// Opens the page in headless Chromium through chromedriver (WebDriver), measures each
-/// chart and keeps a screenshot in the target directory.
+/// Opens the page in headless Chromium, measures each chart and keeps a screenshot in the
+/// target directory.
 fn render_in_chromium(html: &Path) {
-    need("chromedriver");
-    need("chromium");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let driver = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver");
-    let _stop = StopOnDrop(driver);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     let (charts, png) = rt.block_on(async {
-        let mut caps = serde_json::Map::new();
-        caps.insert("goog:chromeOptions".into(), json!({
-            "binary": "/usr/bin/chromium",
-            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--disable-quic", "--no-first-run", "--disable-background-networking",
-                     "--disable-component-update", "--disable-sync", "--window-size=1280,2400"],
-        }));
-        let url = format!("http://127.0.0.1:{port}");
-        let client = eventually_async(&url, caps).await;
-        client.goto(&format!("file://{}", html.display())).await.expect("goto");
+        let browser = isms_e2e::browser::Browser::open(1280, 2400).await;
+        let client = &browser.client;
+        client
+            .goto(&format!("file://{}", html.display()))
+            .await
+            .expect("goto");
         let charts = client.execute(
             "return Array.from(document.querySelectorAll('figure.chart')).map(f => {\
                const s = f.querySelector('svg'); const b = s.getBoundingClientRect();\
@@ -507,7 +489,7 @@ fn render_in_chromium(html: &Path) {
             vec![],
         ).await.expect("script");
         let png = client.screenshot().await.expect("screenshot");
-        client.close().await.expect("close");
+        browser.client.close().await.expect("close");
         (charts, png)
     });
     let charts = charts.as_array().expect("charts").clone();
@@ -535,38 +517,9 @@ fn render_in_chromium(html: &Path) {
         "a screenshot of {} bytes",
         png.len()
     );
-    let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("artifacts");
-    std::fs::create_dir_all(&artifacts).expect("artifacts dir");
-    std::fs::write(artifacts.join("report-2026-11.png"), &png).expect("keep the screenshot");
-}
-
-/// Connects to chromedriver once it listens (bounded).
-async fn eventually_async(url: &str, caps: serde_json::Map<String, Value>) -> fantoccini::Client {
-    let deadline = std::time::Instant::now() + T;
-    loop {
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        match fantoccini::ClientBuilder::new(connector)
-            .capabilities(caps.clone())
-            .connect(url)
-            .await
-        {
-            Ok(c) => return c,
-            Err(e) if std::time::Instant::now() < deadline => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("chromedriver at {url}: {e}"),
-        }
-    }
-}
-
-/// Stops chromedriver (and with it Chromium) by its PID when the test ends, however.
-struct StopOnDrop(Child);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.0.id()).unwrap_or(0));
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let _ = self.0.wait();
-    }
+    std::fs::write(
+        isms_e2e::browser::artifacts("reports").join("report-2026-11.png"),
+        &png,
+    )
+    .expect("keep the screenshot");
 }

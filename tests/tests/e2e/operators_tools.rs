@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use isms_e2e::TestNet;
 use isms_e2e::isms_deploy::Topology;
+use isms_e2e::{StopOnDrop, TestNet};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -252,17 +252,6 @@ fn a_real_prometheus_scrapes_the_nodes_metrics() {
     .expect("query");
     let v: serde_json::Value = serde_json::from_str(&issued).expect("json");
     assert_eq!(v["data"]["result"][0]["value"][1], "1", "{v}");
-}
-
-/// Stops a helper process by its PID when the test ends, however.
-struct StopOnDrop(std::process::Child);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.0.id()).unwrap_or(0));
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let _ = self.0.wait();
-    }
 }
 
 #[test]
