@@ -18,10 +18,11 @@ use std::time::{Duration, Instant};
 use axum::response::IntoResponse;
 use isms_core::Shared;
 use isms_domain::directive::{is_final, kind_name, state_name};
+use isms_domain::liveness::liveness_name;
 use isms_domain::records::{self, decode};
 use isms_network::{Heartbeats, liveness_of};
 use isms_proto::record::StoredDirective;
-use isms_proto::v1::{Liveness, TargetState};
+use isms_proto::v1::TargetState;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
@@ -305,16 +306,6 @@ impl Collector for NodeCollector {
             None,
             g.metric_type(),
         )?)
-    }
-}
-
-fn liveness_name(l: Liveness) -> &'static str {
-    match l {
-        Liveness::Up => "up",
-        Liveness::Stale => "stale",
-        Liveness::Down => "down",
-        Liveness::Maintenance => "maintenance",
-        Liveness::Unknown | Liveness::Unspecified => "unknown",
     }
 }
 
