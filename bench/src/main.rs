@@ -8,6 +8,7 @@ mod client;
 mod net;
 mod network;
 mod report;
+mod results;
 mod sim;
 
 use client::*;
@@ -42,7 +43,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     name = "isms-bench",
     about = "National-scale fan-out benchmark of the ISMS directive network"
 )]
+#[command(args_conflicts_with_subcommands = true)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<BenchCommand>,
     /// Provinces (real province-node processes), at most 31.
     #[arg(long, default_value_t = 31)]
     provinces: usize,
@@ -86,9 +90,17 @@ struct Args {
     /// nodes' `scheduling` setting: `batch` (their default) or `inherit`.
     #[arg(long, default_value = "batch")]
     scheduling: isms_config::Scheduling,
-    /// Write the figures as JSON here too.
+    /// Write the figures here too, as JSON with every sample, the machine, the commit and
+    /// the time (what `compare` reads).
     #[arg(long)]
     json: Option<PathBuf>,
+}
+
+#[derive(clap::Subcommand)]
+enum BenchCommand {
+    /// Each figure of two runs' files side by side, with the ratio and whether the
+    /// difference is beyond the spread of the samples.
+    Compare { a: PathBuf, b: PathBuf },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
@@ -102,6 +114,16 @@ enum Scenario {
 
 fn main() {
     let args = Args::parse();
+    if let Some(BenchCommand::Compare { a, b }) = &args.command {
+        match (results::Run::read(a), results::Run::read(b)) {
+            (Ok(a), Ok(b)) => print!("{}", results::compare(&a, &b)),
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("isms-bench: {e:#}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     // As enterprise-node does at start: the simulated enterprises are enterprises too.
     if let Err(e) = isms_node::scheduling::apply(args.scheduling) {
         eprintln!("isms-bench: scheduling: {e}; keeping the inherited policy");
@@ -494,14 +516,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
     print_table(&args, total_enterprises, &figures);
     if let Some(path) = &args.json {
-        let rows: Vec<serde_json::Value> = figures
-            .rows
-            .iter()
-            .map(|(name, unit, p50, p99, n)| {
-                serde_json::json!({"figure": name, "unit": unit, "median": p50, "p99": p99, "samples": n})
-            })
-            .collect();
-        std::fs::write(path, serde_json::to_string_pretty(&rows)?)?;
+        let run = results::Run {
+            machine: machine(),
+            commit: results::commit(),
+            at: chrono::Utc::now().to_rfc3339(),
+            enterprises: total_enterprises,
+            figures: figures.rows,
+        };
+        std::fs::write(path, serde_json::to_string_pretty(&run)?)?;
     }
     drop(client);
     bench.stop_all();

@@ -13,19 +13,26 @@ pub(super) fn quantiles(mut v: Vec<f64>) -> (f64, f64) {
 }
 
 pub(super) struct Figures {
-    pub(super) rows: Vec<(String, String, f64, f64, usize)>,
+    pub(super) rows: Vec<crate::results::Figure>,
 }
 
 impl Figures {
     pub(super) fn add(&mut self, name: &str, unit: &str, samples: Vec<f64>) {
         let n = samples.len();
-        let (p50, p99) = quantiles(samples);
+        let (p50, p99) = quantiles(samples.clone());
         println!("  {name}: median {p50:.2} {unit}, p99 {p99:.2} {unit} ({n} samples)");
-        self.rows.push((name.into(), unit.into(), p50, p99, n));
+        self.rows.push(crate::results::Figure {
+            figure: name.into(),
+            unit: unit.into(),
+            median: p50,
+            p99,
+            samples,
+        });
     }
 }
 
-pub(super) fn print_table(args: &Args, n: usize, figures: &Figures) {
+/// This machine as a run's file names it: cores and CPU model.
+pub(super) fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -35,14 +42,25 @@ pub(super) fn print_table(args: &Args, n: usize, figures: &Figures) {
         })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cores} cores, {cpu}")
+}
+
+pub(super) fn print_table(args: &Args, n: usize, figures: &Figures) {
     println!(
-        "\n{} provinces x {} enterprises = {n}; {} runs; {cores} cores, {cpu}\n",
-        args.provinces, args.per_province, args.runs
+        "\n{} provinces x {} enterprises = {n}; {} runs; {}\n",
+        args.provinces,
+        args.per_province,
+        args.runs,
+        machine()
     );
     println!("| figure | median | p99 | samples |");
     println!("|---|---:|---:|---:|");
-    for (name, unit, p50, p99, samples) in &figures.rows {
-        println!("| {name} | {p50:.2} {unit} | {p99:.2} {unit} | {samples} |");
+    for f in &figures.rows {
+        let (name, unit, p50, p99) = (&f.figure, &f.unit, f.median, f.p99);
+        println!(
+            "| {name} | {p50:.2} {unit} | {p99:.2} {unit} | {} |",
+            f.samples.len()
+        );
     }
 }
 
