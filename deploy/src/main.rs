@@ -397,7 +397,9 @@ fn print_summary(net: &Network, bin_dir: &Path) {
         println!("A viewer may look but not issue; an auditor reads and checks the audit trail:");
         println!("  {node} directive list {config} {}", cert("viewer"));
         println!("  {node} audit verify {config} {}", cert("auditor"));
-        println!("The web console, signed in as admin (a one-time link; `metrics` above for Prometheus):");
+        println!(
+            "The web console, signed in as admin (a one-time link; `metrics` above for Prometheus):"
+        );
         println!("  {node} console open {config}");
         println!("Stop the network:");
         println!("  ./deploy/devnet down");

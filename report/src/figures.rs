@@ -245,9 +245,13 @@ fn confirmation(directives: &[&DirectiveView]) -> Vec<ClockRow> {
                 &mut all,
             ] {
                 row.clocks += 1;
-                if hop.overdue_at_ms != 0 {
+                let waiting = state(hop) == TargetState::Received;
+                // Decided after its deadline: late, whether or not this node's own ticker
+                // marked it (a province's clock is marked at the ministry, which runs it).
+                let decided_late = !waiting && hop.updated_at_ms > hop.deadline_ms;
+                if hop.overdue_at_ms != 0 || decided_late {
                     row.overdue += 1;
-                } else if state(hop) == TargetState::Received {
+                } else if waiting {
                     row.open += 1;
                 } else {
                     row.met += 1;

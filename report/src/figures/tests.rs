@@ -72,7 +72,16 @@ fn november() -> Report {
         overdue_at_ms: t0 + H,
         ..Default::default()
     }];
+    let mut late = view("l", DirectiveKind::Disposal, Urgency::General, t0, vec![]);
+    late.hops = vec![TargetView {
+        node: "province/44".into(),
+        state: Confirmed as i32,
+        deadline_ms: t0 + H,
+        updated_at_ms: t0 + 2 * H,
+        ..Default::default()
+    }];
     let directives = vec![
+        late,
         // Full execution in 1 h and 2 h at province/11, and one with a failure.
         view(
             "a",
@@ -155,7 +164,7 @@ fn counts_percentiles_clocks_and_drills_come_out_as_counted_by_hand() {
         vec![
             ("access_log_query", "general", 1),
             ("disposal", "emergency", 1),
-            ("disposal", "general", 2),
+            ("disposal", "general", 3),
             ("disposal", "urgent", 1),
         ]
     );
@@ -173,10 +182,11 @@ fn counts_percentiles_clocks_and_drills_come_out_as_counted_by_hand() {
         (all.unit.as_str(), all.directives, all.executed, all.failed),
         ("all", 3, 2, 1)
     );
-    assert_eq!(report.confirmation[0].clocks, 2);
+    assert_eq!(report.confirmation[0].clocks, 3);
     assert_eq!(
         (report.confirmation[0].met, report.confirmation[0].overdue),
-        (1, 1)
+        (1, 2),
+        "r in time; c marked overdue; l decided after its deadline, unmarked"
     );
     assert_eq!(report.returns.len(), 1);
     assert_eq!(report.returns[0].reason, "not ours");
@@ -191,7 +201,7 @@ fn counts_percentiles_clocks_and_drills_come_out_as_counted_by_hand() {
     assert_eq!(report.series.len(), 1);
     assert_eq!(
         (report.series[0].directives, report.series[0].drills),
-        (5, 1)
+        (6, 1)
     );
 }
 

@@ -367,6 +367,17 @@ fn monthly_and_annual_reports_show_what_happened_and_render_in_chromium() {
         (e4401["directives"].as_u64(), e4401["executed"].as_u64()),
         (Some(3), Some(3))
     );
+    // Its own clocks as the ministry counts them: e decided after its deadline.
+    let own = row(&p["confirmation"], "province/44");
+    assert_eq!(
+        (
+            own["clocks"].as_u64(),
+            own["met"].as_u64(),
+            own["overdue"].as_u64()
+        ),
+        (Some(4), Some(3), Some(1)),
+        "{own}"
+    );
 
     // Bad input: clear errors.
     for (node, args, says) in [
