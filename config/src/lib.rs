@@ -1,10 +1,11 @@
 //! A node's TOML configuration: every field typed, documented with its default, and
 //! validated once at start with an error that names the field.
 //!
-//! Owns the file's shape and its checks; an enterprise's enforcement points (`enforcement`)
-//! and the four-eyes and audit-retention settings (`accountability`) are modules of their
-//! own. Must not act on it: each crate takes the part
-//! that concerns it (`link` tuning, `telemetry`, `testing`) from a loaded `Config`.
+//! Owns the file's shape and its checks; an enterprise's enforcement points (`enforcement`),
+//! the four-eyes and audit-retention settings (`accountability`), the network view
+//! (`health`), access logs, the data export and the operators' tools (`tools`) are modules
+//! of their own; this file is the one `Config` struct and its validation. Must not act on
+//! it: each crate takes the part that concerns it from a loaded `Config`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -3,7 +3,11 @@
 //! every call, refused, failed or done, is recorded in the audit trail (who, the RPC,
 //! a digest of its arguments, its outcome, the caller's address) before it is answered
 //! . Issuing and decisions go through the core, which records them; views are
-//! read from the store, and recorded through the core.
+//! read from the store, and recorded through the core. The web console calls the same
+//! methods in-process (`console_access::ConsoleIdentity`).
+//!
+//! One thing, and long for it: the `Operator` trait's implementation, a short method per
+//! RPC; what a method computes lives in `views`, `network`, `operation_report`.
 
 use std::sync::Arc;
 
