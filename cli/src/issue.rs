@@ -133,11 +133,7 @@ pub fn issue_request(args: &IssueArgs) -> anyhow::Result<IssueRequest> {
         KindArg::Monitoring => DirectiveKind::Monitoring,
         KindArg::Drill => DirectiveKind::Drill,
     };
-    let rules = if kind == DirectiveKind::Drill && rules.is_empty() {
-        rules
-    } else {
-        directive::normalise_rules(&rules)?
-    };
+    let rules = directive::issue_rules(kind, &rules)?;
     directive::parse_targets(&args.to)?;
     Ok(IssueRequest {
         rules,

@@ -14,7 +14,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use futures::Stream;
 use isms_domain::directive::{
-    KIND_NAMES, is_final, kind_name, normalise_rules, parse_targets, state_name,
+    KIND_NAMES, is_final, issue_rules, kind_name, parse_targets, state_name,
 };
 use isms_domain::liveness::liveness_name;
 use isms_proto::v1::operator_server::Operator as _;
@@ -370,11 +370,7 @@ fn issue_request(form: &IssueFormData) -> Result<IssueRequest, String> {
         "drill" => DirectiveKind::Drill,
         _ => DirectiveKind::Disposal,
     };
-    let rules = if kind == DirectiveKind::Drill && rules.is_empty() {
-        rules
-    } else {
-        normalise_rules(&rules).map_err(|e| e.to_string())?
-    };
+    let rules = issue_rules(kind, &rules).map_err(|e| e.to_string())?;
     let urgency = match form.urgency.as_str() {
         "urgent" => Urgency::Urgent,
         "emergency" => Urgency::Emergency,

@@ -48,16 +48,9 @@ impl Core {
                 req.to.clone()
             };
             (Vec::new(), to, revokes, scope)
-        } else if (kind == DirectiveKind::Drill && req.rules.is_empty())
-            || matches!(
-                kind,
-                DirectiveKind::AccessLogQuery | DirectiveKind::DataCorrection
-            )
-        {
-            (Vec::new(), req.to.clone(), String::new(), scope_of(&req.to))
         } else {
             (
-                directive::normalise_rules(&req.rules)?,
+                directive::issue_rules(kind, &req.rules)?,
                 req.to.clone(),
                 String::new(),
                 scope_of(&req.to),

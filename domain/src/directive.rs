@@ -359,6 +359,17 @@ pub fn kind_name(kind: i32) -> &'static str {
     }
 }
 
+/// The rules a directive of `kind` is issued with, as the CLI, the console and the issuing
+/// node each check them: none for a query or a correction (what they ask is elsewhere),
+/// none needed for a drill, otherwise normalised (`normalise_rules`).
+pub fn issue_rules(kind: DirectiveKind, rules: &[Rule]) -> Result<Vec<Rule>, InputError> {
+    match kind {
+        DirectiveKind::AccessLogQuery | DirectiveKind::DataCorrection => Ok(Vec::new()),
+        DirectiveKind::Drill if rules.is_empty() => Ok(Vec::new()),
+        _ => normalise_rules(rules),
+    }
+}
+
 /// Validates and normalises a rule list: non-empty, bounded, duplicates dropped (a rule
 /// named twice is one rule).
 pub fn normalise_rules(rules: &[Rule]) -> Result<Vec<Rule>, InputError> {

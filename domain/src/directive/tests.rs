@@ -222,3 +222,32 @@ fn an_operators_note_is_trimmed_bounded_and_a_reason_required() {
     );
     assert!(operator_note(&"x".repeat(MAX_NOTE_BYTES), "reason", true).is_ok());
 }
+
+#[test]
+fn rules_by_kind_at_issue() {
+    let rule = |v: &str| Rule {
+        kind: RuleKind::BlockDomain as i32,
+        value: v.to_string().into(),
+        op: RuleOp::Add as i32,
+    };
+    assert_eq!(
+        issue_rules(DirectiveKind::Drill, &[]).expect("drill"),
+        vec![]
+    );
+    assert_eq!(
+        issue_rules(DirectiveKind::AccessLogQuery, &[rule("a.example")]).expect("query"),
+        vec![]
+    );
+    assert!(
+        issue_rules(DirectiveKind::Disposal, &[]).is_err(),
+        "a takedown needs rules"
+    );
+    let e = issue_rules(DirectiveKind::Disposal, &[rule("bad..example")]).expect_err("bad");
+    assert!(e.to_string().contains("bad..example"), "{e}");
+    let twice = issue_rules(
+        DirectiveKind::Drill,
+        &[rule("a.example"), rule("a.example")],
+    )
+    .expect("drill");
+    assert_eq!(twice.len(), 1, "a drill's rules are normalised like any");
+}

@@ -295,9 +295,9 @@ fn a_query_command_answers_off_the_core_thread_and_a_crash_asks_it_again() {
     }
     net.wait_linked();
 
-    let q = net.cli(
-        "ministry",
-        &[
+    // Half an hour of the store, port 443 (or any port), for E.
+    let query = |extra: &[&str]| {
+        let mut args = vec![
             "directive",
             "query",
             "--to",
@@ -306,12 +306,17 @@ fn a_query_command_answers_off_the_core_thread_and_a_crash_asks_it_again() {
             "2026-11-20T10:30:00+08:00",
             "--until",
             "2026-11-20T11:00:00+08:00",
-            "--port",
-            "443",
-        ],
-    );
-    assert!(q.status.success(), "{}", String::from_utf8_lossy(&q.stderr));
-    let q = String::from_utf8_lossy(&q.stdout).trim().to_string();
+        ];
+        args.extend_from_slice(extra);
+        let out = net.cli("ministry", &args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let q = query(&["--port", "443"]);
     eventually(T, "the query acknowledged", || {
         let v = net.directive("ministry", &q)?;
         (target(&v, E)["state"] == "acknowledged").then_some(())
@@ -346,20 +351,7 @@ fn a_query_command_answers_off_the_core_thread_and_a_crash_asks_it_again() {
 
     // A command that fails: `failed`, with what it said.
     std::fs::write(node.dir.join("store.jsonl"), "not json\n").expect("store");
-    let bad = net.cli(
-        "ministry",
-        &[
-            "directive",
-            "query",
-            "--to",
-            E,
-            "--from",
-            "2026-11-20T10:30:00+08:00",
-            "--until",
-            "2026-11-20T11:00:00+08:00",
-        ],
-    );
-    let bad = String::from_utf8_lossy(&bad.stdout).trim().to_string();
+    let bad = query(&[]);
     let v = net.wait_all(&bad, "failed", T);
     assert!(
         target(&v, E)["detail"]
