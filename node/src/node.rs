@@ -239,6 +239,7 @@ pub async fn run_with_clock(
     let stop_serving = fatal.clone();
     let stopping = async move {
         stop_serving.cancelled().await;
+        tracing::info!("health: NOT_SERVING");
         for service in HEALTH_SERVICES {
             health
                 .set_service_status(service, tonic_health::ServingStatus::NotServing)
@@ -289,9 +290,12 @@ pub async fn run_with_clock(
     fatal.cancelled().await;
     tracing::info!(node = %config.node_id, "shutting down: draining");
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    // What the drain waits for, named in the log if the deadline passes.
+    let waiting_for = std::cell::Cell::new("the tickers");
     let drain = async {
         let _ = ticker.await;
         let _ = network_ticker.await;
+        waiting_for.set("the access-log, data-export and metrics tasks");
         if let Some(t) = access_log_ingest {
             let _ = t.await;
         }
@@ -304,12 +308,15 @@ pub async fn run_with_clock(
         if let Some(t) = metrics_server {
             let _ = t.await;
         }
+        waiting_for.set("the web console's sessions");
         if let Some(t) = console_server {
             let _ = t.await;
         }
+        waiting_for.set("the link to the parent");
         if let Some(d) = dialer {
             let _ = d.await;
         }
+        waiting_for.set("gRPC connections still open (their clients have not closed them)");
         match server.await {
             Ok(Err(e)) => tracing::warn!(error = %e, "server ended with an error"),
             Err(e) => tracing::warn!(error = %e, "server task failed"),
@@ -317,10 +324,14 @@ pub async fn run_with_clock(
         }
         // Every sender is gone once the server and sessions have stopped: the core commits
         // what is queued and its thread ends.
+        waiting_for.set("the core to commit what is queued");
         let _ = tokio::task::spawn_blocking(move || core_thread.join()).await;
     };
     if tokio::time::timeout(DRAIN_DEADLINE, drain).await.is_err() {
-        tracing::warn!("drain deadline passed; exiting with the store synced");
+        tracing::warn!(
+            waiting_for = waiting_for.get(),
+            "drain deadline passed; exiting with the store synced"
+        );
     }
     store.sync()?;
     if shared.failed.load(std::sync::atomic::Ordering::SeqCst) {
