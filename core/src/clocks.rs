@@ -55,44 +55,57 @@ impl Core {
             let Some((directive_id, node)) = records::clock_subject(&key) else {
                 continue;
             };
-            let Some(mut rec) = self.target(g, &directive_id, &node)? else {
+            let Some(rec) = self.target(g, &directive_id, &node)? else {
                 continue;
             };
-            let state = TargetState::try_from(rec.state).unwrap_or(TargetState::Unspecified);
-            if clock_satisfied(&node, state) || rec.overdue_at_ms != 0 {
-                continue;
-            }
-            rec.overdue_at_ms = rec.deadline_ms;
-            self.put_target(g, &directive_id, &node, rec.clone())?;
-            tracing::warn!(directive = %directive_id, %node, deadline_ms = rec.deadline_ms,
-                "clock ran out: overdue");
-            audit(
-                g,
-                &Caller::node(),
-                "directive.overdue",
-                &directive_id,
-                &format!(
-                    "{node}'s clock ran out; it is {}",
-                    directive::state_name(state)
-                ),
-            );
-            // A relayed request's issuer learns it from here.
-            if let Some(meta) = self.stored_meta(g, &directive_id)?
-                && meta.issuer != self.shared.node_id.as_str()
-            {
-                let update = TargetStatus {
-                    node: node.clone(),
-                    state: rec.state,
-                    at_ms: g.now,
-                    detail: rec.detail.clone(),
-                    overdue_at_ms: rec.overdue_at_ms,
-                    result: None,
-                    hits: None,
-                    blacklist: None,
-                    signed: None,
-                };
-                self.report(g, &directive_id, &update, &meta.trace_context);
-            }
+            self.clock_ran_out(g, &directive_id, &node, rec)?;
+        }
+        self.check_delivered_clocks(g)
+    }
+
+    /// `node`'s clock on a directive ran out at `rec.deadline_ms`: overdue, once, unless it
+    /// was met.
+    pub(super) fn clock_ran_out(
+        &self,
+        g: &mut Group<'_>,
+        directive_id: &str,
+        node: &str,
+        mut rec: TargetRecord,
+    ) -> Result<(), NodeError> {
+        let state = TargetState::try_from(rec.state).unwrap_or(TargetState::Unspecified);
+        if clock_satisfied(node, state) || rec.overdue_at_ms != 0 {
+            return Ok(());
+        }
+        rec.overdue_at_ms = rec.deadline_ms;
+        self.put_target(g, directive_id, node, rec.clone())?;
+        tracing::warn!(directive = %directive_id, %node, deadline_ms = rec.deadline_ms,
+            "clock ran out: overdue");
+        audit(
+            g,
+            &Caller::node(),
+            "directive.overdue",
+            directive_id,
+            &format!(
+                "{node}'s clock ran out; it is {}",
+                directive::state_name(state)
+            ),
+        );
+        // A relayed request's issuer learns it from here.
+        if let Some(meta) = self.stored_meta(g, directive_id)?
+            && meta.issuer != self.shared.node_id.as_str()
+        {
+            let update = TargetStatus {
+                node: node.to_string(),
+                state: rec.state,
+                at_ms: g.now,
+                detail: rec.detail.clone(),
+                overdue_at_ms: rec.overdue_at_ms,
+                result: None,
+                hits: None,
+                blacklist: None,
+                signed: None,
+            };
+            self.report(g, directive_id, &update, &meta.trace_context);
         }
         Ok(())
     }

@@ -32,7 +32,7 @@ impl Core {
         d: &Directive,
         targets: Vec<String>,
         trace: HashMap<String, String>,
-    ) {
+    ) -> Result<(), NodeError> {
         self.enqueue(
             g,
             peer,
@@ -43,6 +43,16 @@ impl Core {
                 targets,
             }),
         );
+        if peer.tier() == Tier::Province && self.parent.as_ref() != Some(peer) {
+            // The province's record, `queued` in this group, keeps the copy's place: its
+            // acknowledgment run says it was delivered (`delivered`).
+            let seq = self.next_seq[peer] - 1;
+            let key = self.target_key(&d.id, peer.as_str());
+            g.targets.update(&g.txn, key, peer.as_str(), |rec| {
+                (rec.state == TargetState::Queued as i32).then(|| rec.outbox_seq = seq)
+            })?;
+        }
+        Ok(())
     }
 
     /// Appends to `peer`'s outbox with the next sequence number, in the group's batch.
@@ -128,8 +138,15 @@ impl Core {
         .collect();
         entries.extend(held);
         let copies = self.fans.acked(g, &peer_state, up_to);
+        // A province's acknowledgment is one record, whatever it covers (`delivered`).
+        let by_run = peer.tier() == Tier::Province && self.parent.as_ref() != Some(peer);
+        if by_run {
+            self.delivered_run(g, peer, acked + 1, up_to, &entries)?;
+        }
         for entry in entries {
-            if let Some(outbox_entry::Body::Directive(r)) = &entry.body {
+            if let Some(outbox_entry::Body::Directive(r)) = &entry.body
+                && !by_run
+            {
                 self.delivered(g, peer, &r.id, &entry.trace_context)?;
             }
             if !copies.contains(&entry.seq) {
@@ -157,9 +174,6 @@ impl Core {
             return Ok(());
         }
         self.set_target(g, directive_id, peer.as_str(), TargetState::Delivered, "")?;
-        if peer.tier() == Tier::Province {
-            self.start_confirm_clock(g, peer, directive_id)?;
-        }
         if peer.tier() == Tier::Enterprise {
             let relayed = self
                 .stored_meta(g, directive_id)?

@@ -62,6 +62,7 @@ impl Core {
             acked: NodeMap::default(),
             inboxes: inbox::Inboxes::load(&store, &shared.peers)?,
             fans: fanout::Fans::load(&store, &shared.peers)?,
+            delivered_runs: delivered::DeliveredRuns::load(&store)?,
             points: options.points,
             enforcer: None,
             monitor_next: None,

@@ -208,7 +208,7 @@ impl Core {
                 .clone()
                 .ok_or_else(|| NodeError::Forbidden("no parent to ask for assistance".into()))?;
             self.queue_targets(g, id, foreign.clone())?;
-            self.enqueue_directive(g, &parent, d, foreign, trace.clone());
+            self.enqueue_directive(g, &parent, d, foreign, trace.clone())?;
         }
         let queued = routes.values().flatten().cloned().collect();
         self.queue_targets(g, id, queued)?;
@@ -216,7 +216,7 @@ impl Core {
             if route.tier() == Tier::Province {
                 self.set_target(g, id, route.as_str(), TargetState::Queued, "")?;
             }
-            self.enqueue_directive(g, &route, d, route_targets, trace.clone());
+            self.enqueue_directive(g, &route, d, route_targets, trace.clone())?;
         }
         Ok(())
     }

@@ -57,6 +57,7 @@ mod audit;
 mod audit_keeping;
 mod blacklist;
 mod data;
+mod delivered;
 mod delivery;
 mod event_loop;
 mod handle;
@@ -158,6 +159,8 @@ pub struct Core {
     acked: NodeMap<u64>,
     inboxes: inbox::Inboxes,
     fans: fanout::Fans,
+    /// Issuer: provinces' acknowledgments as runs (`delivered`).
+    delivered_runs: delivered::DeliveredRuns,
     /// Enterprise: the points the rules take effect at, converged on a thread of their own
     /// (`isms_enforce::Enforcer`), which answers with `Event::Enforced`; started with the
     /// core.

@@ -21,7 +21,11 @@ impl Core {
         node: &str,
     ) -> Result<Option<TargetRecord>, NodeError> {
         let key = self.target_key(directive_id, node);
-        g.targets.get(&g.txn, key, node)
+        let mut rec = g.targets.get(&g.txn, key, node)?;
+        if let Some(rec) = &mut rec {
+            self.delivered_runs.resolve(node, rec);
+        }
+        Ok(rec)
     }
 
     pub(super) fn put_target(

@@ -116,7 +116,7 @@ impl Core {
                 .filter(|t| self.shared.peer(t).is_some_and(|p| p.role == Role::Child));
             match child {
                 Some(child) => {
-                    self.enqueue_directive(g, &child, d, vec![target.clone()], trace.clone());
+                    self.enqueue_directive(g, &child, d, vec![target.clone()], trace.clone())?;
                     forwarded.push(target.clone());
                 }
                 None => {
@@ -277,41 +277,8 @@ impl Core {
             }
             tracing::info!(directive = %d.id, requester = %from, to = %route,
                 targets = targets.len(), "relaying a request for assistance (R-6.4)");
-            self.enqueue_directive(g, &route, d, targets, trace.clone());
+            self.enqueue_directive(g, &route, d, targets, trace.clone())?;
         }
         Ok(())
-    }
-
-    /// The issuer starts a province's confirmation clock when the province has the
-    /// requirement durably; an emergency needs no confirmation.
-    pub(super) fn start_confirm_clock(
-        &self,
-        g: &mut Group<'_>,
-        province: &NodeId,
-        directive_id: &str,
-    ) -> Result<(), NodeError> {
-        let Some(meta) = self.stored_meta(g, directive_id)? else {
-            return Ok(());
-        };
-        if Urgency::try_from(meta.urgency) == Ok(Urgency::Emergency) {
-            return Ok(());
-        }
-        let Some(rec) = self.target(g, directive_id, province.as_str())? else {
-            return Ok(());
-        };
-        let state = TargetState::try_from(rec.state).unwrap_or(TargetState::Unspecified);
-        if state_rank(state) >= state_rank(TargetState::Confirmed) {
-            return Ok(()); // decided before the acknowledgment arrived
-        }
-        match self.confirm_deadline(meta.urgency, g.now) {
-            Ok(deadline) => self.set_deadline(g, directive_id, province.as_str(), deadline, true),
-            Err(e) => {
-                tracing::error!(directive = %directive_id, %province, error = %e,
-                    "cannot start the confirmation clock");
-                let mut rec = rec;
-                rec.detail = format!("no confirmation clock: {e}");
-                self.put_target(g, directive_id, province.as_str(), rec)
-            }
-        }
     }
 }

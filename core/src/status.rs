@@ -79,6 +79,8 @@ impl Core {
             let stopped =
                 (clock_satisfied(node, state) && rec.deadline_ms != 0 && rec.overdue_at_ms == 0)
                     .then_some(rec.deadline_ms);
+            // Delivered by its province's acknowledgment run: kept with the new state.
+            self.delivered_runs.resolve(node, rec);
             advance(rec, state, detail, now);
             Some(stopped)
         })?;

@@ -173,6 +173,9 @@ pub fn stored_targets(
         let (k, v) = entry?;
         out.extend(decode_block(&k, &v)?);
     }
+    for (node, rec) in &mut out {
+        super::delivered::resolve_stored(store, node, rec)?;
+    }
     Ok(out)
 }
 
@@ -214,10 +217,14 @@ pub fn stored_target(
     node: &str,
 ) -> Result<Option<TargetRecord>, NodeError> {
     let key = records::target_block(directive_id, via, node);
-    Ok(match store.get(&key)? {
+    let mut rec = match store.get(&key)? {
         Some(v) => decode_block(&key, &v)?.remove(node),
         None => None,
-    })
+    };
+    if let Some(rec) = &mut rec {
+        super::delivered::resolve_stored(store, node, rec)?;
+    }
+    Ok(rec)
 }
 
 /// Folds the per-target records of a store written before target blocks into blocks, in one

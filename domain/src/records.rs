@@ -251,6 +251,50 @@ pub fn clock(deadline_ms: i64, directive_id: &str, node: &str) -> Vec<u8> {
     k
 }
 
+/// The issuer's delivered runs (`DeliveredRun`), by peer and the acknowledged number that
+/// ends them: `dl/<peer>\0<up_to>`, so the run holding a copy is the first at or after it.
+pub const DELIVERED_RUN_PREFIX: &[u8] = b"dl/";
+
+pub fn delivered_run(peer: &str, up_to: u64) -> Vec<u8> {
+    let mut k = delivered_runs_of(peer);
+    k.extend_from_slice(&up_to.to_be_bytes());
+    k
+}
+
+pub fn delivered_runs_of(peer: &str) -> Vec<u8> {
+    let mut k = DELIVERED_RUN_PREFIX.to_vec();
+    k.extend_from_slice(peer.as_bytes());
+    k.push(0);
+    k
+}
+
+/// A delivered run's clocks, ordered by deadline: `dk/<deadline ms><peer>\0<up_to>`, one
+/// per distinct deadline among its copies.
+pub const DELIVERED_CLOCK_PREFIX: &[u8] = b"dk/";
+
+pub fn delivered_clock(deadline_ms: i64, peer: &str, up_to: u64) -> Vec<u8> {
+    let mut k = DELIVERED_CLOCK_PREFIX.to_vec();
+    k.extend_from_slice(&deadline_ms.max(0).to_be_bytes());
+    k.extend_from_slice(peer.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&up_to.to_be_bytes());
+    k
+}
+
+/// Deadline, peer and run of a delivered run's clock key.
+pub fn delivered_clock_subject(key: &[u8]) -> Option<(i64, String, u64)> {
+    let rest = key.strip_prefix(DELIVERED_CLOCK_PREFIX)?;
+    let deadline = i64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+    let rest = rest.get(8..)?;
+    let split = rest.len().checked_sub(9)?;
+    if rest[split] != 0 {
+        return None;
+    }
+    let peer = std::str::from_utf8(&rest[..split]).ok()?.to_string();
+    let up_to = u64::from_be_bytes(rest[split + 1..].try_into().ok()?);
+    Some((deadline, peer, up_to))
+}
+
 /// Directive and node of a clock key.
 pub fn clock_subject(key: &[u8]) -> Option<(String, String)> {
     let rest = key.strip_prefix(CLOCK_PREFIX)?.get(8..)?;
