@@ -5,6 +5,7 @@
 //! Figures are printed as a Markdown table and written as JSON. See BENCHMARKS.md.
 
 mod client;
+mod nats_peer;
 mod net;
 mod network;
 mod report;
@@ -90,6 +91,10 @@ struct Args {
     /// nodes' `scheduling` setting: `batch` (their default) or `inherit`.
     #[arg(long, default_value = "batch")]
     scheduling: isms_config::Scheduling,
+    /// What carries the orders: `network` (the project's nodes) or `nats` (a NATS hub and a
+    /// leaf server per province, not durable: the peer side by side in BENCHMARKS.md).
+    #[arg(long, value_enum, default_value_t = Peer::Network)]
+    peer: Peer,
     /// Write the figures here too, as JSON with every sample, the machine, the commit and
     /// the time (what `compare` reads).
     #[arg(long)]
@@ -101,6 +106,12 @@ enum BenchCommand {
     /// Each figure of two runs' files side by side, with the ratio and whether the
     /// difference is beyond the spread of the samples.
     Compare { a: PathBuf, b: PathBuf },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
+enum Peer {
+    Network,
+    Nats,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
@@ -138,7 +149,11 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if let Err(e) = rt.block_on(run(args)) {
+    let result = match args.peer {
+        Peer::Network => rt.block_on(run(args)),
+        Peer::Nats => rt.block_on(nats_peer::run(&args)),
+    };
+    if let Err(e) = result {
         eprintln!("isms-bench: {e:#}");
         std::process::exit(1);
     }
@@ -394,6 +409,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
                             / args.backlog as f64,
                     );
                     println!("  run {run}: {backlog} queued; starting {province}");
+                    let cpu_before = [
+                        bench.pid("ministry").map_or(0, net::cpu_ms),
+                        net::cpu_ms(std::process::id()),
+                    ];
                     let t0 = Instant::now();
                     bench.spawn(&province)?;
                     let mut first_sent = None;
@@ -412,6 +431,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     }
                     let secs = t0.elapsed().as_secs_f64();
                     rates.push(args.backlog as f64 / secs);
+                    // Where the drain's CPU goes, per message: the province's since its start.
+                    let per_message = |ms: u64| ms as f64 * 1000.0 / args.backlog as f64;
+                    println!(
+                        "  run {run}: CPU per message while draining: ministry {:.1} µs, {province} {:.1} µs, simulated enterprises {:.1} µs",
+                        per_message(
+                            bench
+                                .pid("ministry")
+                                .map_or(0, net::cpu_ms)
+                                .saturating_sub(cpu_before[0])
+                        ),
+                        per_message(bench.pid(&province).map_or(0, net::cpu_ms)),
+                        per_message(net::cpu_ms(std::process::id()).saturating_sub(cpu_before[1])),
+                    );
                     println!(
                         "  run {run}: {} messages drained in {secs:.2}s from the process start \
                          (the first acknowledged after {:.2}s)",
