@@ -168,6 +168,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .context("program has no directory")?
             .to_path_buf(),
     };
+    let bin_dir_used = bin_dir.clone();
     let temp;
     let root = match &args.dir {
         Some(d) => {
@@ -551,6 +552,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let run = results::Run {
             machine: machine(),
             commit: results::commit(),
+            binaries: results::binaries(&bin_dir_used),
             at: chrono::Utc::now().to_rfc3339(),
             enterprises: total_enterprises,
             figures: figures.rows,

@@ -82,6 +82,15 @@ impl Acks {
     }
 }
 
+/// `nats-server --version`'s answer, or why there is none.
+fn nats_version() -> String {
+    Command::new("nats-server")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|e| format!("nats-server: {e}"))
+}
+
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -290,7 +299,12 @@ pub(super) async fn run(args: &Args) -> anyhow::Result<()> {
     if let Some(path) = &args.json {
         let run = results::Run {
             machine: machine(),
-            commit: format!("NATS hub + {} leaves, not durable", args.provinces),
+            commit: results::commit(),
+            binaries: format!(
+                "{} (hub + {} leaves, not durable)",
+                nats_version(),
+                args.provinces
+            ),
             at: chrono::Utc::now().to_rfc3339(),
             enterprises: n,
             figures: figures.rows,

@@ -43,6 +43,11 @@ fn samples_or_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f64>, 
 pub(crate) struct Run {
     pub(crate) machine: String,
     pub(crate) commit: String,
+    /// The build that ran, which `--bin-dir` may take from elsewhere than the checkout:
+    /// the first 12 hex digits of `ministry-node`'s SHA-256 and its directory (or the
+    /// peer's server and version).
+    #[serde(default)]
+    pub(crate) binaries: String,
     /// RFC 3339.
     pub(crate) at: String,
     pub(crate) enterprises: usize,
@@ -57,6 +62,7 @@ impl Run {
             return Ok(Run {
                 machine: "unknown".into(),
                 commit: "unknown".into(),
+                binaries: String::new(),
                 at: "unknown".into(),
                 enterprises: 0,
                 figures,
@@ -64,6 +70,31 @@ impl Run {
         }
         serde_json::from_str(&text)
             .with_context(|| format!("{}: not a run of isms-bench --json", path.display()))
+    }
+}
+
+fn built(run: &Run) -> String {
+    if run.binaries.is_empty() {
+        String::new()
+    } else {
+        format!(", binaries {}", run.binaries)
+    }
+}
+
+/// Which build is in `bin_dir`: `ministry-node`'s SHA-256 (12 hex digits) and the
+/// directory, so two runs of one checkout with `--bin-dir` still say which build each was.
+pub(crate) fn binaries(bin_dir: &Path) -> String {
+    let path = bin_dir.join("ministry-node");
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+            let hex: String = digest.as_ref()[..6]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            format!("ministry-node {hex} in {}", bin_dir.display())
+        }
+        Err(e) => format!("{}: {e}", path.display()),
     }
 }
 
@@ -110,9 +141,18 @@ pub(crate) fn verdict(a: &[f64], b: &[f64]) -> Verdict {
 /// `compare`: a Markdown table of every figure of either run.
 pub(crate) fn compare(a: &Run, b: &Run) -> String {
     let mut out = format!(
-        "A: {} commit {} at {} ({} enterprises)\nB: {} commit {} at {} ({} enterprises)\n\n\
+        "A: {} commit {}{} at {} ({} enterprises)\nB: {} commit {}{} at {} ({} enterprises)\n\n\
          | figure | A median | B median | B/A | spread |\n|---|---:|---:|---:|---|\n",
-        a.machine, a.commit, a.at, a.enterprises, b.machine, b.commit, b.at, b.enterprises
+        a.machine,
+        a.commit,
+        built(a),
+        a.at,
+        a.enterprises,
+        b.machine,
+        b.commit,
+        built(b),
+        b.at,
+        b.enterprises
     );
     let mut names: BTreeMap<&str, (Option<&Figure>, Option<&Figure>)> = BTreeMap::new();
     for f in &a.figures {
@@ -172,6 +212,7 @@ mod tests {
 
     fn run(figures: Vec<Figure>) -> Run {
         Run {
+            binaries: String::new(),
             machine: "2 cores".into(),
             commit: "abc".into(),
             at: "2026-12-07T22:00:00Z".into(),
