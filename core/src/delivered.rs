@@ -123,6 +123,12 @@ pub fn resolve_stored(store: &Store, node: &str, rec: &mut TargetRecord) -> Resu
 }
 
 impl Core {
+    /// Whether `peer`'s acknowledgments are applied as delivered runs: a province this node
+    /// sends directives to (the ministry's children), not a parent relaying a request.
+    pub(super) fn delivered_by_run(&self, peer: &NodeId) -> bool {
+        peer.tier() == Tier::Province && self.parent.as_ref() != Some(peer)
+    }
+
     /// Province `peer` holds its outbox up to `up_to`: the directive copies among `entries`
     /// are delivered, as one run record and its clock entries.
     pub(super) fn delivered_run(
@@ -147,8 +153,15 @@ impl Core {
                 match self.confirm_deadline(meta.urgency, g.now) {
                     Ok(deadline) => deadline,
                     Err(e) => {
+                        // Said on the record, as a clock the calendar cannot give is not
+                        // guessed: the one write such a copy costs.
                         tracing::error!(directive = %r.id, %peer, error = %e,
                             "cannot start the confirmation clock");
+                        let why = format!("no confirmation clock: {e}");
+                        let key = self.target_key(&r.id, peer.as_str());
+                        g.targets.update(&g.txn, key, peer.as_str(), |rec| {
+                            (rec.state != 0).then(|| rec.detail = why)
+                        })?;
                         0
                     }
                 }

@@ -43,7 +43,7 @@ impl Core {
                 targets,
             }),
         );
-        if peer.tier() == Tier::Province && self.parent.as_ref() != Some(peer) {
+        if self.delivered_by_run(peer) {
             // The province's record, `queued` in this group, keeps the copy's place: its
             // acknowledgment run says it was delivered (`delivered`).
             let seq = self.next_seq[peer] - 1;
@@ -139,7 +139,7 @@ impl Core {
         entries.extend(held);
         let copies = self.fans.acked(g, &peer_state, up_to);
         // A province's acknowledgment is one record, whatever it covers (`delivered`).
-        let by_run = peer.tier() == Tier::Province && self.parent.as_ref() != Some(peer);
+        let by_run = self.delivered_by_run(peer);
         if by_run {
             self.delivered_run(g, peer, acked + 1, up_to, &entries)?;
         }

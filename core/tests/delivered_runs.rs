@@ -127,19 +127,21 @@ async fn one_acknowledgment_is_one_run_that_survives_a_crash_runs_its_clocks_and
         ministry.issue("province/44", Urgency::Urgent).await,
     ];
     let emergency = ministry.issue("province/44", Urgency::Emergency).await;
+    // A general requirement's clock counts working days, and this ministry has no calendar.
+    let no_calendar = ministry.issue("province/44", Urgency::General).await;
     let elsewhere = ministry.issue("province/11", Urgency::Urgent).await;
-    for d in urgent.iter().chain([&emergency]) {
+    for d in urgent.iter().chain([&emergency, &no_calendar]) {
         let rec = ministry.target(d, "province/44");
         assert_eq!(state(&rec), TargetState::Queued, "{d}");
         assert_ne!(rec.outbox_seq, 0, "{d} keeps its copy's place");
     }
 
-    // Province 44 holds its three copies, acknowledged in one go an hour later.
+    // Province 44 holds its four copies, acknowledged in one go an hour later.
     FileClock::write(&clock, T0 + HOUR).expect("clock");
     ministry
         .send(Event::Acked {
             peer: id("province/44"),
-            up_to: 3,
+            up_to: 4,
         })
         .await;
     ministry
@@ -157,6 +159,12 @@ async fn one_acknowledgment_is_one_run_that_survives_a_crash_runs_its_clocks_and
         let rec = m.target(&emergency, "province/44");
         assert_eq!(state(&rec), TargetState::Delivered);
         assert_eq!(rec.deadline_ms, 0, "an emergency needs no confirmation");
+        let rec = m.target(&no_calendar, "province/44");
+        assert_eq!((state(&rec), rec.deadline_ms), (TargetState::Delivered, 0));
+        assert!(
+            rec.detail.starts_with("no confirmation clock: "),
+            "the missing clock is said: {rec:?}"
+        );
         assert_eq!(
             state(&m.target(&elsewhere, "province/11")),
             TargetState::Queued,
