@@ -10,6 +10,12 @@
 //! frames. Flags for the servers: `hop`, each answers from a task of its own through a
 //! channel, as a node's link writer does, instead of from the request stream itself;
 //! `current`, each runs Tokio's single-threaded scheduler instead of its multi-threaded one.
+//!
+//! `… -- stream [messages] [envelope_bytes] [per_frame] [window]`: the backlog's floor.
+//! One server, one link: `messages` envelopes (default 100,000 of 400 bytes, a one-target
+//! directive's size) in frames of `per_frame` (512, the link's `batch`) with at most
+//! `window` (8,192, the link's) unacknowledged; the server answers each frame with an
+//! acknowledgment only, as a province storing a backlog in its inbox does.
 
 use std::io::BufRead;
 use std::pin::Pin;
@@ -37,8 +43,9 @@ fn main() -> anyhow::Result<()> {
     tls::install_crypto_provider();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("serve") {
-        let dir = args.get(1).context("serve <dir> [hop] [current]")?;
+        let dir = args.get(1).context("serve <dir> [hop] [current] [ack]")?;
         let hop = args.iter().any(|a| a == "hop");
+        let ack = args.iter().any(|a| a == "ack");
         let runtime = if args.iter().any(|a| a == "current") {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -46,7 +53,20 @@ fn main() -> anyhow::Result<()> {
         } else {
             tokio::runtime::Runtime::new()?
         };
-        return runtime.block_on(serve(dir.into(), hop));
+        return runtime.block_on(serve(dir.into(), hop, ack));
+    }
+    if args.first().map(String::as_str) == Some("stream") {
+        let num = |i: usize, default: usize| -> anyhow::Result<usize> {
+            args.get(i)
+                .map_or(Ok(default), |a| a.parse().context("a number"))
+        };
+        let (messages, size, per_frame, window) =
+            (num(1, 100_000)?, num(2, 400)?, num(3, 512)?, num(4, 8192)?);
+        anyhow::ensure!(
+            messages > 0 && per_frame > 0 && window >= per_frame,
+            "messages and per_frame must be at least 1, window at least per_frame"
+        );
+        return tokio::runtime::Runtime::new()?.block_on(stream(messages, size, per_frame, window));
     }
     let num = |i: usize, default: usize| -> anyhow::Result<usize> {
         args.get(i)
@@ -73,6 +93,8 @@ fn main() -> anyhow::Result<()> {
 /// An echo server: every frame that comes in is answered with one of the same size.
 struct Echo {
     hop: bool,
+    /// Answer a frame with an acknowledgment of its envelopes only.
+    ack: bool,
 }
 
 type Frames = Pin<Box<dyn Stream<Item = Result<Frame, Status>> + Send>>;
@@ -86,6 +108,22 @@ impl Link for Echo {
         request: Request<Streaming<Frame>>,
     ) -> Result<Response<Self::OpenStream>, Status> {
         let inbound = request.into_inner();
+        if self.ack {
+            let mut applied = 0u64;
+            return Ok(Response::new(Box::pin(inbound.map(move |f| {
+                f.map(|f| {
+                    if let Some(frame::Body::Batch(b)) = f.body {
+                        applied += b.envelopes.len() as u64;
+                    }
+                    Frame {
+                        body: Some(frame::Body::Batch(Batch {
+                            envelopes: Vec::new(),
+                            applied,
+                        })),
+                    }
+                })
+            }))));
+        }
         if !self.hop {
             return Ok(Response::new(Box::pin(inbound.map(|f| f.map(echo)))));
         }
@@ -118,7 +156,7 @@ fn batch(size: usize) -> Frame {
     }
 }
 
-async fn serve(dir: std::path::PathBuf, hop: bool) -> anyhow::Result<()> {
+async fn serve(dir: std::path::PathBuf, hop: bool, ack: bool) -> anyhow::Result<()> {
     let paths = tls::TlsPaths {
         ca: &dir.join("ca.pem"),
         cert: &dir.join("server.pem"),
@@ -137,7 +175,7 @@ async fn serve(dir: std::path::PathBuf, hop: bool) -> anyhow::Result<()> {
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .initial_stream_window_size(Some(4 << 20))
         .initial_connection_window_size(Some(8 << 20))
-        .add_service(LinkServer::new(Echo { hop }))
+        .add_service(LinkServer::new(Echo { hop, ack }))
         .serve_with_incoming(incoming)
         .await?;
     Ok(())
@@ -163,6 +201,98 @@ impl Drop for Servers {
     }
 }
 
+/// The network's CA, a server identity and a client identity in `dir`.
+fn pki(dir: &std::path::Path) -> anyhow::Result<Identity> {
+    let ca = DevCa::generate(TRUST_DOMAIN, "floor CA")?;
+    ca.write_cert(&dir.join("ca.pem"))?;
+    let server_id = Identity::Node("province/11".parse()?);
+    ca.issue(&server_id)?.write(dir, "server")?;
+    ca.issue(&Identity::Node("enterprise/e1101".parse()?))?
+        .write(dir, "client")?;
+    Ok(server_id)
+}
+
+/// Starts one server process with `flags`; its port.
+fn spawn_server(
+    dir: &std::path::Path,
+    flags: &[&str],
+    children: &mut Servers,
+) -> anyhow::Result<u16> {
+    let mut child = Command::new(std::env::current_exe()?)
+        .arg("serve")
+        .arg(dir)
+        .args(flags)
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let out = child.stdout.take().context("server stdout")?;
+    children.0.push(child);
+    let mut line = String::new();
+    std::io::BufReader::new(out).read_line(&mut line)?;
+    line.trim().parse::<u16>().context("server port")
+}
+
+/// The backlog's floor: `messages` envelopes through one link, acknowledged per frame.
+async fn stream(
+    messages: usize,
+    size: usize,
+    per_frame: usize,
+    window: usize,
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server_id = pki(dir.path())?;
+    let mut children = Servers(Vec::new());
+    let port = spawn_server(dir.path(), &["ack"], &mut children)?;
+    let paths = tls::TlsPaths {
+        ca: &dir.path().join("ca.pem"),
+        cert: &dir.path().join("client.pem"),
+        key: &dir.path().join("client.key"),
+    };
+    let client = tls::client_config(&paths, server_id, TRUST_DOMAIN)?;
+    let channel = tls::channel(&format!("127.0.0.1:{port}"), client)?;
+    let (tx, rx) = mpsc::channel(64);
+    let mut acks = LinkClient::new(channel)
+        .max_decoding_message_size(64 << 20)
+        .open(ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    let envelope = Bytes::from(vec![b'x'; size]);
+    let (server, me) = (children.0[0].id(), std::process::id());
+    let (s0, c0) = (cpu(server)?, cpu(me)?);
+    let t0 = Instant::now();
+    let (mut sent, mut acked) = (0usize, 0usize);
+    while acked < messages {
+        while sent < messages && sent - acked + per_frame <= window {
+            let n = per_frame.min(messages - sent);
+            tx.send(Frame {
+                body: Some(frame::Body::Batch(Batch {
+                    envelopes: vec![envelope.clone(); n],
+                    applied: 0,
+                })),
+            })
+            .await?;
+            sent += n;
+        }
+        let answer = tokio::time::timeout(Duration::from_secs(60), acks.message())
+            .await
+            .context("no acknowledgment in 60 s")??
+            .context("the server closed the link")?;
+        if let Some(frame::Body::Batch(b)) = answer.body {
+            acked = b.applied as usize;
+        }
+    }
+    let wall = t0.elapsed();
+    let (s1, c1) = (cpu(server)?, cpu(me)?);
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / messages as f64;
+    println!(
+        "{messages} envelopes of {size} bytes, {per_frame} a frame, window {window}, one mTLS link: {:.0} messages/s ({:.2} s); CPU per message: sender {:.2} µs, receiver {:.2} µs",
+        messages as f64 / wall.as_secs_f64(),
+        wall.as_secs_f64(),
+        per(c1 - c0),
+        per(s1 - s0),
+    );
+    Ok(())
+}
+
 async fn drive(
     servers: usize,
     per: usize,
@@ -171,24 +301,12 @@ async fn drive(
     flags: &[String],
 ) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let ca = DevCa::generate(TRUST_DOMAIN, "floor CA")?;
-    ca.write_cert(&dir.path().join("ca.pem"))?;
-    let server_id = Identity::Node("province/11".parse()?);
-    ca.issue(&server_id)?.write(dir.path(), "server")?;
-    ca.issue(&Identity::Node("enterprise/e1101".parse()?))?
-        .write(dir.path(), "client")?;
-
+    let server_id = pki(dir.path())?;
     let mut children = Servers(Vec::new());
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let mut ports = Vec::new();
     for _ in 0..servers {
-        let mut cmd = Command::new(std::env::current_exe()?);
-        cmd.arg("serve").arg(dir.path()).args(flags);
-        let mut child = cmd.stdout(Stdio::piped()).spawn()?;
-        let out = child.stdout.take().context("server stdout")?;
-        children.0.push(child);
-        let mut line = String::new();
-        std::io::BufReader::new(out).read_line(&mut line)?;
-        ports.push(line.trim().parse::<u16>().context("server port")?);
+        ports.push(spawn_server(dir.path(), &flags, &mut children)?);
     }
 
     let paths = tls::TlsPaths {
