@@ -235,9 +235,15 @@ pub async fn run_with_clock(
         .build_v1()
         .map_err(|e| anyhow::anyhow!("gRPC reflection: {e}"))?;
     let local = listener.local_addr()?;
-    let incoming = tls::incoming(listener, server_tls, revocations.clone(), fatal.clone());
+    // On stopping, health says NOT_SERVING and ends its watchers' streams first, in a task
+    // of its own, and only then do the listener and the server stop: tonic stops waiting
+    // for its signal once the incoming stream ends, so a stop signalled through both could
+    // leave the statuses unset and the watch streams (and the graceful close) open until
+    // the drain deadline.
+    let not_serving = CancellationToken::new();
     let stop_serving = fatal.clone();
-    let stopping = async move {
+    let health_done = not_serving.clone();
+    tokio::spawn(async move {
         stop_serving.cancelled().await;
         tracing::info!("health: NOT_SERVING");
         for service in HEALTH_SERVICES {
@@ -250,7 +256,15 @@ pub async fn run_with_clock(
         for service in HEALTH_SERVICES {
             health.clear_service_status(service).await;
         }
-    };
+        health_done.cancel();
+    });
+    let incoming = tls::incoming(
+        listener,
+        server_tls,
+        revocations.clone(),
+        not_serving.clone(),
+    );
+    let stopping = async move { not_serving.cancelled().await };
     let server = tokio::spawn(
         tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(10)))
