@@ -264,7 +264,6 @@ pub async fn run_with_clock(
         revocations.clone(),
         not_serving.clone(),
     );
-    let stopping = async move { not_serving.cancelled().await };
     let server = tokio::spawn(
         tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(10)))
@@ -276,7 +275,7 @@ pub async fn run_with_clock(
             .add_service(operator_service)
             .add_service(health_service)
             .add_service(reflection)
-            .serve_with_incoming_shutdown(incoming, stopping),
+            .serve_with_incoming_shutdown(incoming, not_serving.cancelled_owned()),
     );
     tracing::info!(node = %config.node_id, listen = %local, "node started");
     // Under systemd (`Type=notify`): ready now that it accepts work. Without
