@@ -82,11 +82,28 @@ impl TestNet {
 
     pub fn start_with(topology: &Topology, options: &Options) -> TestNet {
         let net = TestNet::generate(topology, options);
-        for n in net.net.nodes.clone() {
-            net.spawn(n.id.as_str());
-        }
-        net.wait_linked();
+        net.spawn_all_and_link();
         net
+    }
+
+    /// Like `start_with`, every node's testing clock reading `at` (RFC 3339) from its first
+    /// record on: a test that sets the clock only after the start has records stamped with
+    /// the real date before it, and so depends on the day it runs.
+    pub fn start_at(topology: &Topology, options: &Options, at: &str) -> TestNet {
+        assert!(options.clock_files, "start_at needs Options::clock_files");
+        let net = TestNet::generate(topology, options);
+        for n in &net.net.nodes {
+            std::fs::write(n.dir.join("clock"), format!("{at}\n")).expect("write clock file");
+        }
+        net.spawn_all_and_link();
+        net
+    }
+
+    fn spawn_all_and_link(&self) {
+        for n in self.net.nodes.clone() {
+            self.spawn(n.id.as_str());
+        }
+        self.wait_linked();
     }
 
     /// Generates the network without starting it.

@@ -72,13 +72,11 @@ fn signed_heads_kept_by_the_parent_expose_a_rewritten_trail_and_pruning_follows_
         clock_files: true,
         ..Options::default()
     };
-    let net = TestNet::start_with(&Topology::uniform(&["44"], 1, 0), &options);
-    for n in net.net.nodes.clone() {
-        ok(net.cli(
-            n.id.as_str(),
-            &["clock", "set", "2026-12-07T09:00:00+08:00"],
-        ));
-    }
+    let net = TestNet::start_at(
+        &Topology::uniform(&["44"], 1, 0),
+        &options,
+        "2026-12-07T09:00:00+08:00",
+    );
     for i in 0..3 {
         ok(net.cli(
             PROVINCE,

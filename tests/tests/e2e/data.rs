@@ -76,14 +76,12 @@ fn planted_faults_are_flagged_demanded_corrected_or_overdue() {
         clock_files: true,
         ..Options::default()
     };
-    let net = TestNet::start_with(&Topology::uniform(&["44"], 2, 0), &options);
+    let net = TestNet::start_at(
+        &Topology::uniform(&["44"], 2, 0),
+        &options,
+        "2026-09-29T10:00:00+08:00",
+    );
     // Tuesday 29 September 2026; 1–7 October off, Saturday 10 October worked.
-    for n in net.net.nodes.clone() {
-        ok(net.cli(
-            n.id.as_str(),
-            &["clock", "set", "2026-09-29T10:00:00+08:00"],
-        ));
-    }
     let dir = tempfile::tempdir().expect("tempdir");
     assert_eq!(
         submit(

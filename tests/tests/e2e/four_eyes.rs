@@ -58,13 +58,11 @@ fn a_major_directive_leaves_only_with_a_second_operators_approval() {
         clock_files: true,
         ..Options::default()
     };
-    let net = TestNet::start_with(&Topology::uniform(&["44"], 2, 1), &options);
-    for n in net.net.nodes.clone() {
-        ok(net.cli(
-            n.id.as_str(),
-            &["clock", "set", "2026-12-07T09:00:00+08:00"],
-        ));
-    }
+    let net = TestNet::start_at(
+        &Topology::uniform(&["44"], 2, 1),
+        &options,
+        "2026-12-07T09:00:00+08:00",
+    );
 
     // Not major: it leaves at once.
     let minor = net.issue(&[

@@ -145,14 +145,11 @@ fn a_data_correction_waits_for_the_enterprise_on_a_five_working_day_clock() {
         clock_files: true,
         ..Options::default()
     };
-    let net = TestNet::start_with(&Topology::uniform(&["44"], 1, 0), &options);
-    for n in net.net.nodes.clone() {
-        let out = net.cli(
-            n.id.as_str(),
-            &["clock", "set", "2026-11-20T10:00:00+08:00"],
-        );
-        assert!(out.status.success());
-    }
+    let net = TestNet::start_at(
+        &Topology::uniform(&["44"], 1, 0),
+        &options,
+        "2026-11-20T10:00:00+08:00",
+    );
     let out = net.cli(
         "ministry",
         &[
