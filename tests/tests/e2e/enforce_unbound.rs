@@ -108,16 +108,17 @@ fn an_order_is_executed_once_the_resolver_blocks_it_and_undone_by_revocation_and
         child: None,
     };
     unbound.start();
-    for n in net.net.nodes.clone() {
-        net.spawn(n.id.as_str());
-    }
-    net.wait_linked();
+    // The clocks are set before the nodes start: no record bears the real date.
     for n in net.net.nodes.clone() {
         ok(net.cli(
             n.id.as_str(),
             &["clock", "set", "2026-12-07T09:00:00+08:00"],
         ));
     }
+    for n in net.net.nodes.clone() {
+        net.spawn(n.id.as_str());
+    }
+    net.wait_linked();
     let port = unbound.port;
     assert_eq!(
         dig(port, "bad.example"),

@@ -54,10 +54,7 @@ fn hits_of_a_monitoring_rule_reach_the_ministry_per_enterprise_and_in_total() {
         format!("{comment}\naccess_log = \"access.jsonl\"\n{rest}"),
     )
     .expect("config");
-    for n in net.net.nodes.clone() {
-        net.spawn(n.id.as_str());
-    }
-    net.wait_linked();
+    // The clocks are set before the nodes start: no record bears the real date.
     for n in net.net.nodes.clone() {
         let out = net.cli(
             n.id.as_str(),
@@ -65,6 +62,10 @@ fn hits_of_a_monitoring_rule_reach_the_ministry_per_enterprise_and_in_total() {
         );
         assert!(out.status.success());
     }
+    for n in net.net.nodes.clone() {
+        net.spawn(n.id.as_str());
+    }
+    net.wait_linked();
     let id = net.issue_wait(&[
         "--kind",
         "monitoring",
