@@ -120,8 +120,11 @@ fn effective_and_expiry_times_switch_rules_on_and_off_across_restarts() {
         clock_files: true,
         ..Options::default()
     };
-    let net = TestNet::start_with(&Topology::uniform(&["44"], 2, 0), &options);
-    clock_all(&net, &["clock", "set", "2026-11-20T09:00:00+08:00"]);
+    let net = TestNet::start_at(
+        &Topology::uniform(&["44"], 2, 0),
+        &options,
+        "2026-11-20T09:00:00+08:00",
+    );
 
     // Expiry before the effective time, or in the past, is refused.
     let out = net.cli(

@@ -25,13 +25,18 @@ fn health() -> isms_config::Health {
     }
 }
 
-fn network(clock_files: bool) -> TestNet {
+/// The network of these tests; with `clock_at`, on testing clocks reading it from the start.
+fn network(clock_at: Option<&str>) -> TestNet {
     let options = Options {
         health: health(),
-        clock_files,
+        clock_files: clock_at.is_some(),
         ..Options::default()
     };
-    TestNet::start_with(&Topology::uniform(&["44"], 1, 1), &options)
+    let topology = Topology::uniform(&["44"], 1, 1);
+    match clock_at {
+        Some(at) => TestNet::start_at(&topology, &options, at),
+        None => TestNet::start_with(&topology, &options),
+    }
 }
 
 /// The fault `id` at `node`, once it is there (and `state`, if given).
@@ -61,7 +66,7 @@ fn refused(net: &TestNet, node: &str, args: &[&str], why: &str) {
 
 #[test]
 fn a_fault_goes_up_survives_restarts_and_its_resolution_comes_back_down() {
-    let net = network(false);
+    let net = network(None);
     let id = ok(net.cli(
         E,
         &[
@@ -211,14 +216,8 @@ fn a_fault_goes_up_survives_restarts_and_its_resolution_comes_back_down() {
 
 #[test]
 fn upgrades_are_late_on_the_calendar_and_their_window_is_maintenance_and_contacts_go_up() {
-    let net = network(true);
     // Tuesday 29 September 2026, before National Day (1–7 October; 10 October worked).
-    for n in net.net.nodes.clone() {
-        ok(net.cli(
-            n.id.as_str(),
-            &["clock", "set", "2026-09-29T10:00:00+08:00"],
-        ));
-    }
+    let net = network(Some("2026-09-29T10:00:00+08:00"));
     let announce = |at: &str| {
         net.cli(
             E,
@@ -323,9 +322,7 @@ fn upgrades_are_late_on_the_calendar_and_their_window_is_maintenance_and_contact
     eventually(T, "down after the window", || {
         (state("ministry")? == "down").then_some(())
     });
-    // Recorded once the ministry's ticker hands the change to its core. (Spans are ordered
-    // by time, and the test's clock went back from today to 2026-10: the first `up`, at
-    // start, sorts last.)
+    // Recorded once the ministry's ticker hands the change to its core.
     eventually(T, "maintenance then down in the ministry's history", || {
         let node = net.cli_json("ministry", &["network", "node", E, "--json"])?;
         let history: Vec<String> = node["history"]
@@ -454,8 +451,13 @@ fn a_node_raises_faults_itself_for_failing_enforcement_and_a_failed_store_once_e
         "{}",
         raised[0]
     );
-    // Still failing a while later: still one of each.
-    std::thread::sleep(Duration::from_secs(2));
+    // Still failing five heartbeats later, each of which checked again: still one of each.
+    let heard =
+        || net.cli_json(P, &["network", "node", E, "--json"])?["node"]["heard_at_ms"].as_i64();
+    let mark = eventually(T, "the enterprise heard at its province", heard);
+    eventually(T, "five more heartbeats from the enterprise", || {
+        (heard()? >= mark + 5 * health().interval.as_millis() as i64).then_some(())
+    });
     let at_e = automatic(E);
     assert_eq!(of(&at_e, "enforcement points failing").len(), 1, "{at_e:?}");
     assert_eq!(of(&at_e, "disk nearly full").len(), 1, "{at_e:?}");

@@ -293,8 +293,11 @@ fn confirmation_clocks_run_on_the_working_day_calendar_and_raise_overdue_once() 
     assert_eq!(wait_overdue(&net, &urgent), ms("2026-11-20T17:00:00+08:00"));
     // Saturday and Sunday do not count: still in time on Sunday afternoon. (The September
     // and October requirements, long past due, ran out at the same tick.)
+    // An urgent requirement issued now runs out at the first tick after the advance: once
+    // the ministry has heard so, the province has checked every clock at the new time.
+    let tick_seen = issue_general(&net, "urgent");
     advance(&net, "46h");
-    std::thread::sleep(Duration::from_millis(1500)); // let at least one tick pass
+    wait_overdue(&net, &tick_seen);
     assert_eq!(
         relay_clock(&net, &general).1,
         0,
@@ -316,7 +319,7 @@ fn confirmation_clocks_run_on_the_working_day_calendar_and_raise_overdue_once() 
             &["directive", "list", "--state", "overdue", "--json"],
         )
         .expect("list");
-    assert_eq!(overdue["directives"].as_array().map(Vec::len), Some(4));
+    assert_eq!(overdue["directives"].as_array().map(Vec::len), Some(5));
 
     // Confirmed late: it still completes, and the lateness is kept.
     ok(net.cli("province/44", &["directive", "confirm", &general]));
@@ -326,10 +329,18 @@ fn confirmation_clocks_run_on_the_working_day_calendar_and_raise_overdue_once() 
     assert_eq!(p44["overdue_at_ms"], ms("2026-11-23T15:00:00+08:00"));
 
     // Exactly once: more ticks raise nothing new.
+    let ticks_seen = issue_general(&net, "urgent");
     advance(&net, "72h");
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_overdue(&net, &ticks_seen);
     let log = net.log("ministry");
-    for id in [&holiday, &saturday, &general, &urgent] {
+    for id in [
+        &holiday,
+        &saturday,
+        &general,
+        &urgent,
+        &tick_seen,
+        &ticks_seen,
+    ] {
         let raised = log
             .lines()
             .filter(|l| l.contains("clock ran out") && l.contains(id.as_str()))
