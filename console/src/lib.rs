@@ -100,10 +100,7 @@ impl FromRequestParts<Console> for Operator {
         let Some(session) = session else {
             return Err(layout::signed_out(console.service.node_id().as_str()));
         };
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or_else(|| "unknown address".to_string(), |c| c.0.to_string());
+        let peer = browser(parts.extensions.get::<ConnectInfo<SocketAddr>>());
         Ok(Operator {
             identity: ConsoleIdentity {
                 operator: session.operator.clone(),
@@ -119,9 +116,43 @@ struct SignIn {
     token: String,
 }
 
-/// Redeems a one-time link for a session.
-async fn sign_in(State(console): State<Console>, Query(q): Query<SignIn>) -> Response {
+/// Where a browser is, for the audit trail.
+fn browser(connected: Option<&ConnectInfo<SocketAddr>>) -> String {
+    connected.map_or_else(|| "unknown address".to_string(), |c| c.0.to_string())
+}
+
+/// The page for a session whose start or end could not be recorded: nothing was done.
+fn not_recorded(console: &Console, e: &tonic::Status) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        layout::message_page(
+            console.service.node_id().as_str(),
+            "未能记录 Not recorded",
+            &format!(
+                "The audit trail could not record this, so it was not done: {}",
+                e.message()
+            ),
+        ),
+    )
+        .into_response()
+}
+
+/// Redeems a one-time link for a session; the session's start, or the link's refusal, is
+/// in the audit trail before the answer.
+async fn sign_in(
+    State(console): State<Console>,
+    connected: ConnectInfo<SocketAddr>,
+    Query(q): Query<SignIn>,
+) -> Response {
+    let from = browser(Some(&connected));
     let Some(operator) = console.tokens.redeem(&q.token) else {
+        if let Err(e) = console
+            .service
+            .audit_console("no identity", &from, "refused", "console link not valid")
+            .await
+        {
+            return not_recorded(&console, &e);
+        }
         return (
             StatusCode::UNAUTHORIZED,
             layout::message_page(
@@ -133,6 +164,13 @@ async fn sign_in(State(console): State<Console>, Query(q): Query<SignIn>) -> Res
         )
             .into_response();
     };
+    if let Err(e) = console
+        .service
+        .audit_console(&operator, &from, "console.signin", "ok: session started")
+        .await
+    {
+        return not_recorded(&console, &e);
+    }
     let id = random_hex();
     let session = Session {
         operator,
@@ -165,6 +203,18 @@ async fn sign_out(
 ) -> Response {
     if form.form_token != operator.session.form_token {
         return (StatusCode::FORBIDDEN, "the form is not this session's").into_response();
+    }
+    if let Err(e) = console
+        .service
+        .audit_console(
+            &operator.session.operator,
+            &operator.identity.peer,
+            "console.signout",
+            "ok: session ended",
+        )
+        .await
+    {
+        return not_recorded(&console, &e);
     }
     console
         .sessions

@@ -147,12 +147,7 @@ impl Core {
                     let _ = tx.blocking_send(Event::Enforced { version, outcome });
                 }
             })
-            .map_err(|e| {
-                NodeError::Store(isms_store::StoreError::Io {
-                    path: PathBuf::from("<enforcer thread>"),
-                    source: e,
-                })
-            })?;
+            .map_err(|e| thread_not_started("enforcer", e))?;
             core.enforcer = Some(enforcer);
             core.converge_at_start()?;
         }
@@ -167,24 +162,14 @@ impl Core {
                     let _ = tx.blocking_send(Event::QueryAnswered { directive, answer });
                 }
             })
-            .map_err(|e| {
-                NodeError::Store(isms_store::StoreError::Io {
-                    path: PathBuf::from("<querier thread>"),
-                    source: e,
-                })
-            })?;
+            .map_err(|e| thread_not_started("querier", e))?;
             core.querier = Some(querier);
             core.ask_pending_queries()?;
         }
         let thread = std::thread::Builder::new()
             .name("isms-core".into())
             .spawn(move || core.run(rx))
-            .map_err(|e| {
-                NodeError::Store(isms_store::StoreError::Io {
-                    path: PathBuf::from("<core thread>"),
-                    source: e,
-                })
-            })?;
+            .map_err(|e| thread_not_started("core", e))?;
         Ok((CoreHandle { tx }, thread))
     }
 
@@ -554,4 +539,13 @@ impl Core {
         }
         Ok(())
     }
+}
+
+/// A thread the core needs could not be started (the system is out of threads or memory):
+/// reported as the store's I/O failing, which stops the node.
+fn thread_not_started(thread: &str, source: std::io::Error) -> NodeError {
+    NodeError::Store(isms_store::StoreError::Io {
+        path: PathBuf::from(format!("<{thread} thread>")),
+        source,
+    })
 }

@@ -2,8 +2,9 @@
 //! `/metrics`, built with prometheus-client. Live figures are read at each scrape (links,
 //! outboxes, inboxes, the node's own health, the network view's counts by liveness); the
 //! figures that need a scan of the store (directives by kind and state, the regulation's
-//! clocks) are refreshed in the background every `REFRESH` and served as last counted;
-//! gRPC requests are counted by a layer around the node's gRPC server.
+//! clocks) are refreshed in the background every `REFRESH`, or less often where counting
+//! would take more than 1/`COUNT_SHARE` of a core, and served as last counted; gRPC
+//! requests are counted by a layer around the node's gRPC server.
 //!
 //! Labels are bounded: peers are the configured neighbours, services and methods the
 //! node's own (anything else is `unknown`), kinds and states the protocol's; no directive
@@ -32,8 +33,10 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
-/// How often the store is counted for the figures that need a scan.
+/// How often the store is counted for the figures that need a scan, at most.
 const REFRESH: Duration = Duration::from_secs(15);
+/// The pause after a count is at least this many times what the count took.
+const COUNT_SHARE: u32 = 50;
 
 /// The gRPC services whose methods are labels; any other path is `unknown`.
 const SERVICES: [&str; 5] = [
@@ -397,18 +400,20 @@ pub async fn start(
     let serve_stop = stop.clone();
     let task = tokio::spawn(async move {
         let counting = tokio::spawn(async move {
-            let mut every = tokio::time::interval(REFRESH);
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             loop {
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    _ = every.tick() => {}
-                }
                 let shared = shared.clone();
+                let started = Instant::now();
                 match tokio::task::spawn_blocking(move || count(&shared)).await {
                     Ok(Ok(c)) => *counted.lock().unwrap_or_else(|p| p.into_inner()) = c,
                     Ok(Err(e)) => tracing::warn!(error = %e, "metrics: cannot count the store"),
                     Err(e) => tracing::warn!(error = %e, "metrics: the count failed"),
+                }
+                // A store large enough that counting it takes a while is counted less often:
+                // the count never takes more than 1/COUNT_SHARE of a core.
+                let pause = REFRESH.max(started.elapsed() * COUNT_SHARE);
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(pause) => {}
                 }
             }
         });

@@ -46,7 +46,12 @@ impl ConsoleTokens {
         }
     }
 
-    /// A fresh token for `operator`, valid once within `LINK_LIFETIME`.
+    /// How long a token stays valid after it is issued.
+    pub fn lifetime(&self) -> Duration {
+        self.lifetime
+    }
+
+    /// A fresh token for `operator`, valid once within the lifetime.
     pub fn issue(&self, operator: &str) -> String {
         let token = random_hex();
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());

@@ -94,6 +94,27 @@ impl OperatorService {
         &self.shared.node_id
     }
 
+    /// Records, durably, a console session starting (`console.signin`), ending
+    /// (`console.signout`) or a link refused (`refused`): the link itself was issued by an
+    /// audited `OpenConsole`, the session's calls are audited one by one.
+    pub async fn audit_console(
+        &self,
+        operator: &str,
+        browser: &str,
+        action: &str,
+        outcome: &str,
+    ) -> Result<(), Status> {
+        let caller = Caller {
+            operator: operator.to_string(),
+            peer: format!("console {browser}"),
+            args_digest: Vec::new(),
+        };
+        self.core
+            .audit(caller, action.into(), "console".into(), outcome.into())
+            .await
+            .map_err(Status::from)
+    }
+
     /// A directive as it stands now, unaudited: for a live view whose opening
     /// `GetDirective` was authorized and audited (the console's progress stream).
     pub fn directive_now(&self, id: &str) -> Result<DirectiveView, Status> {
@@ -681,9 +702,9 @@ impl Operator for OperatorService {
         let reply = match &self.console {
             Some((tokens, base)) => Ok(OpenConsoleReply {
                 url: format!("{base}/signin?token={}", tokens.issue(&caller.operator)),
-                expires_at_ms: self.shared.now_ms()
-                    + i64::try_from(crate::console_access::LINK_LIFETIME.as_millis())
-                        .unwrap_or(i64::MAX),
+                expires_at_ms: self.shared.now_ms().saturating_add(
+                    i64::try_from(tokens.lifetime().as_millis()).unwrap_or(i64::MAX),
+                ),
             }),
             None => Err(Status::failed_precondition(
                 "this node serves no console: set `[console] listen` in its config",

@@ -112,6 +112,20 @@ fn operators_work_in_the_console_as_in_the_cli() {
         shot(&c, "network").await;
         c.goto(&link).await.expect("again");
         wait_text(&c, "Link not valid").await;
+        // The session's start is in the trail, once; so is the link refused the second time.
+        let trail = |action: &str| -> Vec<Value> {
+            net.cli_json("ministry", &["audit", "list", "--action", action, "--json"])
+                .and_then(|v| v["entries"].as_array().cloned())
+                .unwrap_or_default()
+        };
+        let started = trail("console.signin");
+        assert_eq!(started.len(), 1, "{started:?}");
+        assert_eq!(started[0]["operator"], "admin", "{started:?}");
+        let refused = trail("refused");
+        assert!(
+            refused.iter().any(|e| e["outcome"] == "console link not valid"),
+            "{refused:?}"
+        );
 
         // The issue form: a bad domain gets the CLI's error and stores nothing.
         c.goto(&format!("{}/issue", base(&link))).await.expect("issue");
@@ -259,6 +273,22 @@ fn operators_work_in_the_console_as_in_the_cli() {
             .cli_json("ministry", &["directive", "list", "--json"])
             .expect("list");
         assert_eq!(listed["directives"].as_array().map(Vec::len), Some(2), "{listed}");
+
+        // Signing out ends the session, and says so in the trail.
+        c.goto(&base(&viewer)).await.expect("network");
+        wait_text(&c, "viewer").await;
+        c.find(Locator::Css("form[action='/signout'] button"))
+            .await
+            .expect("sign out")
+            .click()
+            .await
+            .expect("click");
+        wait_text(&c, "Sign in").await;
+        c.goto(&base(&viewer)).await.expect("after");
+        wait_text(&c, "Sign in").await;
+        let ended = trail("console.signout");
+        assert_eq!(ended.len(), 1, "{ended:?}");
+        assert_eq!(ended[0]["operator"], "viewer", "{ended:?}");
         c.close().await.expect("close");
     });
 }
