@@ -248,12 +248,17 @@ pub(crate) async fn directive_events(
         .map_err(|s| {
             (axum::http::StatusCode::FORBIDDEN, s.message().to_string()).into_response()
         })?;
+    // Read again soon after a change, then less often while nothing moves: a directive to
+    // every enterprise is thousands of targets to read and draw.
+    const FIRST: Duration = Duration::from_millis(250);
+    const MOST: Duration = Duration::from_secs(2);
     let stream = futures::stream::unfold(
         (c, id, String::new(), false),
         |(c, id, last, ended)| async move {
             if ended {
                 return None;
             }
+            let mut pause = FIRST;
             loop {
                 let Ok(v) = c.service.directive_now(&id) else {
                     return None;
@@ -267,7 +272,8 @@ pub(crate) async fn directive_events(
                     let event = Event::default().data(fragment.replace('\n', " "));
                     return Some((Ok(event), (c, id, fragment, all_final)));
                 }
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MOST);
             }
         },
     );

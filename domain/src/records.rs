@@ -256,15 +256,10 @@ pub fn clock(deadline_ms: i64, directive_id: &str, node: &str) -> Vec<u8> {
 pub const DELIVERED_RUN_PREFIX: &[u8] = b"dl/";
 
 pub fn delivered_run(peer: &str, up_to: u64) -> Vec<u8> {
-    let mut k = delivered_runs_of(peer);
-    k.extend_from_slice(&up_to.to_be_bytes());
-    k
-}
-
-pub fn delivered_runs_of(peer: &str) -> Vec<u8> {
     let mut k = DELIVERED_RUN_PREFIX.to_vec();
     k.extend_from_slice(peer.as_bytes());
     k.push(0);
+    k.extend_from_slice(&up_to.to_be_bytes());
     k
 }
 

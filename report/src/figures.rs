@@ -248,7 +248,7 @@ fn confirmation(directives: &[&DirectiveView]) -> Vec<ClockRow> {
                 let waiting = state(hop) == TargetState::Received;
                 // Decided after its deadline: late, whether or not this node's own ticker
                 // marked it (a province's clock is marked at the ministry, which runs it).
-                let decided_late = !waiting && hop.updated_at_ms > hop.deadline_ms;
+                let decided_late = !waiting && decided_at(hop) > hop.deadline_ms;
                 if hop.overdue_at_ms != 0 || decided_late {
                     row.overdue += 1;
                 } else if waiting {
@@ -260,6 +260,19 @@ fn confirmation(directives: &[&DirectiveView]) -> Vec<ClockRow> {
         }
     }
     units.into_values().chain([all]).collect()
+}
+
+/// When a relaying province decided: confirmed or passed on (`acknowledged_at_ms`), else
+/// returned (`finished_at_ms`); a later change (a revocation) is not its decision.
+fn decided_at(hop: &TargetView) -> i64 {
+    [
+        hop.acknowledged_at_ms,
+        hop.finished_at_ms,
+        hop.updated_at_ms,
+    ]
+    .into_iter()
+    .find(|&t| t != 0)
+    .unwrap_or(0)
 }
 
 fn clock_row(unit: &str) -> ClockRow {

@@ -73,13 +73,25 @@ fn november() -> Report {
         ..Default::default()
     }];
     let mut late = view("l", DirectiveKind::Disposal, Urgency::General, t0, vec![]);
-    late.hops = vec![TargetView {
-        node: "province/44".into(),
-        state: Confirmed as i32,
-        deadline_ms: t0 + H,
-        updated_at_ms: t0 + 2 * H,
-        ..Default::default()
-    }];
+    late.hops = vec![
+        TargetView {
+            node: "province/44".into(),
+            state: Confirmed as i32,
+            deadline_ms: t0 + H,
+            updated_at_ms: t0 + 2 * H,
+            ..Default::default()
+        },
+        // Confirmed in time, the directive revoked after the deadline: met.
+        TargetView {
+            node: "province/11".into(),
+            state: Revoked as i32,
+            deadline_ms: t0 + H,
+            acknowledged_at_ms: t0 + H / 2,
+            finished_at_ms: t0 + 3 * H,
+            updated_at_ms: t0 + 3 * H,
+            ..Default::default()
+        },
+    ];
     let directives = vec![
         late,
         // Full execution in 1 h and 2 h at province/11, and one with a failure.
@@ -182,12 +194,25 @@ fn counts_percentiles_clocks_and_drills_come_out_as_counted_by_hand() {
         (all.unit.as_str(), all.directives, all.executed, all.failed),
         ("all", 3, 2, 1)
     );
-    assert_eq!(report.confirmation[0].clocks, 3);
+    let p44 = report
+        .confirmation
+        .iter()
+        .find(|r| r.unit == "province/44")
+        .expect("province/44");
+    assert_eq!(p44.clocks, 3);
     assert_eq!(
-        (report.confirmation[0].met, report.confirmation[0].overdue),
+        (p44.met, p44.overdue),
         (1, 2),
         "r in time; c marked overdue; l decided after its deadline, unmarked"
     );
+    let p11 = &report.confirmation[0];
+    assert_eq!(
+        (p11.unit.as_str(), p11.clocks, p11.met, p11.overdue),
+        ("province/11", 1, 1, 0),
+        "decided in time, revoked later"
+    );
+    let all = report.confirmation.last().expect("all");
+    assert_eq!((all.clocks, all.met, all.overdue), (4, 2, 2));
     assert_eq!(report.returns.len(), 1);
     assert_eq!(report.returns[0].reason, "not ours");
     let q = report.queries.last().expect("all");
